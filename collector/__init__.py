@@ -1,0 +1,1 @@
+"""Collector: polls every mailbox and persists what it lists, before acknowledging it."""

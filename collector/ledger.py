@@ -1,0 +1,178 @@
+"""The collector's writes: each listed message persisted (or quarantined) in one transaction, before any ack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from connectors.base import Fetched, MessageRef
+from postbud import codec
+from postbud.config import Config
+from postbud.lifecycle import record
+from postbud.storage.db import Store
+from postbud.storage.models import Mailbox, Message, MessageStatus, Organisation, utcnow
+
+ACTOR = "collector"
+
+
+@dataclass(frozen=True)
+class MailboxKey:
+    """What the collector needs to know about a mailbox row without holding a session."""
+
+    id: int
+    organisation_cvr: str
+    name: str
+    provider: str
+
+
+def sync_mailboxes(store: Store, config: Config) -> list[MailboxKey]:
+    """Make the organisation and mailbox rows match the configuration (new ones added, none deleted)."""
+    keys = []
+    with store.transaction() as session:
+        for org_config in config.organisations:
+            org = session.exec(select(Organisation).where(Organisation.cvr == org_config.cvr)).first()
+            if org is None:
+                org = Organisation(cvr=org_config.cvr, name=org_config.name)
+                session.add(org)
+                session.flush()
+            elif org.name != org_config.name:
+                org.name = org_config.name
+            assert org.id is not None
+            for mb_config in org_config.mailboxes:
+                mailbox = session.exec(
+                    select(Mailbox).where(
+                        Mailbox.organisation_id == org.id, Mailbox.name == mb_config.name
+                    )
+                ).first()
+                if mailbox is None:
+                    mailbox = Mailbox(organisation_id=org.id, name=mb_config.name, provider=mb_config.type)
+                    session.add(mailbox)
+                    session.flush()
+                mailbox.provider = mb_config.type
+                assert mailbox.id is not None
+                if mb_config.enabled:
+                    keys.append(MailboxKey(mailbox.id, org.cvr, mailbox.name, mailbox.provider))
+    return keys
+
+
+@dataclass(frozen=True)
+class Known:
+    message_id: str
+    acknowledged: bool
+
+
+def find(store: Store, mailbox: MailboxKey, key: str) -> Known | None:
+    """Is this provider message already stored? (checked before the expensive fetch)"""
+    with store.read() as session:
+        row = session.exec(
+            select(Message.id, Message.acknowledged_at).where(
+                Message.mailbox_id == mailbox.id, Message.provider_message_id == key
+            )
+        ).first()
+    return None if row is None else Known(row[0], row[1] is not None)
+
+
+def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched) -> Known:
+    """Persist a fetched message with its trace event; idempotent on (mailbox, provider message id)."""
+    row = Message(
+        mailbox_id=mailbox.id,
+        organisation_cvr=mailbox.organisation_cvr,
+        provider=mailbox.provider,
+        provider_message_id=fetched.ref.key,
+        raw_media_type=fetched.raw_media_type,
+        status=MessageStatus.COLLECTED,
+    )
+    try:
+        with store.transaction() as session:
+            attachments = codec.seal(store.vault, row, fetched.message, fetched.raw)
+            session.add(row)
+            session.flush()
+            session.add_all(attachments)
+            record(
+                session,
+                row.id,
+                "collected",
+                actor=ACTOR,
+                to_status=MessageStatus.COLLECTED,
+                detail={
+                    "mailbox": mailbox.name,
+                    "provider": mailbox.provider,
+                    "provider_message_id": fetched.ref.key,
+                    "format": fetched.message.format,
+                    "documents": sum(len(d.files) for d in fetched.message.documents),
+                },
+            )
+    except IntegrityError:
+        existing = find(store, mailbox, fetched.ref.key)
+        if existing is None:
+            raise
+        return existing
+    return Known(row.id, False)
+
+
+def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason: str, raw: bytes | None) -> Known:
+    """Keep an unusable message as evidence, with the reason in its trace; never lose it silently."""
+    row = Message(
+        mailbox_id=mailbox.id,
+        organisation_cvr=mailbox.organisation_cvr,
+        provider=mailbox.provider,
+        provider_message_id=ref.key,
+        status=MessageStatus.QUARANTINED,
+        status_reason=reason,
+        title=ref.meta.get("title", ""),
+    )
+    if raw is not None:
+        row.raw = store.vault.encrypt(raw, codec.raw_aad(row.id))
+    try:
+        with store.transaction() as session:
+            session.add(row)
+            session.flush()
+            record(
+                session,
+                row.id,
+                "quarantined",
+                actor=ACTOR,
+                reason=reason,
+                to_status=MessageStatus.QUARANTINED,
+                detail={"mailbox": mailbox.name, "provider": mailbox.provider, "provider_message_id": ref.key},
+            )
+    except IntegrityError:
+        existing = find(store, mailbox, ref.key)
+        if existing is None:
+            raise
+        return existing
+    return Known(row.id, False)
+
+
+def mark_acknowledged(store: Store, message_id: str) -> None:
+    with store.transaction() as session:
+        row = session.get(Message, message_id)
+        if row is None or row.acknowledged_at is not None:
+            return
+        row.acknowledged_at = utcnow()
+        session.add(row)
+        record(session, message_id, "acknowledged", actor=ACTOR)
+
+
+def save_cursor(store: Store, mailbox: MailboxKey, cursor: str | None) -> None:
+    with store.transaction() as session:
+        row = session.get(Mailbox, mailbox.id)
+        assert row is not None
+        row.cursor = cursor
+
+
+def load_cursor(store: Store, mailbox: MailboxKey) -> str | None:
+    with store.read() as session:
+        row = session.get(Mailbox, mailbox.id)
+        return None if row is None else row.cursor
+
+
+def mark_polled(store: Store, mailbox: MailboxKey, *, error: str | None) -> None:
+    with store.transaction() as session:
+        row = session.get(Mailbox, mailbox.id)
+        assert row is not None
+        if error is None:
+            row.last_success_at = utcnow()
+        row.last_error = error

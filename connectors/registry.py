@@ -1,0 +1,123 @@
+"""The connector registry: built-ins listed here, third-party ones from the `postbud.connectors` entry points.
+
+A connector is selected in config by its stable name (`type = "ngdp"`). Two connectors with one name
+is a fatal error: silently preferring one would make routing depend on install order.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, get_args
+
+from pydantic import BaseModel, ValidationError
+
+from connectors.base import Connector, ConnectorContext, ConnectorFactory, ConnectorSettings
+
+ENTRY_POINT_GROUP = "postbud.connectors"
+
+BUILTINS: Mapping[str, str] = {
+    "folder": "connectors.folder:FolderConnector",
+}
+
+
+class RegistryError(Exception):
+    """The set of installed connectors is inconsistent (duplicate or broken plugin)."""
+
+
+@dataclass(frozen=True)
+class RegisteredConnector:
+    name: str
+    origin: str
+    factory: ConnectorFactory
+
+
+def _load(target: str) -> ConnectorFactory:
+    module_name, _, attr = target.partition(":")
+    factory: ConnectorFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def discover(extra: Iterable[tuple[str, str]] = ()) -> dict[str, RegisteredConnector]:
+    """Every available connector by name. `extra` adds (name, "module:attr") pairs, as entry points do."""
+    found: dict[str, RegisteredConnector] = {}
+
+    def add(name: str, origin: str, factory: ConnectorFactory) -> None:
+        if name in found:
+            raise RegistryError(
+                f"two connectors are named {name!r}: {found[name].origin} and {origin}; "
+                "uninstall one of them"
+            )
+        declared = getattr(factory, "name", name)
+        if declared != name:
+            raise RegistryError(f"connector {origin} registers as {name!r} but calls itself {declared!r}")
+        found[name] = RegisteredConnector(name, origin, factory)
+
+    for name, target in BUILTINS.items():
+        add(name, f"built-in {target}", _load(target))
+    plugins = [(ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)]
+    for name, target in [*plugins, *extra]:
+        try:
+            factory = _load(target)
+        except Exception as exc:  # a broken plugin must say which one it is
+            raise RegistryError(f"connector plugin {name!r} ({target}) cannot be loaded: {exc}") from exc
+        add(name, f"plugin {target}", factory)
+    return found
+
+
+def is_secret_ref(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and set(value) <= {"env", "file"}
+
+
+def validate_mailbox(mailbox: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """Problems with a mailbox's connector settings, as (key path inside the mailbox, message)."""
+    connectors = discover()
+    registered = connectors.get(mailbox.type)
+    if registered is None:
+        known = ", ".join(sorted(connectors))
+        return [(("type",), f"unknown connector {mailbox.type!r} (installed: {known})")]
+    raw = {k: ("secret" if is_secret_ref(v) else v) for k, v in mailbox.connector_settings.items()}
+    try:
+        registered.factory.Settings.model_validate(raw)
+    except ValidationError as exc:
+        return [
+            (
+                tuple(p for p in e["loc"] if isinstance(p, (str, int))),
+                "unknown key" if e["type"] == "extra_forbidden" else e["msg"],
+            )
+            for e in exc.errors()
+        ]
+    return []
+
+
+def build(mailbox: Any, context: ConnectorContext) -> Connector:
+    """Construct the mailbox's connector: secrets revealed, relative paths made the config's."""
+    from postbud.config import SecretRef
+
+    registered = discover()[mailbox.type]
+    raw = {}
+    for key, value in mailbox.connector_settings.items():
+        if is_secret_ref(value):
+            ref = SecretRef.model_validate(value, context={"base_dir": context.base_dir})
+            value = ref.reveal()
+        raw[key] = value
+    settings = registered.factory.Settings.model_validate(raw)
+    settings = _anchor_paths(settings, context.base_dir)
+    return registered.factory(settings, context)
+
+
+def _anchor_paths(settings: ConnectorSettings, base_dir: Path) -> ConnectorSettings:
+    updates = {}
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        annotation = field.annotation
+        is_path = annotation is Path or Path in get_args(annotation)
+        if is_path and isinstance(value, Path) and not value.is_absolute():
+            updates[name] = base_dir / value
+    return settings.model_copy(update=updates) if updates else settings
+
+
+__all__ = ["BaseModel", "RegisteredConnector", "RegistryError", "build", "discover", "validate_mailbox"]

@@ -1,0 +1,1 @@
+"""Delivery: hands routed messages to approved recipients, always encrypted."""

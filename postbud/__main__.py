@@ -1,0 +1,5 @@
+"""`python -m postbud` is the `postbud` command."""
+
+from postbud.cli import main
+
+main()

@@ -1,0 +1,6 @@
+"""The `postbud` command line."""
+
+def main() -> None:
+    from postbud.cli.app import app
+
+    app()

@@ -1,0 +1,64 @@
+"""The daemon's HTTP listener: /metrics for Prometheus, /healthz (alive), /readyz (started and database reachable)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+
+import uvicorn
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from postbud.metrics import Metrics
+from postbud.storage.db import Store
+
+
+def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool]) -> Starlette:
+    async def metrics_endpoint(_: Request) -> Response:
+        body = await asyncio.to_thread(generate_latest, metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        if not is_ready():
+            return JSONResponse({"status": "starting"}, status_code=503)
+        try:
+            await asyncio.to_thread(_ping, store)
+        except Exception as exc:
+            return JSONResponse({"status": "database unreachable", "error": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ready"})
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics_endpoint),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ]
+    )
+
+
+def _ping(store: Store) -> None:
+    with store.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside postbud's loop: the daemon owns the signals and tells the server when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve_task(app: Starlette, host: str, port: int, *, name: str) -> tuple[EmbeddedServer, asyncio.Task[None]]:
+    """Start `app` on host:port in the running loop; set `server.should_exit` to stop it."""
+    server = EmbeddedServer(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    return server, asyncio.create_task(server.serve(), name=name)

@@ -1,0 +1,1 @@
+"""Storage: the tables, the engine, schema migrations and encryption at rest."""

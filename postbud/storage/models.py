@@ -1,0 +1,195 @@
+"""The database tables. Content (bodies, attachments, originals, connector secrets) is stored encrypted;
+the metadata that search needs (sender, title, dates, CVR) stays clear."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored and returned as aware UTC on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware UTC time")
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _ts(*, nullable: bool) -> Any:
+    return Field(default=None, sa_column=Column(UtcDateTime(), nullable=nullable))
+
+
+class MessageStatus(StrEnum):
+    COLLECTED = "collected"
+    ROUTED = "routed"
+    HELD = "held"
+    DELIVERING = "delivering"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+
+
+class MailboxStatus(StrEnum):
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    HELD = "held"
+
+
+class Organisation(SQLModel, table=True):
+    __tablename__ = "organisation"
+
+    id: int | None = Field(default=None, primary_key=True)
+    cvr: str = Field(max_length=8, unique=True, index=True)
+    name: str
+
+
+class Mailbox(SQLModel, table=True):
+    __tablename__ = "mailbox"
+    __table_args__ = (UniqueConstraint("organisation_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_id: int = Field(foreign_key="organisation.id", index=True)
+    name: str
+    provider: str
+    status: str = Field(default=MailboxStatus.ACTIVE)
+    cursor: str | None = None
+    connector_state: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    credentials_fingerprint: str | None = None
+    last_success_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _ts(nullable=True)
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "provider_message_id", name="uq_message_provider_id"),
+        Index("ix_message_org_received", "organisation_cvr", "received_at"),
+        Index("ix_message_status_received", "status", "received_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    mailbox_id: int = Field(foreign_key="mailbox.id", index=True)
+    organisation_cvr: str = Field(max_length=8)
+    provider: str
+    provider_message_id: str = Field(max_length=255)
+    status: str = Field(default=MessageStatus.COLLECTED)
+    status_reason: str | None = None
+    message_type: str | None = None
+    format: str | None = None
+    title: str = ""
+    sender_id: str | None = Field(default=None, index=True)
+    sender_name: str | None = Field(default=None, index=True)
+    recipient_id: str | None = None
+    sent_at: datetime | None = _ts(nullable=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    acknowledged_at: datetime | None = _ts(nullable=True)
+    raw_media_type: str | None = None
+    # Encrypted: the normalized message (header, attention, text) as JSON, and the original bytes.
+    content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _ts(nullable=True)
+
+
+class Attachment(SQLModel, table=True):
+    __tablename__ = "attachment"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    message_id: str = Field(foreign_key="message.id", index=True, max_length=32)
+    document_index: int
+    file_index: int
+    document_kind: str
+    name: str
+    media_type: str
+    size: int
+    content: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class RoutingDecision(SQLModel, table=True):
+    __tablename__ = "routing_decision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(foreign_key="message.id", index=True, max_length=32)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    action: str
+    decided_by: str
+    rule: str | None = None
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    actor: str | None = None
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: one row per message × recipient × channel, written in the routing transaction."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("message_id", "recipient", "channel", name="uq_delivery_target"),
+        Index("ix_delivery_status_next", "status", "next_attempt_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    message_id: str = Field(foreign_key="message.id", index=True, max_length=32)
+    organisation_cvr: str = Field(max_length=8)
+    recipient: str
+    channel: str
+    status: str = Field(default=DeliveryStatus.PENDING)
+    idempotency_key: str = Field(unique=True, max_length=255)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    delivered_at: datetime | None = _ts(nullable=True)
+    last_reply: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _ts(nullable=True)
+
+
+class TraceEvent(SQLModel, table=True):
+    """One step in a message's life. `detail` holds ids and reasons, never bodies or CPR numbers."""
+
+    __tablename__ = "trace_event"
+    __table_args__ = (Index("ix_trace_message_at", "message_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str | None = Field(default=None, foreign_key="message.id", max_length=32)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False, index=True))
+    kind: str = Field(index=True)
+    actor: str
+    from_status: str | None = None
+    to_status: str | None = None
+    reason: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,116 @@
+"""Encryption at rest: AES-256-GCM with a key id in every blob, so keys can rotate.
+
+Blob layout: version byte 0x01, key-id length (1 byte), key id (ASCII), 12-byte nonce, ciphertext+tag.
+The associated data binds a blob to its row and column, so a blob copied elsewhere does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = 1
+_NONCE = 12
+
+
+class VaultError(Exception):
+    """A blob cannot be decrypted: unknown key id, wrong row, or tampered bytes."""
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Named 256-bit keys and which one encrypts new data."""
+
+    active: str
+    keys: dict[str, bytes]
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        kid = _new_kid()
+        return cls(active=kid, keys={kid: AESGCM.generate_key(bit_length=256)})
+
+    def rotated(self) -> Keyring:
+        kid = _new_kid()
+        return Keyring(active=kid, keys={**self.keys, kid: AESGCM.generate_key(bit_length=256)})
+
+    def to_json(self) -> str:
+        keys = {k: base64.b64encode(v).decode("ascii") for k, v in self.keys.items()}
+        return json.dumps({"active": self.active, "keys": keys}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Keyring:
+        data = json.loads(text)
+        keys = {k: base64.b64decode(v) for k, v in data["keys"].items()}
+        if data["active"] not in keys or any(len(k) != 32 for k in keys.values()):
+            raise VaultError("keyring is malformed: the active key must exist and keys are 32 bytes")
+        return cls(active=data["active"], keys=keys)
+
+
+def _new_kid() -> str:
+    return "k" + secrets.token_hex(4)
+
+
+def load_keyring(path: Path, *, create: bool) -> Keyring:
+    """The keyring in `path` (or $POSTBUD_KEYRING, for containers); created 0600 on first use if allowed."""
+    env = os.environ.get("POSTBUD_KEYRING")
+    if env:
+        return Keyring.from_json(env)
+    if path.exists():
+        return Keyring.from_json(path.read_text(encoding="utf-8"))
+    if not create:
+        raise VaultError(f"keyring {path} does not exist")
+    keyring = Keyring.generate()
+    save_keyring(path, keyring)
+    return keyring
+
+
+def save_keyring(path: Path, keyring: Keyring) -> None:
+    """Write atomically with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(keyring.to_json())
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+class Vault:
+    def __init__(self, keyring: Keyring) -> None:
+        self.keyring = keyring
+        self._ciphers = {kid: AESGCM(key) for kid, key in keyring.keys.items()}
+
+    def encrypt(self, plaintext: bytes, aad: str) -> bytes:
+        kid = self.keyring.active.encode("ascii")
+        nonce = os.urandom(_NONCE)
+        sealed = self._ciphers[self.keyring.active].encrypt(nonce, plaintext, aad.encode("utf-8"))
+        return bytes([_VERSION, len(kid)]) + kid + nonce + sealed
+
+    def decrypt(self, blob: bytes, aad: str) -> bytes:
+        kid = self.key_id(blob)
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise VaultError(f"blob was encrypted with key {kid!r}, which the keyring does not hold")
+        start = 2 + len(kid)
+        nonce, sealed = blob[start : start + _NONCE], blob[start + _NONCE :]
+        try:
+            return cipher.decrypt(nonce, sealed, aad.encode("utf-8"))
+        except InvalidTag:
+            raise VaultError("blob does not decrypt: tampered, or stored under another row") from None
+
+    @staticmethod
+    def key_id(blob: bytes) -> str:
+        if len(blob) < 2 + _NONCE or blob[0] != _VERSION:
+            raise VaultError("not an encrypted blob")
+        return blob[2 : 2 + blob[1]].decode("ascii")
+
+    def needs_rotation(self, blob: bytes) -> bool:
+        return self.key_id(blob) != self.keyring.active

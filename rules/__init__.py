@@ -1,0 +1,1 @@
+"""Rules: the administrators' TOML routing language."""

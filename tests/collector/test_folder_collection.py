@@ -1,0 +1,160 @@
+"""The spine end to end with the folder connector: collect, deduplicate, survive crashes, quarantine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from collector import poll
+from connectors.folder import FolderConnector
+from postbud.daemon import Daemon
+from postbud.metrics import Metrics
+from postbud.runtime import Runtime
+from postbud.storage import migrate
+from postbud.storage.models import Delivery, Message, TraceEvent
+from postbud.trace import SearchFilter, search, show
+from tests.conftest import MakeConfig
+
+SECRET_LINE = "Fortroligt: kunde 0102031234 skylder 4711 kr. til Skattestyrelsen."
+
+EML = f"""From: Skattestyrelsen <noreply@skat.dk>
+To: post@test.dk
+Subject: Momsangivelse for 3. kvartal
+Date: Mon, 23 Nov 2026 10:00:00 +0000
+Message-ID: <moms-1@skat.dk>
+
+{SECRET_LINE}
+""".encode()
+
+
+def drop(config_dir: Path, name: str, data: bytes) -> Path:
+    folder = config_dir / "drop"
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+async def run_once(runtime: Runtime) -> None:
+    await Daemon(runtime).run_once()
+
+
+@pytest.fixture
+def runtime(make_config: MakeConfig):  # type: ignore[no-untyped-def]
+    rt = Runtime.create(make_config())
+    yield rt
+    asyncio.run(rt.aclose())
+
+
+def messages(rt: Runtime) -> list[Message]:
+    with rt.store.read() as session:
+        return list(session.exec(select(Message)))
+
+
+def test_migration_from_empty_reaches_head(runtime: Runtime) -> None:
+    assert migrate.current_revision(runtime.store.engine) == "0001"
+    migrate.upgrade(runtime.store.engine)  # idempotent
+    assert migrate.current_revision(runtime.store.engine) == "0001"
+
+
+def test_dropped_file_is_collected_routed_traced_and_moved(runtime: Runtime) -> None:
+    base = runtime.config.base_dir
+    drop(base, "a.eml", EML)
+    asyncio.run(run_once(runtime))
+    (found,) = search(runtime.store, SearchFilter(organisation="12345678"))
+    assert found["title"] == "Momsangivelse for 3. kvartal"
+    assert found["sender"] == "Skattestyrelsen"
+    assert found["status"] == "routed"
+    assert found["mailbox"] == "drop"
+    timeline = show(runtime.store, found["id"])
+    assert timeline is not None
+    assert [e["kind"] for e in timeline["events"]] == ["collected", "acknowledged", "routed"]
+    assert (base / "drop" / "processed" / "a.eml").exists()
+    assert not (base / "drop" / "a.eml").exists()
+    with runtime.store.read() as session:
+        outbox = list(session.exec(select(Delivery)))
+    assert [(d.recipient, d.channel, d.status) for d in outbox] == [("reception", "email", "pending")]
+
+
+def test_same_file_twice_is_one_message(runtime: Runtime) -> None:
+    base = runtime.config.base_dir
+    drop(base, "a.eml", EML)
+    asyncio.run(run_once(runtime))
+    drop(base, "again.eml", EML)
+    asyncio.run(run_once(runtime))
+    assert len(messages(runtime)) == 1
+    assert (base / "drop" / "processed" / "again.eml").exists()
+
+
+def test_crash_between_commit_and_move_leaves_no_duplicate(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = runtime.config.base_dir
+    path = drop(base, "a.eml", EML)
+
+    async def crash(self: FolderConnector, ref: object) -> None:
+        raise KeyboardInterrupt("power cut after the commit")
+
+    monkeypatch.setattr(FolderConnector, "acknowledge", crash)
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(poll.poll_mailbox(runtime.store, runtime.mailboxes[0],
+                                      runtime.connectors[runtime.mailboxes[0].id], Metrics()))
+    assert path.exists() and len(messages(runtime)) == 1
+    monkeypatch.undo()
+
+    asyncio.run(run_once(runtime))  # the restart
+    (message,) = messages(runtime)
+    assert message.acknowledged_at is not None
+    assert not path.exists() and (base / "drop" / "processed" / "a.eml").exists()
+
+
+def test_malformed_files_are_quarantined_and_the_next_is_collected(runtime: Runtime) -> None:
+    base = runtime.config.base_dir
+    drop(base, "1-broken.xml", b"<memo:Message xmlns:memo='https://DigitalPost.dk/MeMo-1'><oops")
+    drop(base, "2-empty.eml", b"\x00\x01\x02\xff" * 10)
+    drop(base, "3-good.eml", EML)
+    asyncio.run(run_once(runtime))
+    by_status = {m.status: m for m in messages(runtime)}
+    statuses = sorted(m.status for m in messages(runtime))
+    assert statuses == ["quarantined", "quarantined", "routed"]
+    quarantined = [m for m in messages(runtime) if m.status == "quarantined"]
+    for message in quarantined:
+        timeline = show(runtime.store, message.id)
+        assert timeline is not None
+        (event,) = [e for e in timeline["events"] if e["kind"] == "quarantined"]
+        assert event["reason"] and ("broken.xml" in event["reason"] or "empty.eml" in event["reason"])
+        assert message.raw is not None  # the evidence is kept, encrypted
+    assert by_status["routed"].title == "Momsangivelse for 3. kvartal"
+
+
+def test_database_holds_no_plaintext_body(runtime: Runtime) -> None:
+    drop(runtime.config.base_dir, "a.eml", EML)
+    asyncio.run(run_once(runtime))
+    needle = b"0102031234 skylder 4711"
+    if runtime.store.is_sqlite:
+        runtime.store.dispose()  # checkpoint the WAL so the main file holds everything
+        db_file = Path(runtime.store.engine.url.database or "")
+        blobs = b"".join(p.read_bytes() for p in db_file.parent.glob(db_file.name + "*"))
+        assert b"Momsangivelse" in blobs  # metadata stays searchable
+        assert needle not in blobs
+    else:
+        with runtime.store.engine.connect() as connection:
+            dump = b"".join(
+                bytes(str(row), "utf-8") + (bytes(row[0]) if isinstance(row[0], (bytes, memoryview)) else b"")
+                for table in ("message", "attachment", "trace_event", "routing_decision")
+                for row in connection.execute(text(f"SELECT * FROM {table}"))
+            )
+        assert needle not in dump
+
+
+def test_trace_events_are_written_with_each_transition(runtime: Runtime) -> None:
+    drop(runtime.config.base_dir, "a.eml", EML)
+    asyncio.run(run_once(runtime))
+    with runtime.store.read() as session:
+        events = list(session.exec(select(TraceEvent).order_by(TraceEvent.id)))  # type: ignore[arg-type]
+    transitions = [(e.from_status, e.to_status) for e in events if e.to_status]
+    assert transitions == [(None, "collected"), ("collected", "routed")]
