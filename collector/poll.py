@@ -17,6 +17,8 @@ from postbud.storage.db import Store
 log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 10_000
+sleep = asyncio.sleep  # the back-off's sleep; tests replace it to observe the waits
+_BACKOFF = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0)
 
 
 class PollResult:
@@ -32,6 +34,7 @@ async def _retrying(call, *, attempts: int):  # type: ignore[no-untyped-def]
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(attempts),
         wait=_wait,
+        sleep=lambda seconds: sleep(seconds),
         reraise=True,
     ):
         with attempt:
@@ -42,7 +45,7 @@ def _wait(retry_state) -> float:  # type: ignore[no-untyped-def]
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if isinstance(exc, TransientError) and exc.retry_after is not None:
         return min(exc.retry_after, 300.0)
-    return float(wait_exponential_jitter(initial=0.5, max=30.0)(retry_state))
+    return float(_BACKOFF(retry_state))
 
 
 async def poll_mailbox(
@@ -62,7 +65,6 @@ async def poll_mailbox(
             break
     await asyncio.to_thread(ledger.mark_polled, store, mailbox, error=None)
     metrics.poll_seconds.labels(mailbox.provider).observe(time.monotonic() - started)
-    metrics.mailbox_last_success.labels(mailbox.provider, mailbox.name).set(time.time())
     return result
 
 

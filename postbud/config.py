@@ -146,6 +146,18 @@ class ScheduleSettings(Frozen):
     batch_size: int = Field(default=100, gt=0)
 
 
+class CollectorSettings(Frozen):
+    """How polling is spread: leases (shared between instances), concurrency, retries, breaker."""
+
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_concurrent_polls: int = Field(default=50, gt=0)
+    max_concurrent_per_provider: int = Field(default=20, gt=0)
+    retries: int = Field(default=3, ge=1)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
 class LoggingSettings(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -200,6 +212,7 @@ class Config(Frozen):
     encryption: EncryptionSettings = EncryptionSettings()
     http: HttpSettings = HttpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    collector: CollectorSettings = CollectorSettings()
     logging: LoggingSettings = LoggingSettings()
     sandbox: SandboxSettings = SandboxSettings()
     organisations: tuple[OrganisationConfig, ...] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -39,30 +40,170 @@ class Metrics:
         self.stage_errors = Counter(
             "postbud_stage_errors_total", "Unexpected errors caught at a stage boundary.", ["stage"], registry=r
         )
-        self.mailbox_last_success = Gauge(
-            "postbud_mailbox_last_success_timestamp_seconds",
-            "Unix time of each mailbox's last successful poll.",
-            ["provider", "mailbox"],
+        self.up = Gauge("postbud_up", "1 while the daemon runs.", registry=r)
+        # Retention, erasure, the read-only API and recipient keys (issue 8).
+        self.purged = Counter(
+            "postbud_purged_total",
+            "Rows purged by retention, by kind (content, attachment, original, trace_event).",
+            ["kind"],
             registry=r,
         )
-        self.mailboxes_needing_reauth = Gauge(
-            "postbud_mailboxes_needing_reauth", "Mailboxes stopped until their credentials change.",
-            ["provider"], registry=r,
+        self.purge_last_run = Gauge(
+            "postbud_purge_last_run_timestamp_seconds",
+            "Unix time of the last completed retention purge (alert when older than two days).",
+            registry=r,
         )
-        self.up = Gauge("postbud_up", "1 while the daemon runs.", registry=r)
+        self.retention_escalations = Counter(
+            "postbud_retention_escalations_total",
+            "Held messages escalated because retention is about to purge them.",
+            registry=r,
+        )
+        self.erased_messages = Counter(
+            "postbud_erased_messages_total", "Messages erased on a data subject's request.", registry=r
+        )
+        self.api_requests = Counter(
+            "postbud_api_requests_total",
+            "Read-only API requests by endpoint (search, show) and outcome.",
+            ["endpoint", "outcome"],
+            registry=r,
+        )
+        self.recipient_key_expiry = Gauge(
+            "postbud_recipient_key_earliest_expiry_timestamp_seconds",
+            "Unix time when the first configured recipient key (S/MIME or OpenPGP) expires.",
+            ["channel"],
+            registry=r,
+        )
 
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
 
 
-class StatusGauge(Collector):
-    """Messages per status, read from the database at scrape time (the database is the truth)."""
+@dataclass(frozen=True)
+class MailboxReading:
+    provider: str
+    mailbox: str  # "CVR/name": bounded by the configuration
+    status: str
+    last_success: float | None
+    oldest_unacknowledged_age: float | None
 
-    def __init__(self, count: Callable[[], Iterable[tuple[str, int]]]) -> None:
-        self._count = count
+
+@dataclass(frozen=True)
+class Reading:
+    """What the database says at scrape time; every instance reports the same truth."""
+
+    messages_by_status: list[tuple[str, int]]
+    mailboxes: list[MailboxReading]
+
+
+class DatabaseGauges(Collector):
+    """Gauges read from the database at scrape time: message counts and mailbox freshness."""
+
+    def __init__(self, read: Callable[[], Reading]) -> None:
+        self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily("postbud_messages", "Stored messages by status.", labels=["status"])
-        for status, n in self._count():
-            family.add_metric([status], n)
-        yield family
+        reading = self._read()
+        messages = GaugeMetricFamily("postbud_messages", "Stored messages by status.", labels=["status"])
+        for status, n in reading.messages_by_status:
+            messages.add_metric([status], n)
+        yield messages
+        last = GaugeMetricFamily(
+            "postbud_mailbox_last_success_timestamp_seconds",
+            "Unix time of each mailbox's last successful poll (alert when it grows old).",
+            labels=["provider", "mailbox"],
+        )
+        oldest = GaugeMetricFamily(
+            "postbud_mailbox_oldest_unacknowledged_age_seconds",
+            "Age of the oldest message collected but not yet acknowledged at the provider.",
+            labels=["provider", "mailbox"],
+        )
+        by_status: dict[tuple[str, str], int] = {}
+        for mb in reading.mailboxes:
+            if mb.last_success is not None:
+                last.add_metric([mb.provider, mb.mailbox], mb.last_success)
+            oldest.add_metric([mb.provider, mb.mailbox], mb.oldest_unacknowledged_age or 0.0)
+            by_status[(mb.provider, mb.status)] = by_status.get((mb.provider, mb.status), 0) + 1
+        yield last
+        yield oldest
+        mailboxes = GaugeMetricFamily(
+            "postbud_mailboxes", "Mailboxes by status (needs_reauth: stopped until credentials change).",
+            labels=["provider", "status"],
+        )
+        for (provider, status), n in sorted(by_status.items()):
+            mailboxes.add_metric([provider, status], n)
+        yield mailboxes
+
+
+@dataclass(frozen=True)
+class OpsReading:
+    """The outbox and the last 24 hours' figures, read from the database at scrape time."""
+
+    deliveries: list[tuple[str, str, int]]  # channel, status, rows
+    oldest_pending_age: list[tuple[str, float]]  # channel, seconds
+    figures: dict[str, int]  # the `postbud stats` keys: collected, routed_by_rule, ...
+    automation_ratio: float | None
+    delivered_by_channel: dict[str, int]
+    delivery_median_seconds: float | None
+    mailbox_last_message: list[tuple[str, str, float]]  # provider, "CVR/name", unix time
+
+
+class OpsGauges(Collector):
+    """Queue depth and age, the statistics of the last 24 hours, and when each mailbox last had mail."""
+
+    def __init__(self, read: Callable[[], OpsReading]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        reading = self._read()
+        outbox = GaugeMetricFamily(
+            "postbud_outbox_deliveries", "Outbox rows by channel and status (queue depth).",
+            labels=["channel", "status"],
+        )
+        for channel, status, n in reading.deliveries:
+            outbox.add_metric([channel, status], n)
+        yield outbox
+        age = GaugeMetricFamily(
+            "postbud_outbox_oldest_pending_age_seconds",
+            "Age of the oldest outbox row still waiting to be delivered (alert when it grows).",
+            labels=["channel"],
+        )
+        for channel, seconds in reading.oldest_pending_age:
+            age.add_metric([channel], seconds)
+        yield age
+        figures = GaugeMetricFamily(
+            "postbud_stats_messages",
+            "Messages received in the last 24 hours, by figure (as in `postbud stats`).",
+            labels=["figure"],
+        )
+        for figure, n in reading.figures.items():
+            figures.add_metric([figure], n)
+        yield figures
+        ratio = GaugeMetricFamily(
+            "postbud_stats_automation_ratio",
+            "Share of the last 24 hours' decided messages routed without a person (rule, model, default).",
+        )
+        if reading.automation_ratio is not None:
+            ratio.add_metric([], reading.automation_ratio)
+        yield ratio
+        delivered = GaugeMetricFamily(
+            "postbud_stats_delivered", "Deliveries made for the last 24 hours' messages, by channel.",
+            labels=["channel"],
+        )
+        for channel, n in sorted(reading.delivered_by_channel.items()):
+            delivered.add_metric([channel], n)
+        yield delivered
+        median = GaugeMetricFamily(
+            "postbud_stats_delivery_median_seconds",
+            "Median time from collection to delivery of the last 24 hours' delivered messages.",
+        )
+        if reading.delivery_median_seconds is not None:
+            median.add_metric([], reading.delivery_median_seconds)
+        yield median
+        last = GaugeMetricFamily(
+            "postbud_mailbox_last_message_timestamp_seconds",
+            "Unix time of the newest message collected from each mailbox (alert when a mailbox goes quiet).",
+            labels=["provider", "mailbox"],
+        )
+        for provider, mailbox, at in reading.mailbox_last_message:
+            last.add_metric([provider, mailbox], at)
+        yield last

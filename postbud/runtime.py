@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
-from connectors.base import Connector, ConnectorContext
+from connectors.base import ConnectorContext
 from connectors.registry import build
-from postbud.config import Config
-from postbud.metrics import Metrics, StatusGauge
+from postbud.config import Config, MailboxConfig
+from postbud.metrics import DatabaseGauges, Metrics
+from postbud.notify import TraceNotifier
 from postbud.storage import migrate
 from postbud.storage.db import Store, make_engine
+from postbud.storage.models import Mailbox, MailboxStatus
 from postbud.storage.vault import Vault, load_keyring
-from postbud.trace import count_by_status
+from postbud.trace import metrics_reading
 from router.decision import Decider
 from router.default import DefaultRoute
 
@@ -35,27 +38,41 @@ class Runtime:
     store: Store
     metrics: Metrics
     decider: Decider
+    dispatcher: Dispatcher
     mailboxes: list[MailboxKey] = field(default_factory=list)
-    connectors: dict[int, Connector] = field(default_factory=dict)
 
     @classmethod
     def create(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:
         store = open_store(config)
         metrics = metrics or Metrics()
-        metrics.add_collector(StatusGauge(lambda: count_by_status(store)))
-        runtime = cls(config=config, store=store, metrics=metrics, decider=DefaultRoute(config))
+        metrics.add_collector(DatabaseGauges(lambda: metrics_reading(store)))
+        notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations})
+        dispatcher = Dispatcher(store, metrics, config.collector, notifier,
+                                owner=config.service.instance, jitter=config.schedule.jitter_seconds)
+        runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher)
         runtime.connect_mailboxes()
         return runtime
 
     def connect_mailboxes(self) -> None:
-        """Sync mailbox rows with the config and build a connector for each new one."""
+        """Sync mailbox rows with the config; build a connector for each new or changed mailbox.
+
+        A mailbox stopped for re-authentication starts again when its configured credentials differ
+        from those that failed.
+        """
         self.mailboxes = sync_mailboxes(self.store, self.config)
-        mailbox_configs = {
+        configs: dict[tuple[str, str], MailboxConfig] = {
             (org.cvr, mb.name): mb for org in self.config.organisations for mb in org.mailboxes
         }
+        current = self.dispatcher.mailboxes
+        wanted: dict[int, MailboxRuntime] = {}
         for key in self.mailboxes:
-            if key.id in self.connectors:
+            mb_config = configs[(key.organisation_cvr, key.name)]
+            fingerprint = settings_fingerprint(mb_config.connector_settings)
+            existing = current.get(key.id)
+            if existing is not None and existing.fingerprint == fingerprint:
+                wanted[key.id] = existing
                 continue
+            self._resume_if_credentials_changed(key, fingerprint)
             context = ConnectorContext(
                 mailbox=key.name,
                 organisation=key.organisation_cvr,
@@ -63,12 +80,35 @@ class Runtime:
                 state=MailboxState(self.store, key.id),
             )
             try:
-                self.connectors[key.id] = build(mailbox_configs[(key.organisation_cvr, key.name)], context)
+                connector = build(mb_config, context)
             except Exception as exc:  # one misconfigured mailbox must not stop the others
                 log.error("mailbox %s/%s cannot start: %s", key.organisation_cvr, key.name, exc)
+                continue
+            interval = mb_config.poll_interval_seconds or self.config.schedule.poll_interval_seconds
+            wanted[key.id] = MailboxRuntime(key, connector, interval, fingerprint)
+        self.dispatcher.mailboxes = wanted
+
+    def _resume_if_credentials_changed(self, key: MailboxKey, fingerprint: str) -> None:
+        with self.store.transaction() as session:
+            row = session.get(Mailbox, key.id)
+            if row is not None and row.status == MailboxStatus.NEEDS_REAUTH \
+                    and row.credentials_fingerprint != fingerprint:
+                row.status = MailboxStatus.ACTIVE
+                row.next_poll_at = None
+                log.info("mailbox %s/%s credentials changed: polling resumes", key.organisation_cvr, key.name)
+
+    async def reconfigure(self, config: Config) -> None:
+        """Take a reloaded configuration: new mailboxes start polling, removed ones stop."""
+        old = dict(self.dispatcher.mailboxes)
+        self.config = config
+        self.decider = DefaultRoute(config)
+        self.connect_mailboxes()
+        for mailbox_id, mb in old.items():
+            if self.dispatcher.mailboxes.get(mailbox_id) is not mb and mailbox_id not in self.dispatcher.running:
+                await mb.connector.aclose()
 
     async def aclose(self) -> None:
-        for connector in self.connectors.values():
-            await connector.aclose()
-        self.connectors.clear()
+        for mb in self.dispatcher.mailboxes.values():
+            await mb.connector.aclose()
+        self.dispatcher.mailboxes = {}
         self.store.dispose()

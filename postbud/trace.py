@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import func, or_
+from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
 from postbud.storage.db import Store
-from postbud.storage.models import Mailbox, Message, RoutingDecision, TraceEvent
+from postbud.metrics import MailboxReading, Reading
+from postbud.storage.models import Delivery, Mailbox, Message, Organisation, RoutingDecision, TraceEvent
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,9 @@ class SearchFilter:
     until: datetime | None = None
     text: str | None = None
     limit: int = 100
+    # Appended last so positional construction (the CLI's) keeps working.
+    recipient: str | None = None
+    channel: str | None = None
 
 
 def message_summary(message: Message, mailbox_name: str) -> dict[str, Any]:
@@ -42,12 +47,23 @@ def message_summary(message: Message, mailbox_name: str) -> dict[str, Any]:
         "received_at": message.received_at.isoformat(),
         "sent_at": message.sent_at.isoformat() if message.sent_at else None,
         "acknowledged_at": message.acknowledged_at.isoformat() if message.acknowledged_at else None,
+        "purged_at": message.purged_at.isoformat() if message.purged_at else None,
     }
+
+
+def _contains(value: str) -> str:
+    """A LIKE pattern for `value` anywhere, with the user's own % and _ taken literally."""
+    escaped = value.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def search(store: Store, flt: SearchFilter) -> list[dict[str, Any]]:
     """Messages matching every given filter, newest first."""
-    query = select(Message, Mailbox.name).join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
+    query = (
+        select(Message, Mailbox.name)
+        .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
+        .options(defer(Message.content), defer(Message.raw))  # type: ignore[arg-type]
+    )
     if flt.organisation:
         query = query.where(Message.organisation_cvr == flt.organisation)
     if flt.mailbox:
@@ -57,31 +73,59 @@ def search(store: Store, flt: SearchFilter) -> list[dict[str, Any]]:
     if flt.status:
         query = query.where(Message.status == flt.status)
     if flt.sender:
-        pattern = f"%{flt.sender.lower()}%"
         query = query.where(
-            or_(func.lower(Message.sender_name).like(pattern), Message.sender_id == flt.sender)
+            or_(
+                func.lower(Message.sender_name).like(_contains(flt.sender), escape="\\"),
+                Message.sender_id == flt.sender,
+            )
+        )
+    if flt.recipient:
+        # The outbox holds who a message went to: an exact address, or a part of one.
+        query = query.where(
+            col(Message.id).in_(
+                select(Delivery.message_id).where(
+                    or_(
+                        Delivery.recipient == flt.recipient,
+                        func.lower(Delivery.recipient).like(_contains(flt.recipient), escape="\\"),
+                    )
+                )
+            )
+        )
+    if flt.channel:
+        query = query.where(
+            col(Message.id).in_(select(Delivery.message_id).where(Delivery.channel == flt.channel))
         )
     if flt.since:
         query = query.where(col(Message.received_at) >= flt.since)
     if flt.until:
         query = query.where(col(Message.received_at) < flt.until)
     if flt.text:
-        query = query.where(func.lower(Message.title).like(f"%{flt.text.lower()}%"))
+        pattern = _contains(flt.text)
+        query = query.where(
+            or_(
+                func.lower(Message.title).like(pattern, escape="\\"),
+                func.lower(Message.sender_name).like(pattern, escape="\\"),
+            )
+        )
     query = query.order_by(col(Message.received_at).desc()).limit(flt.limit)
     with store.read() as session:
         return [message_summary(m, name) for m, name in session.exec(query)]
 
 
-def show(store: Store, message_id: str) -> dict[str, Any] | None:
-    """One message with its timeline (oldest first) and routing decisions. A unique id prefix works too."""
+def show(store: Store, message_id: str, *, organisation: str | None = None) -> dict[str, Any] | None:
+    """One message with its timeline (oldest first), routing decisions and outbox rows.
+
+    A unique id prefix works too. With `organisation`, another organisation's message is not found.
+    """
     with store.read() as session:
         message = session.get(Message, message_id)
         if message is None and len(message_id) >= 6:
-            matches = list(
-                session.exec(select(Message).where(col(Message.id).startswith(message_id)).limit(2))
-            )
+            prefixed = select(Message).where(col(Message.id).startswith(message_id, autoescape=True))
+            if organisation is not None:
+                prefixed = prefixed.where(Message.organisation_cvr == organisation)
+            matches = list(session.exec(prefixed.limit(2)))
             message = matches[0] if len(matches) == 1 else None
-        if message is None:
+        if message is None or (organisation is not None and message.organisation_cvr != organisation):
             return None
         mailbox = session.get(Mailbox, message.mailbox_id)
         events = session.exec(
@@ -118,6 +162,20 @@ def show(store: Store, message_id: str) -> dict[str, Any] | None:
             }
             for d in decisions
         ]
+        deliveries = session.exec(
+            select(Delivery).where(Delivery.message_id == message.id).order_by(col(Delivery.created_at))
+        ).all()
+        out["deliveries"] = [
+            {
+                "recipient": d.recipient,
+                "channel": d.channel,
+                "status": d.status,
+                "attempts": d.attempts,
+                "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+                "last_reply": d.last_reply,
+            }
+            for d in deliveries
+        ]
         return out
 
 
@@ -125,3 +183,32 @@ def count_by_status(store: Store) -> list[tuple[str, int]]:
     with store.read() as session:
         rows = session.exec(select(Message.status, func.count()).group_by(Message.status)).all()
     return [(status, int(n)) for status, n in rows]
+
+
+def metrics_reading(store: Store) -> Reading:
+    """The database side of /metrics: counts by status and each mailbox's freshness."""
+    now = datetime.now(timezone.utc)
+    with store.read() as session:
+        oldest = dict(
+            session.exec(
+                select(Message.mailbox_id, func.min(Message.received_at))
+                .where(col(Message.acknowledged_at).is_(None), Message.status != "quarantined")
+                .group_by(Message.mailbox_id)
+            ).all()
+        )
+        rows = session.exec(select(Mailbox, Organisation.cvr).join(Organisation)).all()
+    mailboxes = []
+    for mailbox, cvr in rows:
+        first = oldest.get(mailbox.id)
+        if first is not None and first.tzinfo is None:
+            first = first.replace(tzinfo=timezone.utc)
+        mailboxes.append(
+            MailboxReading(
+                provider=mailbox.provider,
+                mailbox=f"{cvr}/{mailbox.name}",
+                status=mailbox.status,
+                last_success=mailbox.last_success_at.timestamp() if mailbox.last_success_at else None,
+                oldest_unacknowledged_age=(now - first).total_seconds() if first else None,
+            )
+        )
+    return Reading(messages_by_status=count_by_status(store), mailboxes=mailboxes)

@@ -88,6 +88,8 @@ class Mailbox(SQLModel, table=True):
     credentials_fingerprint: str | None = None
     last_success_at: datetime | None = _ts(nullable=True)
     last_error: str | None = None
+    consecutive_failures: int = 0
+    next_poll_at: datetime | None = _ts(nullable=True)
     lease_owner: str | None = None
     lease_expires_at: datetime | None = _ts(nullable=True)
 
@@ -98,6 +100,8 @@ class Message(SQLModel, table=True):
         UniqueConstraint("mailbox_id", "provider_message_id", name="uq_message_provider_id"),
         Index("ix_message_org_received", "organisation_cvr", "received_at"),
         Index("ix_message_status_received", "status", "received_at"),
+        # Search without an organisation sorts by time; retention scans by age (migration 0002).
+        Index("ix_message_received_at", "received_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -123,6 +127,9 @@ class Message(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     lease_owner: str | None = None
     lease_expires_at: datetime | None = _ts(nullable=True)
+    # Set when retention purged the content: the row stays as a tombstone (no personal data) so
+    # collection stays idempotent and statistics keep their counts (migration 0002).
+    purged_at: datetime | None = _ts(nullable=True)
 
 
 class Attachment(SQLModel, table=True):
@@ -160,6 +167,9 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id", "recipient", "channel", name="uq_delivery_target"),
         Index("ix_delivery_status_next", "status", "next_attempt_at"),
+        # Trace search by recipient and channel (migration 0002).
+        Index("ix_delivery_recipient", "recipient"),
+        Index("ix_delivery_channel_status", "channel", "status"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)

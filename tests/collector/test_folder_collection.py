@@ -55,10 +55,11 @@ def messages(rt: Runtime) -> list[Message]:
         return list(session.exec(select(Message)))
 
 
-def test_migration_from_empty_reaches_head(runtime: Runtime) -> None:
-    assert migrate.current_revision(runtime.store.engine) == "0001"
+def test_migration_from_empty_reaches_head_and_matches_the_models(runtime: Runtime) -> None:
+    assert migrate.current_revision(runtime.store.engine) == migrate.head_revision()
     migrate.upgrade(runtime.store.engine)  # idempotent
-    assert migrate.current_revision(runtime.store.engine) == "0001"
+    assert migrate.current_revision(runtime.store.engine) == migrate.head_revision()
+    assert migrate.pending_model_changes(runtime.store.engine) == []
 
 
 def test_dropped_file_is_collected_routed_traced_and_moved(runtime: Runtime) -> None:
@@ -101,8 +102,8 @@ def test_crash_between_commit_and_move_leaves_no_duplicate(
 
     monkeypatch.setattr(FolderConnector, "acknowledge", crash)
     with pytest.raises(KeyboardInterrupt):
-        asyncio.run(poll.poll_mailbox(runtime.store, runtime.mailboxes[0],
-                                      runtime.connectors[runtime.mailboxes[0].id], Metrics()))
+        (mailbox,) = runtime.dispatcher.mailboxes.values()
+        asyncio.run(poll.poll_mailbox(runtime.store, mailbox.key, mailbox.connector, Metrics()))
     assert path.exists() and len(messages(runtime)) == 1
     monkeypatch.undo()
 

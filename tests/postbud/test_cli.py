@@ -14,6 +14,7 @@ from postbud.cli.app import app
 from postbud.config import load_config
 from postbud.runtime import open_store
 from postbud.service import serve
+from postbud.storage import migrate
 from postbud.storage.models import Attachment, Message
 from tests.collector.test_folder_collection import EML, drop
 from tests.conftest import MakeConfig
@@ -61,7 +62,7 @@ def test_db_upgrade_reports_revision(make_config: MakeConfig) -> None:
     config = make_config()
     result = runner.invoke(app, ["-c", str(config.path), "db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "revision 0001" in result.stdout
+    assert f"revision {migrate.head_revision()}" in result.stdout
 
 
 def test_keys_rotate_reencrypts_everything(make_config: MakeConfig) -> None:

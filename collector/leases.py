@@ -1,0 +1,96 @@
+"""Mailbox leases: which instance polls which mailbox, held in the database with an expiry.
+
+A due mailbox is claimed with `SELECT … FOR UPDATE SKIP LOCKED` (PostgreSQL) and a conditional
+UPDATE that only takes a free or expired lease, so two instances never hold the same mailbox and a
+dead instance's mailboxes fall to the others once its leases expire. On SQLite the same statements
+serve the single instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from postbud.storage.db import Store
+from postbud.storage.models import Mailbox, MailboxStatus
+
+
+def _free(now: datetime):  # type: ignore[no-untyped-def]
+    return or_(col(Mailbox.lease_owner).is_(None), col(Mailbox.lease_expires_at) < now)
+
+
+def claim_due(
+    store: Store,
+    owner: str,
+    *,
+    now: datetime,
+    ttl: timedelta,
+    limit: int,
+    candidates: Collection[int],
+    due_before: datetime | None = None,
+) -> list[int]:
+    """Lease up to `limit` active mailboxes among `candidates` due by `due_before` (default `now`);
+    returns the ids now held by `owner`."""
+    due_before = due_before or now
+    if limit <= 0 or not candidates:
+        return []
+    with store.transaction() as session:
+        due = session.exec(
+            select(Mailbox.id)
+            .where(
+                col(Mailbox.id).in_(list(candidates)),
+                Mailbox.status == MailboxStatus.ACTIVE,
+                or_(col(Mailbox.next_poll_at).is_(None), col(Mailbox.next_poll_at) <= due_before),
+                _free(now),
+            )
+            .order_by(col(Mailbox.next_poll_at).asc().nulls_first(), col(Mailbox.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            return []
+        session.execute(
+            update(Mailbox)
+            .where(col(Mailbox.id).in_(due), _free(now))
+            .values(lease_owner=owner, lease_expires_at=now + ttl)
+        )
+        held = session.exec(
+            select(Mailbox.id).where(col(Mailbox.id).in_(due), Mailbox.lease_owner == owner)
+        ).all()
+    return [i for i in held if i is not None]
+
+
+def renew(store: Store, mailbox_id: int, owner: str, *, now: datetime, ttl: timedelta) -> bool:
+    """Extend a held lease; False if it was lost (expired and taken by another instance)."""
+    with store.transaction() as session:
+        result = session.execute(
+            update(Mailbox)
+            .where(col(Mailbox.id) == mailbox_id, Mailbox.lease_owner == owner)
+            .values(lease_expires_at=now + ttl)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release(store: Store, mailbox_id: int, owner: str, *, next_poll_at: datetime,
+            failed: bool) -> None:
+    """Give the mailbox back with its next due time (so an overrunning poll is not queued up twice)."""
+    with store.transaction() as session:
+        row = session.get(Mailbox, mailbox_id)
+        if row is None or row.lease_owner != owner:
+            return
+        row.lease_owner = None
+        row.lease_expires_at = None
+        row.next_poll_at = next_poll_at
+        row.consecutive_failures = row.consecutive_failures + 1 if failed else 0
+
+
+def release_all(store: Store, owner: str) -> int:
+    """On shutdown: every lease this instance holds becomes free at once."""
+    with store.transaction() as session:
+        result = session.execute(
+            update(Mailbox).where(Mailbox.lease_owner == owner).values(lease_owner=None, lease_expires_at=None)
+        )
+    return int(result.rowcount)  # type: ignore[attr-defined]

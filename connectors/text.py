@@ -1,0 +1,163 @@
+"""Bounded text extraction from a message's files (PDF, HTML, plain text) for rules and the model."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from html.parser import HTMLParser
+from pathlib import PurePosixPath
+
+from postbud.domain import File
+
+log = logging.getLogger(__name__)
+
+_SUFFIX_TYPES = {".pdf": "application/pdf", ".txt": "text/plain", ".html": "text/html", ".htm": "text/html"}
+_SKIPPED_TAGS = frozenset({"script", "style", "template", "noscript", "head", "svg", "object", "iframe"})
+_BLOCK_TAGS = frozenset({
+    "p", "br", "div", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6",
+    "table", "ul", "ol", "section", "article", "blockquote", "pre", "hr", "title",
+})
+
+
+def extract_text(file: File, *, max_chars: int = 100_000, timeout_s: float = 10.0) -> str:
+    """The readable text of `file`, at most `max_chars` characters; "" for types it cannot read.
+
+    Never raises on hostile or broken content: a PDF that does not parse yields "", and one that
+    takes longer than `timeout_s` yields the text of the pages read before the deadline.
+    """
+    media_type, charset = _media_type(file)
+    if media_type == "application/pdf":
+        text = _pdf_text(file.content, max_chars=max_chars, timeout_s=timeout_s)
+    elif media_type == "text/html":
+        text = _html_text(_decode(file.content, charset), max_chars=max_chars)
+    elif media_type == "text/plain":
+        text = _decode(file.content, charset)
+    else:
+        return ""
+    # One line-ending convention, so rules can match across lines whatever system wrote the file.
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()[:max_chars]
+
+
+def _media_type(file: File) -> tuple[str, str | None]:
+    main, _, params = file.media_type.partition(";")
+    media_type = main.strip().lower()
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"').lower()
+    if media_type in ("", "application/octet-stream", "binary/octet-stream"):
+        # Mail clients often label attachments generically; the file name is then the best evidence.
+        media_type = _SUFFIX_TYPES.get(PurePosixPath(file.name).suffix.lower(), media_type)
+    return media_type, charset
+
+
+def _decode(content: bytes, charset: str | None) -> str:
+    """Decode with the declared charset, else UTF-8 (BOM allowed), else cp1252, else latin-1."""
+    for encoding in (charset, "utf-8-sig", "cp1252"):
+        if encoding is None:
+            continue
+        try:
+            return content.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return content.decode("latin-1")  # total: every byte is a character
+
+
+class _TextCollector(HTMLParser):
+    """Collects visible text; drops script/style and the like, breaks lines at block elements."""
+
+    def __init__(self, max_chars: int) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.size = 0
+        self.max_chars = max_chars
+        self._skip_depth = 0
+
+    @property
+    def full(self) -> bool:
+        return self.size >= self.max_chars
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip_depth += 1
+        elif tag in _BLOCK_TAGS:
+            self._add("\n")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self._add("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_TAGS:
+            self._skip_depth = max(0, self._skip_depth - 1)
+        elif tag in _BLOCK_TAGS:
+            self._add("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip_depth:
+            self._add(data)
+
+    def _add(self, text: str) -> None:
+        if not self.full:
+            self.parts.append(text)
+            self.size += len(text)
+
+
+def _html_text(html: str, *, max_chars: int) -> str:
+    collector = _TextCollector(max_chars)
+    chunk = 64 * 1024
+    for start in range(0, len(html), chunk):
+        collector.feed(html[start : start + chunk])
+        if collector.full:
+            break
+    else:
+        collector.close()
+    lines = (" ".join(line.split()) for line in "".join(collector.parts).splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def _pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
+    """Read pages in a worker thread; past the deadline, return the pages read so far.
+
+    A thread cannot be killed, so the worker also checks a stop flag between pages: a slow PDF
+    stops at the next page boundary, and only a single pathological page can outlive the call.
+    """
+    if b"%PDF-" not in content[:1024]:
+        return ""  # not a PDF at all (readers accept the header anywhere in the first KiB)
+    pages: list[str] = []
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=_read_pdf_pages, args=(content, pages, stop, max_chars), name="postbud-pdf-text", daemon=True
+    )
+    started = time.monotonic()
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        stop.set()
+        log.warning(
+            "PDF text extraction stopped after %.1f s with %d page(s) read", time.monotonic() - started, len(pages)
+        )
+    # Copy under the GIL: the worker may still append one more page after the deadline.
+    return "\n".join(list(pages))
+
+
+def _read_pdf_pages(content: bytes, pages: list[str], stop: threading.Event, max_chars: int) -> None:
+    # Imported here so that modules which never see a PDF do not pay for pypdf.
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(io.BytesIO(content), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            return
+        size = 0
+        for page in reader.pages:
+            if stop.is_set() or size >= max_chars:
+                return
+            text = page.extract_text() or ""
+            pages.append(text)
+            size += len(text) + 1
+    except Exception as error:  # noqa: BLE001 - a hostile PDF may break pypdf in any way; no text then
+        log.info("PDF text extraction failed: %s", type(error).__name__)
