@@ -132,7 +132,7 @@ class Dispatcher:
         provider = mb.key.provider
         correlation_id.set(f"{mb.key.organisation_cvr}/{mb.key.name}")
         heartbeat = asyncio.create_task(self._heartbeat(mb.key.id, asyncio.current_task()))
-        outcome, delay = "ok", mb.interval
+        outcome, delay, error = "ok", mb.interval, None
         try:
             async with self._provider_slots[provider]:
                 await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
@@ -142,7 +142,7 @@ class Dispatcher:
             outcome = "auth"
             await asyncio.to_thread(self._needs_reauth, mb, str(exc))
         except TransientError as exc:
-            outcome = "transient"
+            outcome, error = "transient", str(exc)[:500]
             self.breaker.failure(provider)
             delay = max(mb.interval, exc.retry_after or 0.0)
             log.warning("poll failed, next attempt in %.0fs: %s", delay, exc)
@@ -160,10 +160,11 @@ class Dispatcher:
             self._lost.discard(mb.key.id)
             self.running.pop(mb.key.id, None)
             self.metrics.polls.labels(provider, outcome).inc()
-            next_poll = self.clock() + timedelta(seconds=delay + random.uniform(0, self.jitter))
+            now = self.clock()
+            next_poll = now + timedelta(seconds=delay + random.uniform(0, self.jitter))
             await asyncio.to_thread(
-                leases.release, self.store, mb.key.id, self.owner,
-                next_poll_at=next_poll, failed=outcome not in ("ok", "lease_lost"),
+                leases.release, self.store, mb.key.id, self.owner, now=now,
+                next_poll_at=next_poll, failed=outcome not in ("ok", "lease_lost"), error=error,
             )
 
     async def _heartbeat(self, mailbox_id: int, poll: asyncio.Task[Any] | None) -> None:

@@ -74,9 +74,10 @@ def renew(store: Store, mailbox_id: int, owner: str, *, now: datetime, ttl: time
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release(store: Store, mailbox_id: int, owner: str, *, next_poll_at: datetime,
-            failed: bool) -> None:
-    """Give the mailbox back with its next due time (so an overrunning poll is not queued up twice)."""
+def release(store: Store, mailbox_id: int, owner: str, *, now: datetime, next_poll_at: datetime,
+            failed: bool, error: str | None = None) -> None:
+    """Give the mailbox back with the poll's outcome and its next due time (so an overrunning poll is
+    not queued up twice)."""
     with store.transaction() as session:
         row = session.get(Mailbox, mailbox_id)
         if row is None or row.lease_owner != owner:
@@ -84,7 +85,13 @@ def release(store: Store, mailbox_id: int, owner: str, *, next_poll_at: datetime
         row.lease_owner = None
         row.lease_expires_at = None
         row.next_poll_at = next_poll_at
-        row.consecutive_failures = row.consecutive_failures + 1 if failed else 0
+        if failed:
+            row.consecutive_failures += 1
+            row.last_error = error
+        else:
+            row.consecutive_failures = 0
+            row.last_success_at = now
+            row.last_error = None
 
 
 def release_all(store: Store, owner: str) -> int:

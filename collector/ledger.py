@@ -167,12 +167,3 @@ def load_cursor(store: Store, mailbox: MailboxKey) -> str | None:
     with store.read() as session:
         row = session.get(Mailbox, mailbox.id)
         return None if row is None else row.cursor
-
-
-def mark_polled(store: Store, mailbox: MailboxKey, *, error: str | None) -> None:
-    with store.transaction() as session:
-        row = session.get(Mailbox, mailbox.id)
-        assert row is not None
-        if error is None:
-            row.last_success_at = utcnow()
-        row.last_error = error

@@ -11,6 +11,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from collector import ledger
 from collector.ledger import MailboxKey
 from connectors.base import AuthError, Connector, MessageRef, PermanentError, TransientError
+from postbud.logs import correlation_id
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
 
@@ -51,7 +52,10 @@ def _wait(retry_state) -> float:  # type: ignore[no-untyped-def]
 async def poll_mailbox(
     store: Store, mailbox: MailboxKey, connector: Connector, metrics: Metrics, *, retries: int = 3
 ) -> PollResult:
-    """Collect everything the mailbox lists. AuthError and exhausted TransientError propagate."""
+    """Collect everything the mailbox lists. AuthError and exhausted TransientError propagate.
+
+    The caller records the poll's success (with the lease release, in one transaction).
+    """
     result = PollResult()
     started = time.monotonic()
     cursor = await asyncio.to_thread(ledger.load_cursor, store, mailbox)
@@ -59,11 +63,11 @@ async def poll_mailbox(
         page = await _retrying(lambda: connector.list_new(cursor), attempts=retries)
         for ref in page.refs:
             await _collect_one(store, mailbox, connector, ref, metrics, result, retries)
-        cursor = page.cursor
-        await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
+        if page.cursor != cursor:
+            cursor = page.cursor
+            await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
         if not page.more:
             break
-    await asyncio.to_thread(ledger.mark_polled, store, mailbox, error=None)
     metrics.poll_seconds.labels(mailbox.provider).observe(time.monotonic() - started)
     return result
 
@@ -78,6 +82,7 @@ async def _collect_one(
     retries: int,
 ) -> None:
     known = await asyncio.to_thread(ledger.find, store, mailbox, ref.key)
+    correlation_id.set(known.message_id if known else f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
     if known is None:
         try:
             fetched = await _retrying(lambda: connector.fetch(ref), attempts=retries)
@@ -90,6 +95,7 @@ async def _collect_one(
             result.quarantined += 1
         else:
             known = await asyncio.to_thread(ledger.save_collected, store, mailbox, fetched)
+            correlation_id.set(known.message_id)
             log.info("message collected id=%s mailbox=%s", known.message_id, mailbox.name)
             metrics.messages_collected.labels(mailbox.provider).inc()
             result.collected += 1

@@ -158,6 +158,20 @@ class CollectorSettings(Frozen):
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
 
 
+class RulesSettings(Frozen):
+    """The administrators' routing rules (see rules/README.md); none configured: default routes only."""
+
+    directory: RelPath | None = None
+    regex_timeout_seconds: float = Field(default=0.05, gt=0)
+    budget_seconds: float = Field(default=0.5, gt=0)
+
+
+class RecipientsSettings(Frozen):
+    """The approved-recipients file (recipients, groups, key material per organisation)."""
+
+    file: RelPath | None = None
+
+
 class LoggingSettings(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -213,6 +227,8 @@ class Config(Frozen):
     http: HttpSettings = HttpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     collector: CollectorSettings = CollectorSettings()
+    rules: RulesSettings = RulesSettings()
+    recipients: RecipientsSettings = RecipientsSettings()
     logging: LoggingSettings = LoggingSettings()
     sandbox: SandboxSettings = SandboxSettings()
     organisations: tuple[OrganisationConfig, ...] = ()

@@ -35,6 +35,8 @@ class Daemon:
     # -- stages -------------------------------------------------------------------------------
 
     async def route(self) -> int:
+        if self.rt.rule_source is not None:
+            await asyncio.to_thread(self.rt.rule_source.refresh)  # hot reload, refused if invalid
         routed = 0
         while not self._stop.is_set():
             done = await asyncio.to_thread(route_next, self.rt.store, self.rt.decider, self.rt.metrics)

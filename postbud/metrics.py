@@ -40,6 +40,12 @@ class Metrics:
         self.stage_errors = Counter(
             "postbud_stage_errors_total", "Unexpected errors caught at a stage boundary.", ["stage"], registry=r
         )
+        self.rules_reloads = Counter(
+            "postbud_rules_reloads_total",
+            "Rule set (re)loads: ok, or refused because the changed files do not check.",
+            ["outcome"],
+            registry=r,
+        )
         self.up = Gauge("postbud_up", "1 while the daemon runs.", registry=r)
         # Retention, erasure, the read-only API and recipient keys (issue 8).
         self.purged = Counter(

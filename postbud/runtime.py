@@ -18,10 +18,20 @@ from postbud.storage.db import Store, make_engine
 from postbud.storage.models import Mailbox, MailboxStatus
 from postbud.storage.vault import Vault, load_keyring
 from postbud.trace import metrics_reading
+from router.by_rules import RuleSource, RulesDecider
 from router.decision import Decider
 from router.default import DefaultRoute
+from rules import RecipientDirectory
 
 log = logging.getLogger(__name__)
+
+
+def load_recipient_directory(config: Config) -> RecipientDirectory | None:
+    if config.recipients.file is None:
+        return None
+    from delivery.recipients import load_recipients
+
+    return load_recipients(config.recipients.file)
 
 
 def open_store(config: Config, *, upgrade: bool = True) -> Store:
@@ -39,6 +49,8 @@ class Runtime:
     metrics: Metrics
     decider: Decider
     dispatcher: Dispatcher
+    rule_source: RuleSource | None = None
+    recipients: RecipientDirectory | None = None
     mailboxes: list[MailboxKey] = field(default_factory=list)
 
     @classmethod
@@ -50,8 +62,20 @@ class Runtime:
         dispatcher = Dispatcher(store, metrics, config.collector, notifier,
                                 owner=config.service.instance, jitter=config.schedule.jitter_seconds)
         runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher)
+        runtime.configure_routing()
         runtime.connect_mailboxes()
         return runtime
+
+    def configure_routing(self) -> None:
+        """Rules (when configured) before the organisation's default route."""
+        self.recipients = load_recipient_directory(self.config)
+        fallback = DefaultRoute(self.config)
+        if self.config.rules.directory is None:
+            self.rule_source, self.decider = None, fallback
+            return
+        source = RuleSource(self.config.rules.directory, self.recipients, self.metrics)
+        self.rule_source = source
+        self.decider = RulesDecider(lambda: source.current, self.recipients, fallback)
 
     def connect_mailboxes(self) -> None:
         """Sync mailbox rows with the config; build a connector for each new or changed mailbox.
@@ -101,7 +125,7 @@ class Runtime:
         """Take a reloaded configuration: new mailboxes start polling, removed ones stop."""
         old = dict(self.dispatcher.mailboxes)
         self.config = config
-        self.decider = DefaultRoute(config)
+        self.configure_routing()
         self.connect_mailboxes()
         for mailbox_id, mb in old.items():
             if self.dispatcher.mailboxes.get(mailbox_id) is not mb and mailbox_id not in self.dispatcher.running:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from postbud.domain import NormalizedMessage
+from rules.facts import MessageFacts
 
 
 class Action(StrEnum):
@@ -15,15 +14,8 @@ class Action(StrEnum):
     HOLD = "hold"
 
 
-@dataclass(frozen=True)
-class Facts:
-    """Everything a decision may look at: the message and where it came from."""
-
-    message: NormalizedMessage
-    organisation: str
-    mailbox: str
-    provider: str
-    received_at: datetime
+# Everything a decision may look at: the message and where it arrived (the rules' own input type).
+Facts = MessageFacts
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from sqlmodel import select
 
 from postbud import codec
 from postbud.lifecycle import record, transition
+from postbud.logs import correlation_id
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
 from postbud.storage.models import (
@@ -38,6 +39,7 @@ def route_next(store: Store, decider: Decider, metrics: Metrics) -> bool:
         ).first()
         if message is None:
             return False
+        correlation_id.set(message.id)
         mailbox = session.get(Mailbox, message.mailbox_id)
         attachments = list(session.exec(select(Attachment).where(Attachment.message_id == message.id)))
         try:

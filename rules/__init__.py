@@ -1,1 +1,36 @@
-"""Rules: the administrators' TOML routing language."""
+"""Rules: the administrators' TOML routing language (load, check, evaluate, explain, test, reload).
+
+The grammar is documented in rules/README.md. Typical use by the router:
+
+    ruleset = load(rules_dir, recipients)           # raises RuleErrors(issues) when invalid
+    evaluation = ruleset.evaluate(MessageFacts(message, cvr, mailbox, provider, received_at))
+    decision = apply_fallback(evaluation, organisation_fallback_recipient)
+"""
+
+from rules.base import ListsOrganisations, RecipientDirectory
+from rules.decisions import apply_fallback, compact_explanation, diff_decisions
+from rules.engine import RuleSet
+from rules.facts import MessageFacts
+from rules.loader import check, load
+from rules.model import Evaluation, RuleErrors, RuleIssue
+from rules.suite import CaseResult, SuiteResult, run_test_suite
+from rules.watch import RuleWatcher
+
+__all__ = [
+    "CaseResult",
+    "Evaluation",
+    "ListsOrganisations",
+    "MessageFacts",
+    "RecipientDirectory",
+    "RuleErrors",
+    "RuleIssue",
+    "RuleSet",
+    "RuleWatcher",
+    "SuiteResult",
+    "apply_fallback",
+    "check",
+    "compact_explanation",
+    "diff_decisions",
+    "load",
+    "run_test_suite",
+]

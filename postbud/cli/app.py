@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from postbud.cli.routing import rules_app
 from postbud.config import Config, ConfigError, default_config_path, load_config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -26,6 +27,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(trace_app, name="trace")
 app.add_typer(connectors_app, name="connectors")
+app.add_typer(rules_app, name="rules", help="Routing rules: check, test, test-suite, replay.")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -37,21 +39,55 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-@app.callback()
-def root(ctx: typer.Context, config: ConfigOpt = None) -> None:
-    """postbud collects, routes, delivers and traces a company's digital mail."""
-    ctx.obj = {"config": config}
+class CliContext:
+    """What sub-commands share: the config, loaded only when a command needs it."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    def config(self, explicit: Path | None = None) -> Config:
+        if explicit is not None:
+            return _load_or_exit(explicit)
+        if self._config is None:
+            self._config = _load_or_exit(default_config_path(self.config_path))
+        return self._config
+
+    def _optional(self) -> Config | None:
+        path = default_config_path(self.config_path)
+        return self.config() if path.exists() else None
+
+    @property
+    def rules_dir(self) -> Path | None:
+        config = self._optional()
+        return config.rules.directory if config else None
+
+    @property
+    def recipients(self) -> object | None:
+        from postbud.runtime import load_recipient_directory
+
+        config = self._optional()
+        return load_recipient_directory(config) if config else None
 
 
-def _config(ctx: typer.Context, explicit: Path | None) -> Config:
-    chosen = explicit or (ctx.obj or {}).get("config")
-    path = default_config_path(chosen)
+def _load_or_exit(path: Path) -> Config:
     try:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             err.print(f"[red]error[/red] {problem}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@app.callback()
+def root(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """postbud collects, routes, delivers and traces a company's digital mail."""
+    ctx.obj = CliContext(config)
+
+
+def _config(ctx: typer.Context, explicit: Path | None) -> Config:
+    obj = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext(None)
+    return obj.config(explicit)
 
 
 def _print_json(data: Any) -> None:
