@@ -63,7 +63,8 @@ def route_next(store: Store, decider: Decider, metrics: Metrics) -> bool:
     return True
 
 
-def apply_decision(session, message: Message, decision: Decision, *, actor: str) -> None:  # type: ignore[no-untyped-def]
+def apply_decision(session, message: Message, decision: Decision, *, actor: str,  # type: ignore[no-untyped-def]
+                   kind: str = "routed") -> None:
     """Write the decision, its outbox rows and the status change, all in the caller's transaction."""
     session.add(
         RoutingDecision(
@@ -93,7 +94,7 @@ def apply_decision(session, message: Message, decision: Decision, *, actor: str)
                     idempotency_key=f"{message.id}:{recipient}:{DEFAULT_CHANNEL}",
                 )
             )
-        transition(session, message, MessageStatus.ROUTED, kind="routed", actor=actor,
+        transition(session, message, MessageStatus.ROUTED, kind=kind, actor=actor,
                    reason=decision.reason, detail=detail)
     else:
         transition(session, message, MessageStatus.HELD, kind="held", actor=actor,
