@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from connectors.base import Connector, ConnectorContext, ConnectorFactory, ConnectorSettings
 
@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "postbud.connectors"
 
 BUILTINS: Mapping[str, str] = {
     "folder": "connectors.folder:FolderConnector",
+    "ngdp": "connectors.ngdp:NgdpConnector",
 }
 
 
@@ -120,4 +121,4 @@ def _anchor_paths(settings: ConnectorSettings, base_dir: Path) -> ConnectorSetti
     return settings.model_copy(update=updates) if updates else settings
 
 
-__all__ = ["BaseModel", "RegisteredConnector", "RegistryError", "build", "discover", "validate_mailbox"]
+__all__ = ["RegisteredConnector", "RegistryError", "build", "discover", "validate_mailbox"]

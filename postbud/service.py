@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from postbud.config import Config
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
+from postbud.sandbox import start_sandbox
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, *, once: bool = False) -> None:
-    runtime = Runtime.create(config)
+    sandbox = await start_sandbox(config) if config.sandbox.enabled else None
     try:
-        daemon = Daemon(runtime)
-        if once:
-            await daemon.run_once()
-        else:
-            await daemon.run()
+        runtime = await asyncio.to_thread(Runtime.create, config)
+        try:
+            daemon = Daemon(runtime)
+            if once:
+                await daemon.run_once()
+            else:
+                await daemon.run()
+        finally:
+            await runtime.aclose()
     finally:
-        await runtime.aclose()
+        if sandbox is not None:
+            await sandbox.aclose()

@@ -304,6 +304,32 @@ def inspect(
             out.print(f"    {line}", highlight=False)
 
 
+@app.command()
+def sandbox(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the built-in fake providers stand-alone (with the config's sandbox settings) until Ctrl-C."""
+    from postbud.sandbox import start_sandbox
+
+    cfg = _config(ctx, config)
+
+    async def serve() -> None:
+        handle = await start_sandbox(cfg)
+        try:
+            for name, endpoint in handle.endpoints.items():
+                out.print(f"{name:<6} {endpoint.base_url}", highlight=False)
+            out.print(f"CA {handle.ca_path}; credentials in {cfg.sandbox.folder / 'secrets'}", highlight=False)
+            await asyncio.Event().wait()
+        finally:
+            await handle.aclose()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
 @connectors_app.command("list")
 def connectors_list(config: ConfigOpt = None) -> None:
     """Every installed connector, built-in or plugin."""

@@ -1,0 +1,5 @@
+"""Digital Post (NgDP) recipient-system connector and its fake provider (`connectors.ngdp.fake`)."""
+
+from connectors.ngdp.connector import NgdpConnector, NgdpSettings, Settings
+
+__all__ = ["NgdpConnector", "NgdpSettings", "Settings"]

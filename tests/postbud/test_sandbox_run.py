@@ -1,0 +1,50 @@
+"""`make run`'s configuration: the example config against the built-in sandbox collects from NgDP."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from postbud.config import load_config
+from postbud.runtime import Runtime
+from postbud.service import serve
+from postbud.trace import SearchFilter, search
+
+EXAMPLE = Path(__file__).parents[2] / "config.example.toml"
+
+
+def free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_example_config_collects_from_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTBUD_DATABASE_URL", raising=False)
+    text = EXAMPLE.read_text()
+    ports = dict(zip(("ngdp", "eboks", "mitdk"), free_ports(3), strict=True))
+    for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445)):
+        text = text.replace(str(default), str(ports[name]))
+    (tmp_path / "postbud.toml").write_text(text)
+    shutil.copytree(EXAMPLE.parent / "rules" / "examples", tmp_path / "rules" / "examples")
+    config = load_config(tmp_path / "postbud.toml")
+    asyncio.run(serve(config, once=True))
+    runtime = Runtime.create(config)
+    try:
+        found = search(runtime.store, SearchFilter(limit=1000))
+    finally:
+        asyncio.run(runtime.aclose())
+    providers = {row["provider"] for row in found}
+    assert "ngdp" in providers
+    per_provider = config.sandbox.messages_per_cvr
+    assert sum(1 for row in found if row["provider"] == "ngdp") == per_provider
+    assert all(row["status"] in ("routed", "held") for row in found)
