@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -108,10 +109,13 @@ async def run(mailboxes: int, interval: float, duration: float, latency: float, 
             providers[mailbox_id].add(key)
             appeared[key] = time.time()
 
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))  # as the daemon
     producer = asyncio.create_task(produce())
-    while time.monotonic() < stop:
-        await dispatcher.dispatch()
-        await asyncio.sleep(1.0)  # the daemon's dispatch_interval_seconds
+    stopped = asyncio.Event()
+    dispatching = asyncio.create_task(dispatcher.run(stopped))  # as the daemon runs it
+    await asyncio.sleep(max(0.0, stop - time.monotonic()))
+    stopped.set()
+    await dispatching
     await producer
     await dispatcher.shutdown()
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0

@@ -78,6 +78,7 @@ class Dispatcher:
         self._provider_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.max_concurrent_per_provider)
         )
+        self._slot_freed = asyncio.Event()
 
     @property
     def ttl(self) -> timedelta:
@@ -101,6 +102,22 @@ class Dispatcher:
                 self._poll(self.mailboxes[mailbox_id]), name=f"postbud-poll-{mailbox_id}"
             )
         return claimed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop`: at every tick, and soon after a poll frees a slot."""
+        while not stop.is_set():
+            self._slot_freed.clear()
+            try:
+                await self.dispatch()
+            except Exception:  # the database may be briefly unreachable; the next tick tries again
+                self.metrics.stage_errors.labels("collect").inc()
+                log.exception("dispatch failed")
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
+            await asyncio.wait(waiters, timeout=self.settings.dispatch_interval_seconds,
+                               return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.sleep(0.05)  # let a few more polls finish: one claim for all their slots
 
     async def run_all_once(self) -> None:
         """Poll every mailbox once, whatever its due time (cron mode and tests)."""
@@ -159,6 +176,7 @@ class Dispatcher:
             heartbeat.cancel()
             self._lost.discard(mb.key.id)
             self.running.pop(mb.key.id, None)
+            self._slot_freed.set()
             self.metrics.polls.labels(provider, outcome).inc()
             now = self.clock()
             next_poll = now + timedelta(seconds=delay + random.uniform(0, self.jitter))

@@ -22,6 +22,8 @@ ENTRY_POINT_GROUP = "postbud.connectors"
 BUILTINS: Mapping[str, str] = {
     "folder": "connectors.folder:FolderConnector",
     "ngdp": "connectors.ngdp:NgdpConnector",
+    "eboks": "connectors.eboks:EboksConnector",
+    "mitdk": "connectors.mitdk:MitdkConnector",
 }
 
 
@@ -80,18 +82,26 @@ def validate_mailbox(mailbox: Any) -> list[tuple[tuple[str | int, ...], str]]:
     if registered is None:
         known = ", ".join(sorted(connectors))
         return [(("type",), f"unknown connector {mailbox.type!r} (installed: {known})")]
-    raw = {k: ("secret" if is_secret_ref(v) else v) for k, v in mailbox.connector_settings.items()}
+    settings = mailbox.connector_settings
+    secrets = {k for k, v in settings.items() if is_secret_ref(v)}
+    # A secret is only revealed when the mailbox starts; until then its value cannot be judged.
+    raw = {k: ("secret" if k in secrets else v) for k, v in settings.items()}
     try:
         registered.factory.Settings.model_validate(raw)
     except ValidationError as exc:
         return [
-            (
-                tuple(p for p in e["loc"] if isinstance(p, (str, int))),
-                "unknown key" if e["type"] == "extra_forbidden" else e["msg"],
-            )
+            (loc, _message(e))
             for e in exc.errors()
+            if (loc := tuple(p for p in e["loc"] if isinstance(p, (str, int)))) and loc[0] not in secrets
         ]
     return []
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")
 
 
 def build(mailbox: Any, context: ConnectorContext) -> Connector:

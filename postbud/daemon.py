@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
@@ -66,18 +67,23 @@ class Daemon:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # Blocking work (database, files) runs in threads; the default pool (cores + 4) would
+        # queue up behind a few slow calls when hundreds of mailboxes are polled.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="postbud"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         self.rt.metrics.up.set(1)
         server_task = self._start_http()
         self._schedule()
+        collector = asyncio.create_task(self.rt.dispatcher.run(self._stop), name="postbud-collector")
         self._ready = True
         log.info("postbud running: %d mailboxes", len(self.rt.dispatcher.mailboxes))
         await self._stop.wait()
         log.info("shutting down: finishing in-flight work")
         assert self._scheduler is not None
         self._scheduler.shutdown(wait=False)
+        await collector
         await self._drain()
         await self.rt.dispatcher.shutdown()
         if self._server is not None:
@@ -115,7 +121,6 @@ class Daemon:
         s = self.config.schedule
         now = datetime.now(timezone.utc)
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
-            ("collect", self.rt.dispatcher.dispatch, self.config.collector.dispatch_interval_seconds),
             ("route", self.route, s.route_interval_seconds),
         ]
         for stage, job, seconds in jobs:

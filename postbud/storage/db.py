@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +53,11 @@ class Store:
     def __init__(self, engine: Engine, vault: Vault) -> None:
         self.engine = engine
         self.vault = vault
+        # SQLite has one writer at a time; threads that collide back off in its busy handler with
+        # sleeps of up to 100 ms. Queueing writers on a lock here costs nothing and avoids those.
+        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -59,7 +66,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on any exception."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with self._write_lock, Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
                 yield session
 
