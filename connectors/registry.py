@@ -75,7 +75,7 @@ def is_secret_ref(value: Any) -> bool:
     return isinstance(value, dict) and len(value) == 1 and set(value) <= {"env", "file"}
 
 
-def validate_mailbox(mailbox: Any) -> list[tuple[tuple[str | int, ...], str]]:
+def validate_mailbox(mailbox: Any, base_dir: Path) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems with a mailbox's connector settings, as (key path inside the mailbox, message)."""
     connectors = discover()
     registered = connectors.get(mailbox.type)
@@ -87,7 +87,7 @@ def validate_mailbox(mailbox: Any) -> list[tuple[tuple[str | int, ...], str]]:
     # A secret is only revealed when the mailbox starts; until then its value cannot be judged.
     raw = {k: ("secret" if k in secrets else v) for k, v in settings.items()}
     try:
-        registered.factory.Settings.model_validate(raw)
+        registered.factory.Settings.model_validate(_anchor_paths(raw, registered.factory.Settings, base_dir))
     except ValidationError as exc:
         return [
             (loc, _message(e))
@@ -115,20 +115,22 @@ def build(mailbox: Any, context: ConnectorContext) -> Connector:
             ref = SecretRef.model_validate(value, context={"base_dir": context.base_dir})
             value = ref.reveal()
         raw[key] = value
-    settings = registered.factory.Settings.model_validate(raw)
-    settings = _anchor_paths(settings, context.base_dir)
+    settings = registered.factory.Settings.model_validate(
+        _anchor_paths(raw, registered.factory.Settings, context.base_dir)
+    )
     return registered.factory(settings, context)
 
 
-def _anchor_paths(settings: ConnectorSettings, base_dir: Path) -> ConnectorSettings:
-    updates = {}
-    for name, field in type(settings).model_fields.items():
-        value = getattr(settings, name)
+def _anchor_paths(raw: dict[str, Any], model: type[ConnectorSettings], base_dir: Path) -> dict[str, Any]:
+    """Relative paths in a connector's settings are the config file's, like every other path."""
+    out = dict(raw)
+    for name, field in model.model_fields.items():
+        value = out.get(name)
         annotation = field.annotation
         is_path = annotation is Path or Path in get_args(annotation)
-        if is_path and isinstance(value, Path) and not value.is_absolute():
-            updates[name] = base_dir / value
-    return settings.model_copy(update=updates) if updates else settings
+        if is_path and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            out[name] = str(base_dir / value)
+    return out
 
 
 __all__ = ["RegisteredConnector", "RegistryError", "build", "discover", "validate_mailbox"]

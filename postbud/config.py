@@ -172,6 +172,38 @@ class RecipientsSettings(Frozen):
     file: RelPath | None = None
 
 
+class DeliverySettings(Frozen):
+    """The delivery stage: SMTP relay (TLS always), enabled channels, retries, approval invitations."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "implicit"] = "starttls"  # there is deliberately no plain mode
+    smtp_ca_file: RelPath | None = None  # None: the system trust store
+    smtp_username: str | None = None
+    smtp_password: SecretRef | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    from_address: str = Field(default="postbud@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    message_id_domain: str = Field(default="postbud.invalid", pattern=r"^[A-Za-z0-9.-]+$")
+    channels: tuple[Literal["email", "webhook"], ...] = ("email", "webhook")
+    webhook_ca_file: RelPath | None = None
+    trust_store: RelPath | None = None  # S/MIME recipient certificates must chain to it when given
+    batch_size: int = Field(default=50, gt=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    key_warning_days: int = Field(default=30, ge=0)
+    approval_base_url: str = "http://127.0.0.1:9464"
+    invitation_valid_hours: float = Field(default=72.0, gt=0)
+
+    @field_validator("approval_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("approval_base_url must start with https:// (or http:// on localhost)")
+        return value.rstrip("/")
+
+
 class LoggingSettings(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -230,6 +262,7 @@ class Config(Frozen):
     collector: CollectorSettings = CollectorSettings()
     rules: RulesSettings = RulesSettings()
     recipients: RecipientsSettings = RecipientsSettings()
+    delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()
     sandbox: SandboxSettings = SandboxSettings()
     organisations: tuple[OrganisationConfig, ...] = ()
@@ -303,7 +336,7 @@ def parse_config(
         for i, org in enumerate(config.organisations):
             for j, mailbox in enumerate(org.mailboxes):
                 prefix: KeyPath = ("organisations", i, "mailboxes", j)
-                for sub, message in validate_mailbox(mailbox):
+                for sub, message in validate_mailbox(mailbox, base_dir):
                     full = prefix + sub
                     problems.append(
                         ConfigProblem(path, locator.line(full), format_path(full), message)
