@@ -179,7 +179,9 @@ class Dispatcher:
             self._slot_freed.set()
             self.metrics.polls.labels(provider, outcome).inc()
             now = self.clock()
-            next_poll = now + timedelta(seconds=delay + random.uniform(0, self.jitter))
+            # Jitter spreads polls around the interval (not after it), so the mean period stays the interval.
+            spread = random.uniform(-self.jitter, self.jitter) / 2
+            next_poll = now + timedelta(seconds=max(0.0, delay + spread))
             await asyncio.to_thread(
                 leases.release, self.store, mb.key.id, self.owner, now=now,
                 next_poll_at=next_poll, failed=outcome not in ("ok", "lease_lost"), error=error,

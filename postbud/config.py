@@ -166,6 +166,17 @@ class RulesSettings(Frozen):
     budget_seconds: float = Field(default=0.5, gt=0)
 
 
+class ModelSettings(Frozen):
+    """The ML suggester: learns from confirmed placements, routes alone only above its threshold."""
+
+    enabled: bool = True
+    folder: RelPath = Path("var/models")
+    train_interval_seconds: float = Field(default=3600.0, gt=0)
+    target_precision: float = Field(default=0.99, ge=0.5, lt=1.0)
+    min_examples: int = Field(default=50, ge=10)
+    signing_key: SecretRef | None = None  # default: derived from the at-rest keyring
+
+
 class RecipientsSettings(Frozen):
     """The approved-recipients file (recipients, groups, key material per organisation)."""
 
@@ -240,6 +251,7 @@ class OrganisationConfig(Frozen):
     default_route: tuple[str, ...] = ()
     administrators: tuple[str, ...] = ()
     retention_days: int = Field(default=90, gt=0)
+    escalate_held_after_hours: float = Field(default=24.0, gt=0)
     mailboxes: tuple[MailboxConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -261,6 +273,7 @@ class Config(Frozen):
     schedule: ScheduleSettings = ScheduleSettings()
     collector: CollectorSettings = CollectorSettings()
     rules: RulesSettings = RulesSettings()
+    model: ModelSettings = ModelSettings()
     recipients: RecipientsSettings = RecipientsSettings()
     delivery: DeliverySettings = DeliverySettings()
     logging: LoggingSettings = LoggingSettings()

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from postbud.config import Config, ConfigError, load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.runtime import Runtime
+from router.escalation import escalate_held
 from router.stage import route_next
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,23 @@ class Daemon:
                 break
             routed += 1
         return routed
+
+    async def train(self) -> None:
+        """Retrain each organisation's model whose confirmed placements changed (in a worker thread)."""
+        models = self.rt.models
+        if models is None:
+            return
+        for org in self.config.organisations:
+            outcome = await asyncio.to_thread(models.train, org.cvr)
+            if outcome.trained:
+                self.rt.metrics.model_trainings.labels("trained").inc()
+            else:
+                self.rt.metrics.model_trainings.labels("skipped").inc()
+
+    async def housekeeping(self) -> None:
+        escalated = await asyncio.to_thread(escalate_held, self.rt.store, self.config, self.rt.notifier)
+        if escalated:
+            log.warning("%d held messages escalated to their administrators", escalated)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -122,7 +140,10 @@ class Daemon:
         now = datetime.now(timezone.utc)
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
             ("route", self.route, s.route_interval_seconds),
+            ("housekeeping", self.housekeeping, s.housekeeping_interval_seconds),
         ]
+        if self.rt.models is not None:
+            jobs.append(("train", self.train, self.config.model.train_interval_seconds))
         for stage, job, seconds in jobs:
             sched.add_job(self._job, "interval", args=[stage, job], seconds=seconds, id=stage,
                           max_instances=1, coalesce=True, next_run_time=now)

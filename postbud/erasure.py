@@ -10,7 +10,6 @@ a hash of a CPR could be reversed by trying every birth date.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import uuid
@@ -27,6 +26,7 @@ from postbud.lifecycle import record
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
 from postbud.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
+from postbud.storage.vault import VaultError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class ErasureReceipt:
     decisions: int
     trace_events: int
     message_id_hashes: tuple[str, ...]
+    unreadable: int = 0  # messages whose sealed content could not be decrypted, so not checked
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,14 +85,14 @@ def erase(
     """Delete every message about the subject with its attachments, outbox, decisions and trace."""
     kind, value = subject(cpr, cvr)
     now = now or datetime.now(timezone.utc)
-    matched = find_subject_messages(store, kind, value)
+    matched, unreadable = scan(store, kind, value)
     totals = {"attachments": 0, "deliveries": 0, "decisions": 0, "trace_events": 0}
     for start in range(0, len(matched), batch_size):
         ids = matched[start:start + batch_size]
         with store.transaction() as session:
             for key, table in (("attachments", Attachment), ("deliveries", Delivery),
                                ("decisions", RoutingDecision), ("trace_events", TraceEvent)):
-                result = session.exec(delete(table).where(col(table.message_id).in_(ids)))  # type: ignore[attr-defined]
+                result = session.exec(delete(table).where(col(table.message_id).in_(ids)))
                 totals[key] += int(result.rowcount or 0)
             session.exec(delete(Message).where(col(Message.id).in_(ids)))
     receipt = ErasureReceipt(
@@ -100,6 +101,7 @@ def erase(
         erased_at=now,
         messages=len(matched),
         message_id_hashes=tuple(sorted(hash_id(i) for i in matched)),
+        unreadable=unreadable,
         **totals,
     )
     with store.transaction() as session:
@@ -109,12 +111,21 @@ def erase(
     if metrics is not None:
         metrics.erased_messages.inc(len(matched))
     log.info("erasure %s: %d messages erased", receipt.receipt_id, len(matched))
+    if unreadable:
+        log.warning("erasure %s: %d messages could not be decrypted and were not checked",
+                    receipt.receipt_id, unreadable)
     return receipt
 
 
 def find_subject_messages(store: Store, kind: str, value: str) -> list[str]:
-    """Ids of the stored (not yet purged) messages about the subject, scanning in keyset pages."""
+    """Ids of the stored (not yet purged) messages about the subject."""
+    return scan(store, kind, value)[0]
+
+
+def scan(store: Store, kind: str, value: str) -> tuple[list[str], int]:
+    """(ids about the subject, count of messages that could not be decrypted), in keyset pages."""
     found: list[str] = []
+    unreadable = 0
     last = ""
     while True:
         with store.read() as session:
@@ -125,9 +136,14 @@ def find_subject_messages(store: Store, kind: str, value: str) -> list[str]:
                 .limit(SCAN_BATCH)
             ).all()
         if not rows:
-            return found
+            return found, unreadable
         last = rows[-1].id
-        found.extend(row.id for row in rows if _is_about(store, row, kind, value))
+        for row in rows:
+            try:
+                if _is_about(store, row, kind, value):
+                    found.append(row.id)
+            except VaultError:  # a lost key must not stop the erasure of everything readable
+                unreadable += 1
 
 
 def _is_about(store: Store, row: Message, kind: str, value: str) -> bool:
@@ -138,10 +154,11 @@ def _is_about(store: Store, row: Message, kind: str, value: str) -> bool:
         message = codec.unseal(store.vault, row, [])
         if value in {_digits(v) for v in _ids(message.to_json())}:
             return True
-        if kind == "cpr" and pattern.search(message.text.encode("utf-8")):
-            return True
         if kind == "cvr":
+            # A company's number is printed in many letters that are not about it (letterheads).
             return False
+        if pattern.search(message.text.encode("utf-8")):
+            return True
     raw = codec.unseal_raw(store.vault, row)
     return raw is not None and pattern.search(raw) is not None
 
@@ -172,4 +189,4 @@ def _number_pattern(kind: str, value: str) -> re.Pattern[bytes]:
     return re.compile(rb"(?<!\d)" + body.encode("ascii") + rb"(?!\d)")
 
 
-__all__ = ["ErasureReceipt", "SubjectError", "erase", "find_subject_messages", "json"]
+__all__ = ["ErasureReceipt", "SubjectError", "erase", "find_subject_messages"]

@@ -46,8 +46,14 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.model_trainings = Counter(
+            "postbud_model_trainings_total",
+            "Scheduled model trainings: trained, or skipped because the confirmed placements did not change.",
+            ["outcome"],
+            registry=r,
+        )
         self.up = Gauge("postbud_up", "1 while the daemon runs.", registry=r)
-        # Retention, erasure, the read-only API and recipient keys (issue 8).
+        # Retention, erasure and the read-only API (issue 8).
         self.purged = Counter(
             "postbud_purged_total",
             "Rows purged by retention, by kind (content, attachment, original, trace_event).",
@@ -73,9 +79,23 @@ class Metrics:
             ["endpoint", "outcome"],
             registry=r,
         )
-        self.recipient_key_expiry = Gauge(
-            "postbud_recipient_key_earliest_expiry_timestamp_seconds",
-            "Unix time when the first configured recipient key (S/MIME or OpenPGP) expires.",
+
+        # Delivery (issue 7): outcomes per channel, time per attempt, the nearest key expiry.
+        self.deliveries = Counter(
+            "postbud_deliveries_total",
+            "Delivery attempts by channel and outcome (delivered, retry, failed, held).",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.delivery_attempt_seconds = Histogram(
+            "postbud_delivery_attempt_seconds",
+            "Time one delivery attempt took (compose, encrypt, send).",
+            ["channel"],
+            registry=r,
+        )
+        self.recipient_key_days_left = Gauge(
+            "postbud_recipient_key_days_left",
+            "Fewest days until a recipient key checked for delivery expires, per channel.",
             ["channel"],
             registry=r,
         )
@@ -99,6 +119,7 @@ class Reading:
 
     messages_by_status: list[tuple[str, int]]
     mailboxes: list[MailboxReading]
+    oldest_held_age: float = 0.0
 
 
 class DatabaseGauges(Collector):
@@ -113,6 +134,11 @@ class DatabaseGauges(Collector):
         for status, n in reading.messages_by_status:
             messages.add_metric([status], n)
         yield messages
+        yield GaugeMetricFamily(
+            "postbud_queue_oldest_age_seconds",
+            "Age of the oldest message waiting in the manual queue (0 when it is empty).",
+            value=reading.oldest_held_age,
+        )
         last = GaugeMetricFamily(
             "postbud_mailbox_last_success_timestamp_seconds",
             "Unix time of each mailbox's last successful poll (alert when it grows old).",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass, field
 
@@ -20,6 +22,8 @@ from postbud.storage.vault import Vault, load_keyring
 from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider
 from router.decision import Decider
+from router.learning import ModelDecider, Models
+from router.suggester import SuggesterSettings
 from router.default import DefaultRoute
 from rules import RecipientDirectory
 
@@ -32,6 +36,17 @@ def load_recipient_directory(config: Config) -> RecipientDirectory | None:
     from delivery.recipients import load_recipients
 
     return load_recipients(config.recipients.file)
+
+
+def open_models(config: Config, store: Store) -> Models:
+    settings = config.model
+    if settings.signing_key is not None:
+        key = settings.signing_key.reveal().encode("utf-8")
+    else:  # bound to the keyring: a new keyring means models are refused and retrained
+        active = store.vault.keyring.keys[store.vault.keyring.active]
+        key = hmac.new(active, b"postbud model signing", hashlib.sha256).digest()
+    return Models(store, settings.folder, key,
+                  SuggesterSettings(target_precision=settings.target_precision, min_examples=settings.min_examples))
 
 
 def open_store(config: Config, *, upgrade: bool = True) -> Store:
@@ -49,7 +64,9 @@ class Runtime:
     metrics: Metrics
     decider: Decider
     dispatcher: Dispatcher
+    notifier: TraceNotifier
     rule_source: RuleSource | None = None
+    models: Models | None = None
     recipients: RecipientDirectory | None = None
     mailboxes: list[MailboxKey] = field(default_factory=list)
 
@@ -61,15 +78,18 @@ class Runtime:
         notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations})
         dispatcher = Dispatcher(store, metrics, config.collector, notifier,
                                 owner=config.service.instance, jitter=config.schedule.jitter_seconds)
-        runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher)
+        runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher, notifier)
         runtime.configure_routing()
         runtime.connect_mailboxes()
         return runtime
 
     def configure_routing(self) -> None:
-        """Rules (when configured) before the organisation's default route."""
+        """The decision chain: rules (when configured), the model (when sure), the organisation's fallback."""
         self.recipients = load_recipient_directory(self.config)
-        fallback = DefaultRoute(self.config)
+        fallback: Decider = DefaultRoute(self.config)
+        self.models = open_models(self.config, self.store) if self.config.model.enabled else None
+        if self.models is not None:
+            fallback = ModelDecider(self.models, fallback)
         if self.config.rules.directory is None:
             self.rule_source, self.decider = None, fallback
             return

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from postbud.cli.model import app as model_app
 from postbud.cli.queue import app as queue_app
 from postbud.cli.routing import rules_app
 from postbud.config import Config, ConfigError, default_config_path, load_config
@@ -30,6 +31,7 @@ app.add_typer(trace_app, name="trace")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(rules_app, name="rules", help="Routing rules: check, test, test-suite, replay.")
 app.add_typer(queue_app, name="queue")
+app.add_typer(model_app, name="model", help="The ML suggester: evaluate on a corpus, train on placements.")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

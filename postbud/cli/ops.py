@@ -121,7 +121,7 @@ def erase_command(
         return
     out.print(f"erasure receipt {receipt.receipt_id}  ({receipt.erased_at.isoformat()[:19]} UTC)", highlight=False)
     out.print(f"  subject type   {receipt.subject_type.upper()}", highlight=False)
-    for name in ("messages", "attachments", "deliveries", "decisions", "trace_events"):
+    for name in ("messages", "attachments", "deliveries", "decisions", "trace_events", "unreadable"):
         out.print(f"  {name:<14} {getattr(receipt, name)}", highlight=False)
     for digest in receipt.message_id_hashes:
         out.print(f"  sha256(id)     {digest}", highlight=False)

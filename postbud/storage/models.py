@@ -98,14 +98,23 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         UniqueConstraint("mailbox_id", "provider_message_id", name="uq_message_provider_id"),
-        Index("ix_message_org_received", "organisation_cvr", "received_at"),
         Index("ix_message_status_received", "status", "received_at"),
-        # Search without an organisation sorts by time; retention scans by age (migration 0002).
-        Index("ix_message_received_at", "received_at"),
+        # Both cover every column trace search filters on, in time order (one within an organisation,
+        # as the API always asks), so a search or a retention scan never reads the rows with their
+        # sealed content. They replace ix_message_org_received (migration 0002).
+        Index("ix_message_org_search", "organisation_cvr", "received_at", "mailbox_id", "provider", "status",
+              "sender_id", "sender_name", "title", "id"),
+        Index("ix_message_search", "received_at", "organisation_cvr", "mailbox_id", "provider", "status",
+              "sender_id", "sender_name", "title", "id"),
+        # Recipient and channel filters find ids in the outbox, then sort them by time from here.
+        Index("ix_message_id_received", "id", "received_at"),
+        # The newest message of each mailbox (is it quiet?) is one index seek per mailbox.
+        Index("ix_message_mailbox_received", "mailbox_id", "received_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    mailbox_id: int = Field(foreign_key="mailbox.id", index=True)
+    # Indexed by ix_message_mailbox_received (which replaced ix_message_mailbox_id in migration 0002).
+    mailbox_id: int = Field(foreign_key="mailbox.id")
     organisation_cvr: str = Field(max_length=8)
     provider: str
     provider_message_id: str = Field(max_length=255)
@@ -167,9 +176,10 @@ class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id", "recipient", "channel", name="uq_delivery_target"),
         Index("ix_delivery_status_next", "status", "next_attempt_at"),
-        # Trace search by recipient and channel (migration 0002).
-        Index("ix_delivery_recipient", "recipient"),
-        Index("ix_delivery_channel_status", "channel", "status"),
+        # Trace search by recipient and channel, queue depth and age per channel, from the index
+        # alone (migration 0002).
+        Index("ix_delivery_recipient", "recipient", "message_id"),
+        Index("ix_delivery_channel_status", "channel", "status", "created_at", "message_id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -203,3 +213,38 @@ class TraceEvent(SQLModel, table=True):
     to_status: str | None = None
     reason: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ApprovalStatus(StrEnum):
+    INVITED = "invited"
+    CONFIRMED = "confirmed"
+    APPROVED = "approved"
+    REVOKED = "revoked"
+
+
+class RecipientApproval(SQLModel, table=True):
+    """Approval of one recipient of the recipients file: invited → confirmed → approved, or revoked.
+
+    The one-time confirmation token is stored as its SHA-256 only; the approval binds the e-mail
+    address that confirmed and the fingerprint of the key checked at approval (migration 0003).
+    """
+
+    __tablename__ = "recipient_approval"
+    __table_args__ = (UniqueConstraint("organisation_cvr", "recipient", name="uq_recipient_approval"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_cvr: str = Field(max_length=8)
+    recipient: str = Field(max_length=64)
+    email: str | None = None
+    status: str = Field(default=ApprovalStatus.INVITED)
+    token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    expires_at: datetime | None = _ts(nullable=True)
+    invited_at: datetime | None = _ts(nullable=True)
+    confirmed_at: datetime | None = _ts(nullable=True)
+    approved_at: datetime | None = _ts(nullable=True)
+    revoked_at: datetime | None = _ts(nullable=True)
+    actor: str | None = None
+    key_fingerprint: str | None = Field(default=None, max_length=64)
+    key_checked_at: datetime | None = _ts(nullable=True)
+    key_expires_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))

@@ -1,0 +1,206 @@
+"""`postbud recipients …`: invite, confirm, list, approve and revoke delivery recipients."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from delivery.recipients import RecipientDirectory
+    from postbud.config import Config
+    from postbud.storage.db import Store
+
+app = typer.Typer(no_args_is_help=True, help="Delivery recipients: the approval workflow and key status.")
+
+
+def _actor() -> str:
+    return os.environ.get("POSTBUD_ACTOR") or getpass.getuser()
+
+
+def _fail(message: str) -> typer.Exit:
+    from postbud.cli.app import err
+
+    err.print(f"[red]error[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _setup(ctx: typer.Context, *, need_directory: bool = True) -> tuple[Config, Store, RecipientDirectory | None]:
+    from delivery.errors import RecipientsFileError
+    from delivery.recipients import load_recipients
+    from postbud.runtime import open_store
+
+    config: Config = ctx.obj.config()
+    directory = None
+    if config.recipients.file is not None:
+        try:
+            directory = load_recipients(config.recipients.file)
+        except RecipientsFileError as exc:
+            raise _fail(str(exc)) from None
+    if need_directory and directory is None:
+        raise _fail("no recipients file: set [recipients] file in the configuration")
+    return config, open_store(config), directory
+
+
+@app.command("invite")
+def invite_cmd(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(metavar="ORG", help="The organisation's CVR number.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Recipient id, name or alias (or a new name).")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL")],
+) -> None:
+    """Send an invitation with a one-time confirmation link and code (no document is sent)."""
+    from delivery.approval import ApprovalError, invite, send_invitation
+    from delivery.channels import smtp_settings
+    from delivery.errors import DeliveryError
+    from delivery.smtp import SmtpSender
+    from postbud.cli.app import err, out
+
+    config, store, directory = _setup(ctx, need_directory=False)
+    try:
+        org_name = config.organisation(org).name
+    except KeyError:
+        raise _fail(f"organisation {org} is not in the configuration") from None
+    try:
+        invitation = invite(store, directory, config.delivery, org, name, email, actor=_actor())
+    except ApprovalError as exc:
+        raise _fail(str(exc)) from None
+
+    async def send() -> str:
+        async with SmtpSender(smtp_settings(config.delivery)) as sender:
+            return await send_invitation(sender, invitation, config.delivery, organisation_name=org_name)
+
+    try:
+        asyncio.run(send())
+    except (DeliveryError, LookupError) as exc:
+        raise _fail(f"invitation not sent ({exc}); run invite again to send a new one") from None
+    out.print(f"invited {invitation.recipient} of {org} at {email}; the link works until "
+              f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False)
+    if not invitation.listed:
+        err.print(f"[yellow]note[/yellow] {invitation.recipient} is not in the recipients file yet: add "
+                  f"[org.{org}.recipients.{invitation.recipient}] with this email and a key to approve them",
+                  highlight=False)
+
+
+@app.command("confirm")
+def confirm_cmd(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar="CODE")]) -> None:
+    """Confirm an invitation with the code from its e-mail; approves at once when the key is valid."""
+    from delivery.approval import ApprovalError, confirm
+    from postbud.cli.app import out
+
+    config, store, directory = _setup(ctx, need_directory=False)
+    try:
+        row = confirm(store, code, directory=directory, trust_store=config.delivery.trust_store,
+                      actor=_actor())
+    except ApprovalError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{row.recipient} of {row.organisation_cvr} is {row.status}", highlight=False)
+
+
+@app.command("approve")
+def approve_cmd(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(metavar="ORG")],
+    rid: Annotated[str, typer.Argument(metavar="ID")],
+    vouch: Annotated[bool, typer.Option("--vouch", help="Approve without a confirmed invitation: you "
+                                        "vouch for the address (webhooks, demo recipients).")] = False,
+) -> None:
+    """Approve a confirmed recipient once its key checks out (validity, key usage, trust store)."""
+    from delivery.approval import ApprovalError, approve
+    from postbud.cli.app import out
+
+    config, store, directory = _setup(ctx)
+    assert directory is not None
+    try:
+        row = approve(store, directory, org, rid, actor=_actor(), trust_store=config.delivery.trust_store,
+                      vouch=vouch)
+    except ApprovalError as exc:
+        raise _fail(str(exc)) from None
+    out.print(f"{row.recipient} of {org} is approved", highlight=False)
+
+
+@app.command("revoke")
+def revoke_cmd(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(metavar="ORG")],
+    rid: Annotated[str, typer.Argument(metavar="ID")],
+) -> None:
+    """Revoke a recipient: nothing more is sent to them, their pending deliveries are held."""
+    from delivery.approval import revoke
+    from postbud.cli.app import out
+
+    _, store, _ = _setup(ctx, need_directory=False)
+    held = revoke(store, org, rid, actor=_actor())
+    out.print(f"{rid} of {org} is revoked; {len(held)} messages held for re-routing", highlight=False)
+
+
+@dataclass(frozen=True)
+class Listed:
+    organisation: str
+    id: str
+    name: str
+    email: str | None
+    channel: str
+    in_file: bool
+    approval: str
+    key: str
+    key_days_left: int | None
+
+
+def listing(store: Store, directory: RecipientDirectory | None, config: Config,
+            org: str | None = None) -> list[Listed]:
+    """Recipients-file entries joined with their approval and today's key check, then approval rows
+    for people invited but not (or no longer) in the file."""
+    from sqlmodel import select
+
+    from delivery.keys import check_recipient_key
+    from postbud.storage.models import RecipientApproval
+
+    with store.read() as session:
+        rows = {(r.organisation_cvr, r.recipient): r for r in session.exec(select(RecipientApproval))
+                if org is None or r.organisation_cvr == org}
+    out: list[Listed] = []
+    enabled = config.delivery.channels
+    for cvr in directory.organisations() if directory is not None else ():
+        if org is not None and cvr != org:
+            continue
+        assert directory is not None
+        for rid in sorted(directory.names(cvr)):
+            r = directory.get(cvr, rid)
+            status = check_recipient_key(r, trust_store=config.delivery.trust_store)
+            row = rows.pop((cvr, rid), None)
+            key = "valid" if status.valid else status.reason
+            out.append(Listed(cvr, rid, r.name, r.email, str(directory.channel(cvr, rid, enabled=enabled)),
+                              True, row.status if row else "not invited", key, status.days_left))
+    for (cvr, rid), row in sorted(rows.items()):
+        out.append(Listed(cvr, rid, rid, row.email, "", False, row.status, "not in recipients file", None))
+    return out
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    org: Annotated[Optional[str], typer.Option("--org", help="Only this organisation (CVR).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Every recipient with approval status and key status (days to expiry)."""
+    from rich.table import Table
+
+    from postbud.cli.app import out
+
+    config, store, directory = _setup(ctx, need_directory=False)
+    items = listing(store, directory, config, org)
+    if as_json:
+        sys.stdout.write(json.dumps([asdict(i) for i in items], ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table("org", "id", "name", "email", "channel", "approval", "key", "days left")
+    for i in items:
+        days = "" if i.key_days_left is None else str(i.key_days_left)
+        table.add_row(i.organisation, i.id, i.name, i.email or "", i.channel, i.approval, i.key, days)
+    out.print(table)

@@ -1,0 +1,159 @@
+"""The learning loop: training examples from confirmed placements, one signed model per organisation,
+and the model's step in the decision chain (after the rules, before the organisation's fallback).
+
+A placement is confirmed when a person made it (`hand`) or a rule made it and nobody corrected it
+(the message's latest decision is still the rule's). The model's own guesses and default routes
+never become training data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from postbud import codec
+from postbud.storage.db import Store
+from postbud.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
+from router.decision import Action, Decider, Decision, Facts
+from router.suggester import (
+    Example,
+    ModelRejected,
+    Suggester,
+    SuggesterSettings,
+    TrainedModel,
+    fingerprint,
+    load_model,
+    save_model,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIRMED_BY = ("hand", "rule")
+PLACED = (MessageStatus.ROUTED, MessageStatus.DELIVERING, MessageStatus.DELIVERED)
+
+
+def confirmed_examples(store: Store, organisation: str) -> list[Example]:
+    """Every confirmed placement of the organisation, oldest first, labelled with its first recipient."""
+    latest = (
+        select(RoutingDecision.message_id, func.max(RoutingDecision.id).label("last"))
+        .group_by(RoutingDecision.message_id)
+        .subquery()
+    )
+    examples = []
+    with store.read() as session:
+        rows = session.exec(
+            select(Message, RoutingDecision, Mailbox.name)
+            .join(latest, col(latest.c.message_id) == col(Message.id))
+            .join(RoutingDecision, col(RoutingDecision.id) == latest.c.last)
+            .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
+            .where(
+                Message.organisation_cvr == organisation,
+                col(Message.status).in_(PLACED),
+                col(Message.content).is_not(None),
+                col(RoutingDecision.decided_by).in_(CONFIRMED_BY),
+                RoutingDecision.action == Action.ROUTE.value,
+            )
+            .order_by(col(Message.received_at), col(Message.id))
+        ).all()
+        for message, decision, mailbox in rows:
+            if not decision.recipients:
+                continue
+            attachments = list(session.exec(select(Attachment).where(Attachment.message_id == message.id)))
+            normalized = codec.unseal(store.vault, message, attachments)
+            examples.append(Example.from_message(normalized, provider=message.provider, mailbox=mailbox,
+                                                 label=decision.recipients[0]))
+    return examples
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    organisation: str
+    trained: bool
+    examples: int
+    reason: str | None
+    threshold: float | None
+
+
+class Models:
+    """The organisations' current models: loaded from signed files, retrained when the data changed."""
+
+    def __init__(self, store: Store, folder: Path, key: bytes, settings: SuggesterSettings) -> None:
+        self.store = store
+        self.folder = folder
+        self.key = key
+        self.settings = settings
+        self._models: dict[str, TrainedModel] = {}
+        self._lock = threading.Lock()  # one training at a time; decisions read the dict meanwhile
+
+    def path(self, organisation: str) -> Path:
+        return self.folder / f"{organisation}.model"
+
+    def get(self, organisation: str) -> TrainedModel | None:
+        model = self._models.get(organisation)
+        if model is None and self.path(organisation).exists():
+            try:
+                model = load_model(self.path(organisation), self.key)
+            except ModelRejected as exc:
+                log.warning("model for %s refused (%s); it is retrained at the next training", organisation, exc)
+                return None
+            self._models[organisation] = model
+        return model
+
+    def train(self, organisation: str, *, force: bool = False) -> TrainingOutcome:
+        """Blocking and CPU-bound: call it from a worker thread, never on the event loop."""
+        with self._lock:
+            examples = confirmed_examples(self.store, organisation)
+            current = self.get(organisation)
+            if not force and current is not None and current.fingerprint == fingerprint(examples):
+                return TrainingOutcome(organisation, False, len(examples), "labelled data unchanged",
+                                       current.threshold)
+            model = Suggester(self.settings).train(examples)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_model(model, self.path(organisation), self.key)
+            self._models[organisation] = model
+        log.info("model for %s trained on %d examples in %.1fs", organisation, len(examples), model.train_seconds)
+        return TrainingOutcome(organisation, True, len(examples), model.reason, model.threshold)
+
+
+class ModelDecider:
+    """The model when it is sure, else the organisation's fallback (the rules run before this).
+
+    The fallback's decision carries the model's top suggestions (and why it did not route alone),
+    for the manual queue.
+    """
+
+    def __init__(self, models: Models, fallback: Decider) -> None:
+        self._models = models
+        self._fallback = fallback
+
+    def decide(self, facts: Facts) -> Decision:
+        model = self._models.get(facts.organisation)
+        fallback = self._fallback.decide(facts)
+        if model is None:
+            return _with(fallback, {"model": None, "model_reason": "no model trained yet"})
+        suggestions = model.suggest(Example.from_message(facts.message, provider=facts.provider,
+                                                         mailbox=facts.mailbox))
+        shown = [{"label": s.label, "probability": round(s.probability, 4)} for s in suggestions]
+        model_info: dict[str, Any] = {
+            "model": model.fingerprint[:12],
+            "threshold": None if model.threshold == float("inf") else round(model.threshold, 4),
+            "suggestions": shown,
+        }
+        chosen = model.automatic(suggestions)
+        if chosen is not None:
+            return Decision(Action.ROUTE, decided_by="model", recipients=(chosen.label,),
+                            reason=f"model: {chosen.probability:.1%} ≥ threshold {model.threshold:.1%}",
+                            explanation=model_info)
+        model_info["model_reason"] = model.reason or "below the confidence threshold"
+        return _with(fallback, model_info)
+
+
+def _with(decision: Decision, extra: dict[str, Any]) -> Decision:
+    return Decision(decision.action, decision.decided_by, decision.recipients, decision.rule,
+                    decision.reason, {**decision.explanation, **extra})
