@@ -39,8 +39,8 @@ def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | No
     row.message_type = message.message_type.value
     row.format = message.format
     row.title = message.title[:500]
-    row.sender_id = message.sender.id
-    row.sender_name = message.sender.name
+    row.sender_id = message.sender.id[:255] if message.sender.id else None
+    row.sender_name = message.sender.name[:255] if message.sender.name else None  # indexed: bounded
     row.recipient_id = message.recipient.id
     row.sent_at = message.sent_at
     document = json.dumps(message.to_json(), ensure_ascii=False).encode("utf-8")

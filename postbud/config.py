@@ -63,7 +63,13 @@ RelPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # validate_default: default paths must resolve against the config's folder too, not the CWD.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def section() -> Any:
+    """A config section that may be left out: validated from {} so its defaults see the context."""
+    return Field(default_factory=dict)
 
 
 class SecretRef(Frozen):
@@ -177,6 +183,13 @@ class ModelSettings(Frozen):
     signing_key: SecretRef | None = None  # default: derived from the at-rest keyring
 
 
+class ApiSettings(Frozen):
+    """The read-only track-and-trace HTTP API: one or more bearer tokens per organisation."""
+
+    enabled: bool = False
+    tokens: dict[Cvr, tuple[SecretRef, ...]] = Field(default_factory=dict)
+
+
 class RecipientsSettings(Frozen):
     """The approved-recipients file (recipients, groups, key material per organisation)."""
 
@@ -266,18 +279,19 @@ class OrganisationConfig(Frozen):
 class Config(Frozen):
     """The whole configuration. `path` is the file it came from (None when built in code)."""
 
-    service: ServiceSettings = ServiceSettings()
-    database: DatabaseSettings = DatabaseSettings()
-    encryption: EncryptionSettings = EncryptionSettings()
-    http: HttpSettings = HttpSettings()
-    schedule: ScheduleSettings = ScheduleSettings()
-    collector: CollectorSettings = CollectorSettings()
-    rules: RulesSettings = RulesSettings()
-    model: ModelSettings = ModelSettings()
-    recipients: RecipientsSettings = RecipientsSettings()
-    delivery: DeliverySettings = DeliverySettings()
-    logging: LoggingSettings = LoggingSettings()
-    sandbox: SandboxSettings = SandboxSettings()
+    service: ServiceSettings = section()
+    database: DatabaseSettings = section()
+    encryption: EncryptionSettings = section()
+    http: HttpSettings = section()
+    schedule: ScheduleSettings = section()
+    collector: CollectorSettings = section()
+    rules: RulesSettings = section()
+    model: ModelSettings = section()
+    api: ApiSettings = section()
+    recipients: RecipientsSettings = section()
+    delivery: DeliverySettings = section()
+    logging: LoggingSettings = section()
+    sandbox: SandboxSettings = section()
     organisations: tuple[OrganisationConfig, ...] = ()
     path: Path | None = Field(default=None, exclude=True)
     base_dir: Path = Field(default=Path("."), exclude=True)
@@ -288,6 +302,13 @@ class Config(Frozen):
         dupes = sorted({c for c in cvrs if cvrs.count(c) > 1})
         if dupes:
             raise ValueError(f"each organisation is declared once; repeated cvr: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _api_tokens_name_organisations(self) -> Config:
+        unknown = sorted(set(self.api.tokens) - {o.cvr for o in self.organisations})
+        if unknown:
+            raise ValueError(f"api tokens for organisations that are not configured: {', '.join(unknown)}")
         return self
 
     @property

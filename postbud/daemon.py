@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from postbud.config import Config, ConfigError, load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.runtime import Runtime
+from postbud.retention import escalate_to, run_housekeeping
 from router.escalation import escalate_held
 from router.stage import route_next
 
@@ -60,9 +61,12 @@ class Daemon:
                 self.rt.metrics.model_trainings.labels("skipped").inc()
 
     async def housekeeping(self) -> None:
+        """Queue escalations, and (once a day, whichever instance comes first) the retention purge."""
         escalated = await asyncio.to_thread(escalate_held, self.rt.store, self.config, self.rt.notifier)
         if escalated:
             log.warning("%d held messages escalated to their administrators", escalated)
+        await asyncio.to_thread(run_housekeeping, self.rt.store, self.config, self.rt.metrics,
+                                datetime.now(timezone.utc), escalate=escalate_to(self.rt.notifier))
 
     # -- running ------------------------------------------------------------------------------
 
@@ -80,6 +84,7 @@ class Daemon:
         try:
             await self._supervised("collect", self.rt.dispatcher.run_all_once)
             await self._supervised("route", self.route)
+            await self._supervised("housekeeping", self.housekeeping)
         finally:
             await self.rt.dispatcher.shutdown()
 
@@ -160,6 +165,6 @@ class Daemon:
         if not self.config.http.enabled:
             return None
         host, port = self.config.http.host_port
-        app = make_app(self.rt.metrics, self.rt.store, lambda: self._ready)
+        app = make_app(self.rt.metrics, self.rt.store, lambda: self._ready, self.rt.http_routes())
         self._server, task = serve_task(app, host, port, name="postbud-http")
         return task

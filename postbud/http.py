@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -13,13 +13,14 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
 
 
-def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool]) -> Starlette:
+def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool],
+             extra: Sequence[BaseRoute] = ()) -> Starlette:
     async def metrics_endpoint(_: Request) -> Response:
         body = await asyncio.to_thread(generate_latest, metrics.registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
@@ -41,6 +42,7 @@ def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool]) -> St
             Route("/metrics", metrics_endpoint),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *extra,
         ]
     )
 

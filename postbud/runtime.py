@@ -7,18 +7,21 @@ import hmac
 import logging
 from dataclasses import dataclass, field
 
+from starlette.routing import BaseRoute
+
 from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
 from connectors.base import ConnectorContext
 from connectors.registry import build
 from postbud.config import Config, MailboxConfig
-from postbud.metrics import DatabaseGauges, Metrics
+from postbud.metrics import DatabaseGauges, Metrics, OpsGauges
 from postbud.notify import TraceNotifier
 from postbud.storage import migrate
 from postbud.storage.db import Store, make_engine
 from postbud.storage.models import Mailbox, MailboxStatus
 from postbud.storage.vault import Vault, load_keyring
+from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider
 from router.decision import Decider
@@ -75,6 +78,7 @@ class Runtime:
         store = open_store(config)
         metrics = metrics or Metrics()
         metrics.add_collector(DatabaseGauges(lambda: metrics_reading(store)))
+        metrics.add_collector(OpsGauges(lambda: ops_reading(store)))
         notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations})
         dispatcher = Dispatcher(store, metrics, config.collector, notifier,
                                 owner=config.service.instance, jitter=config.schedule.jitter_seconds)
@@ -150,6 +154,15 @@ class Runtime:
         for mailbox_id, mb in old.items():
             if self.dispatcher.mailboxes.get(mailbox_id) is not mb and mailbox_id not in self.dispatcher.running:
                 await mb.connector.aclose()
+
+    def http_routes(self) -> list[BaseRoute]:
+        """Routes the stages add to the daemon's HTTP listener (the read-only API when enabled)."""
+        routes: list[BaseRoute] = []
+        if self.config.api.enabled:
+            from postbud.api import TokenTable, api_mount
+
+            routes.append(api_mount(self.store, TokenTable.from_refs(dict(self.config.api.tokens)), self.metrics))
+        return routes
 
     async def aclose(self) -> None:
         for mb in self.dispatcher.mailboxes.values():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
+from typing import Any
 
 from sqlmodel import select
 
@@ -14,10 +16,12 @@ from postbud.storage.db import Store
 from postbud.storage.models import (
     Attachment,
     Delivery,
+    DeliveryStatus,
     Mailbox,
     Message,
     MessageStatus,
     RoutingDecision,
+    utcnow,
 )
 from router.decision import Action, Decider, Decision, Facts
 
@@ -27,8 +31,10 @@ ACTOR = "router"
 DEFAULT_CHANNEL = "email"
 
 
-def route_next(store: Store, decider: Decider, metrics: Metrics) -> bool:
-    """Route the oldest collected message; False when there is none left."""
+def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: Any = None,
+               channels: Collection[str] | None = None) -> bool:
+    """Route the oldest collected message; False when there is none left (see apply_decision for
+    `directory` and `channels`)."""
     with store.transaction() as session:
         message = session.exec(
             select(Message)
@@ -57,15 +63,41 @@ def route_next(store: Store, decider: Decider, metrics: Metrics) -> bool:
             received_at=message.received_at,
         )
         decision = decider.decide(facts)
-        apply_decision(session, message, decision, actor=ACTOR)
+        apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels)
     metrics.routing_decisions.labels(decision.decided_by, decision.action.value).inc()
     log.info("message %s id=%s by=%s", decision.action.value, message.id, decision.decided_by)
     return True
 
 
+def _targets(message: Message, recipients: tuple[str, ...], directory: Any,
+             channels: Collection[str] | None) -> list[tuple[str, str]]:
+    """(recipient, channel) per outbox row: groups expanded and each recipient's channel chosen when a
+    recipients file is given; ids it does not know stay as named (delivery holds them)."""
+    if directory is None:
+        return [(r, DEFAULT_CHANNEL) for r in recipients]
+    # duck-typed, so the router imports nothing of delivery (a later stage)
+    enabled = list(channels) if channels is not None else ["email", "webhook"]
+    org = message.organisation_cvr
+    out: dict[tuple[str, str], None] = {}
+    for named in recipients:
+        try:
+            members = [r.id for r in directory.expand(org, [named])]
+        except KeyError:  # delivery.recipients.UnknownRecipient
+            out[(named, DEFAULT_CHANNEL)] = None
+            continue
+        for rid in members:
+            out[(rid, str(directory.channel(org, rid, enabled=enabled)))] = None
+    return list(out)
+
+
 def apply_decision(session, message: Message, decision: Decision, *, actor: str,  # type: ignore[no-untyped-def]
-                   kind: str = "routed") -> None:
-    """Write the decision, its outbox rows and the status change, all in the caller's transaction."""
+                   kind: str = "routed", directory: Any = None,
+                   channels: Collection[str] | None = None) -> None:
+    """Write the decision, its outbox rows and the status change, all in the caller's transaction.
+
+    With `directory` (delivery.recipients.RecipientDirectory) groups are expanded and each
+    recipient gets its preferred channel among `channels` (default: all), else the organisation's.
+    """
     session.add(
         RoutingDecision(
             message_id=message.id,
@@ -84,16 +116,25 @@ def apply_decision(session, message: Message, decision: Decision, *, actor: str,
         "explanation": decision.explanation,
     }
     if decision.action is Action.ROUTE and decision.recipients:
-        for recipient in decision.recipients:
-            session.add(
-                Delivery(
-                    message_id=message.id,
-                    organisation_cvr=message.organisation_cvr,
-                    recipient=recipient,
-                    channel=DEFAULT_CHANNEL,
-                    idempotency_key=f"{message.id}:{recipient}:{DEFAULT_CHANNEL}",
+        # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
+        existing = {(d.recipient, d.channel): d
+                    for d in session.exec(select(Delivery).where(Delivery.message_id == message.id))}
+        for recipient, channel in _targets(message, tuple(decision.recipients), directory, channels):
+            row = existing.get((recipient, channel))
+            if row is None:
+                session.add(
+                    Delivery(
+                        message_id=message.id,
+                        organisation_cvr=message.organisation_cvr,
+                        recipient=recipient,
+                        channel=channel,
+                        idempotency_key=f"{message.id}:{recipient}:{channel}",
+                    )
                 )
-            )
+            elif row.status in (DeliveryStatus.HELD, DeliveryStatus.FAILED):
+                row.status, row.attempts, row.next_attempt_at = DeliveryStatus.PENDING, 0, utcnow()
+                row.lease_owner = row.lease_expires_at = None
+                session.add(row)
         transition(session, message, MessageStatus.ROUTED, kind=kind, actor=actor,
                    reason=decision.reason, detail=detail)
     else:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from postbud.cli.model import app as model_app
+from postbud.cli.ops import ops_app, trace_extra
 from postbud.cli.queue import app as queue_app
 from postbud.cli.routing import rules_app
 from postbud.config import Config, ConfigError, default_config_path, load_config
@@ -32,6 +33,8 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(rules_app, name="rules", help="Routing rules: check, test, test-suite, replay.")
 app.add_typer(queue_app, name="queue")
 app.add_typer(model_app, name="model", help="The ML suggester: evaluate on a corpus, train on placements.")
+app.registered_commands.extend(ops_app.registered_commands)  # purge, erase, stats
+trace_app.registered_commands.extend(trace_extra.registered_commands)  # trace download, trace resend
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -213,7 +216,9 @@ def trace_search(
     status: Annotated[Optional[str], typer.Option(help="Message status.")] = None,
     since: Annotated[Optional[str], typer.Option(help="From (ISO date, or 30d / 12h ago).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Until (ISO date, or 30d / 12h ago).")] = None,
-    text: Annotated[Optional[str], typer.Option("--text", help="Text in the title.")] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Text in the title or sender.")] = None,
+    recipient: Annotated[Optional[str], typer.Option(help="Delivered (or to be) to this recipient.")] = None,
+    channel: Annotated[Optional[str], typer.Option(help="Delivery channel (email, webhook).")] = None,
     limit: Annotated[int, typer.Option(help="At most this many messages.")] = 100,
     as_json: JsonOpt = False,
 ) -> None:
@@ -222,7 +227,8 @@ def trace_search(
     from postbud.trace import SearchFilter, search
 
     store = open_store(_config(ctx, config))
-    flt = SearchFilter(cvr, mailbox, provider, sender, status, _since(since), _since(until), text, limit)
+    flt = SearchFilter(cvr, mailbox, provider, sender, status, _since(since), _since(until), text, limit,
+                       recipient=recipient, channel=channel)
     rows = search(store, flt)
     if as_json:
         _print_json(rows)
@@ -304,6 +310,42 @@ def inspect(
         out.print("  text:", highlight=False)
         for line in lines:
             out.print(f"    {line}", highlight=False)
+
+
+@app.command()
+def reply(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message to answer.")],
+    file: Annotated[Path, typer.Option("--file", exists=True, dir_okay=False, help="The answer (e.g. a PDF).")],
+    text: Annotated[Optional[str], typer.Option("--text", help="A short text sent with it.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Who replies (default: $POSTBUD_USER or the login).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Reply to a Digital Post message that allows it, through the organisation's NgDP mailbox."""
+    import getpass
+    import os
+
+    from connectors.base import ConnectorError
+    from postbud.reply import ReplyRefused, send_reply
+    from postbud.runtime import open_store
+    from postbud.trace import show
+
+    cfg = _config(ctx, config)
+    store = open_store(cfg)
+    found = show(store, message_id)
+    if found is None:
+        err.print(f"no message {message_id}")
+        raise typer.Exit(1)
+    actor = by or os.environ.get("POSTBUD_USER") or getpass.getuser()
+    try:
+        sent = asyncio.run(send_reply(cfg, store, found["id"], file, text=text, actor=actor))
+    except ReplyRefused as exc:
+        err.print(f"[red]refused[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except ConnectorError as exc:
+        err.print(f"[red]not sent[/red] {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"reply {sent.reply_uuid} sent through {sent.mailbox}", highlight=False)
 
 
 @app.command()

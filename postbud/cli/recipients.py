@@ -166,7 +166,9 @@ def listing(store: Store, directory: RecipientDirectory | None, config: Config,
         rows = {(r.organisation_cvr, r.recipient): r for r in session.exec(select(RecipientApproval))
                 if org is None or r.organisation_cvr == org}
     out: list[Listed] = []
-    enabled = config.delivery.channels
+    from delivery.recipients import Channel
+
+    enabled = [Channel(c) for c in config.delivery.channels]
     for cvr in directory.organisations() if directory is not None else ():
         if org is not None and cvr != org:
             continue

@@ -138,11 +138,6 @@ class Evidence:
             return math.inf
         return float(self.confidence[valid.max()])
 
-    def coverage_at(self, threshold: float) -> float:
-        if len(self.confidence) == 0:
-            return 0.0
-        return float(np.mean(self.confidence >= threshold))
-
     def precision_at(self, threshold: float) -> float | None:
         chosen = self.confidence >= threshold
         return float(np.mean(self.correct[chosen])) if chosen.any() else None

@@ -129,3 +129,10 @@ name = "B"
 """,
     )
     assert any("repeated cvr: 11111111" in p for p in problems(path))
+
+
+def test_default_paths_resolve_against_the_config_folder_too(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""))
+    assert config.encryption.keyring == tmp_path / "var" / "keys" / "keyring.json"
+    assert config.model.folder == tmp_path / "var" / "models"
+    assert config.sandbox.folder == tmp_path / "var" / "sandbox"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from postbud.config import load_config
+from postbud.config import Config, load_config
 from postbud.runtime import Runtime
 from postbud.service import serve
 from postbud.trace import SearchFilter, search
@@ -27,16 +27,21 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.mark.slow
-def test_example_config_collects_from_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("POSTBUD_DATABASE_URL", raising=False)
+def example_config(folder: Path) -> Config:
+    """config.example.toml copied to `folder`, on free ports so tests never collide."""
     text = EXAMPLE.read_text()
     ports = dict(zip(("ngdp", "eboks", "mitdk"), free_ports(3), strict=True))
     for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445)):
         text = text.replace(str(default), str(ports[name]))
-    (tmp_path / "postbud.toml").write_text(text)
-    shutil.copytree(EXAMPLE.parent / "rules" / "examples", tmp_path / "rules" / "examples")
-    config = load_config(tmp_path / "postbud.toml")
+    (folder / "postbud.toml").write_text(text)
+    shutil.copytree(EXAMPLE.parent / "rules" / "examples", folder / "rules" / "examples")
+    return load_config(folder / "postbud.toml")
+
+
+@pytest.mark.slow
+def test_example_config_collects_from_the_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSTBUD_DATABASE_URL", raising=False)
+    config = example_config(tmp_path)
     asyncio.run(serve(config, once=True))
     runtime = Runtime.create(config)
     try:

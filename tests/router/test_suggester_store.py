@@ -134,3 +134,12 @@ def test_save_replaces_atomically_and_leaves_no_temporary_files(saved: Path) -> 
 def test_short_key_is_a_programming_error(model: TrainedModel, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         save_model(model, tmp_path / "m.model", b"short")
+
+
+def test_header_is_readable_without_the_key_for_diagnostics(
+    model: TrainedModel, saved: Path
+) -> None:
+    header = store.read_header(saved)
+    assert header["format"] == store.FORMAT_VERSION
+    assert header["sklearn"] == sklearn.__version__
+    assert header["fingerprint"] == model.fingerprint

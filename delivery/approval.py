@@ -1,0 +1,367 @@
+"""Approval of recipients: invitation with a one-time token, confirmation, key-checked approval, revocation.
+
+    (none) ──invite──> invited ──confirm──> confirmed ──key valid──> approved
+                          ^                                             │
+                          └──────────── invite again <── revoked <──revoke
+
+Only an approved recipient whose key is valid today, at the address that confirmed, is sent
+anything; a confirmed recipient becomes approved as soon as its key checks out (at confirmation,
+on `postbud recipients approve`, or before its first send). The token travels only in the
+invitation; the database keeps its SHA-256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import html
+import logging
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from delivery.keys import KeyStatus, check_recipient_key
+from delivery.recipients import Recipient, RecipientDirectory, UnknownRecipient
+from delivery.smtp import SmtpSender
+from postbud.config import DeliverySettings
+from postbud.lifecycle import ALLOWED, record, transition
+from postbud.storage.db import Store
+from postbud.storage.models import (
+    ApprovalStatus,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    MessageStatus,
+    RecipientApproval,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+A = ApprovalStatus
+
+
+class ApprovalError(Exception):
+    """The approval step cannot be taken as asked; the message says what to do instead."""
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """What the invitation e-mail carries. `token` exists only here, never in the database."""
+
+    organisation: str
+    recipient: str
+    name: str
+    email: str
+    token: str
+    link: str
+    expires_at: dt.datetime
+    listed: bool  # False: not in the recipients file yet (cannot be approved until it is)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
+
+
+def key_fingerprint(recipient: Recipient) -> str | None:
+    """SHA-256 of the key file as configured; approval binds it, so a swapped key is noticed."""
+    path = recipient.key_path
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _slug(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.strip().lower()).strip("-._")
+    return slug[:64] or "recipient"
+
+
+def resolve_recipient(directory: RecipientDirectory | None, org: str, name: str) -> Recipient | None:
+    """The recipients-file entry named by id, name or alias (case-insensitive), if any."""
+    if directory is None or org not in directory.organisations():
+        return None
+    if name in directory.ids(org) and name not in directory.groups(org):
+        return directory.get(org, name)
+    wanted = name.strip().casefold()
+    for rid, names in directory.names(org).items():
+        if any(n.casefold() == wanted for n in names):
+            return directory.get(org, rid)
+    return None
+
+
+def _row(session: Session, org: str, rid: str) -> RecipientApproval | None:
+    return session.exec(
+        select(RecipientApproval).where(RecipientApproval.organisation_cvr == org,
+                                        RecipientApproval.recipient == rid)
+    ).first()
+
+
+def invite(store: Store, directory: RecipientDirectory | None, settings: DeliverySettings, org: str,
+           name: str, email: str, *, actor: str, now: dt.datetime | None = None) -> Invitation:
+    """Create (or renew) the invitation of `name` at `email`; any earlier token stops working."""
+    when = now or utcnow()
+    listed = resolve_recipient(directory, org, name)
+    if listed is not None and listed.email is not None and listed.email.lower() != email.lower():
+        raise ApprovalError(f"the recipients file gives {listed.id} the address {listed.email}, not "
+                            f"{email}; invite that address or correct the file first")
+    rid = listed.id if listed is not None else _slug(name)
+    token = secrets.token_urlsafe(24)
+    expires = when + dt.timedelta(hours=settings.invitation_valid_hours)
+    with store.transaction() as session:
+        row = _row(session, org, rid)
+        if row is not None and row.status == A.APPROVED:
+            raise ApprovalError(f"{rid} of {org} is approved already; revoke first to invite again")
+        row = row or RecipientApproval(organisation_cvr=org, recipient=rid)
+        row.email, row.status, row.token_hash = email, A.INVITED, token_hash(token)
+        row.expires_at, row.invited_at, row.actor, row.updated_at = expires, when, actor, when
+        row.confirmed_at = row.approved_at = row.revoked_at = None
+        session.add(row)
+        record(session, None, "recipient_invited", actor=actor,
+               detail={"organisation": org, "recipient": rid, "expires_at": expires.isoformat()})
+    link = f"{settings.approval_base_url}/recipients/confirm/{token}"
+    return Invitation(org, rid, listed.name if listed else name, email, token, link, expires,
+                      listed is not None)
+
+
+def invitation_email(invitation: Invitation, settings: DeliverySettings, *, organisation_name: str,
+                     now: dt.datetime | None = None) -> bytes:
+    """The plain-text invitation: no document, only the link and the code."""
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = settings.from_address
+    msg["To"] = invitation.email
+    msg["Subject"] = f"Confirm that you receive official mail for {organisation_name}"
+    msg["Date"] = format_datetime(now or utcnow())
+    msg["Message-ID"] = make_msgid(domain=settings.message_id_domain)
+    msg.set_content(
+        f"Hello {invitation.name},\n\n"
+        f"{organisation_name} ({invitation.organisation}) wants to forward its official digital mail "
+        "to you, encrypted to your own key.\n\n"
+        f"To confirm that this address is yours, open\n\n    {invitation.link}\n\n"
+        f"or give your administrator this code for `postbud recipients confirm`:\n\n"
+        f"    {invitation.token}\n\n"
+        f"The link works once and until {invitation.expires_at:%Y-%m-%d %H:%M} UTC. "
+        "If you did not expect this, ignore this message.\n"
+    )
+    return msg.as_bytes()
+
+
+async def send_invitation(sender: SmtpSender, invitation: Invitation, settings: DeliverySettings, *,
+                          organisation_name: str) -> str:
+    """Send the invitation over the same TLS-only sender as deliveries; returns the server's reply."""
+    body = invitation_email(invitation, settings, organisation_name=organisation_name)
+    return await sender.send(body, sender=settings.from_address, recipients=[invitation.email])
+
+
+def _check(recipient: Recipient, trust_store: Path | None, now: dt.datetime) -> KeyStatus:
+    return check_recipient_key(recipient, trust_store=trust_store, now=now)
+
+
+def _approve_row(session: Session, row: RecipientApproval, recipient: Recipient, status: KeyStatus, *,
+                 actor: str, now: dt.datetime) -> None:
+    changed = row.status != A.APPROVED
+    row.status, row.approved_at = A.APPROVED, (now if changed else row.approved_at)
+    row.key_fingerprint, row.key_checked_at = key_fingerprint(recipient), now
+    row.key_expires_at, row.token_hash, row.updated_at = status.expires_at, None, now
+    session.add(row)
+    record(session, None, "recipient_approved" if changed else "recipient_key_checked", actor=actor,
+           detail={"organisation": row.organisation_cvr, "recipient": row.recipient,
+                   "key_days_left": status.days_left})
+
+
+def confirm(store: Store, token: str, *, directory: RecipientDirectory | None = None,
+            trust_store: Path | None = None, actor: str = "recipient",
+            now: dt.datetime | None = None) -> RecipientApproval:
+    """Use a one-time token: invited → confirmed, and → approved when the key already checks out."""
+    when = now or utcnow()
+    with store.transaction() as session:
+        row = session.exec(
+            select(RecipientApproval).where(RecipientApproval.token_hash == token_hash(token))
+            .with_for_update()
+        ).first()
+        if row is None or row.status != A.INVITED:
+            raise ApprovalError("unknown or already used confirmation code")
+        if row.expires_at is not None and row.expires_at <= when:
+            raise ApprovalError("the confirmation code has expired; ask for a new invitation")
+        row.status, row.confirmed_at, row.token_hash, row.updated_at = A.CONFIRMED, when, None, when
+        session.add(row)
+        record(session, None, "recipient_confirmed", actor=actor,
+               detail={"organisation": row.organisation_cvr, "recipient": row.recipient})
+        recipient = _listed(directory, row)
+        if recipient is not None and _same_address(row, recipient):
+            status = _check(recipient, trust_store, when)
+            if status.valid:
+                _approve_row(session, row, recipient, status, actor=actor, now=when)
+    return row
+
+
+def _listed(directory: RecipientDirectory | None, row: RecipientApproval) -> Recipient | None:
+    if directory is None:
+        return None
+    try:
+        return directory.get(row.organisation_cvr, row.recipient)
+    except UnknownRecipient:
+        return None
+
+
+def _same_address(row: RecipientApproval, recipient: Recipient) -> bool:
+    if recipient.email is None or row.email is None:
+        return recipient.email is None  # a webhook recipient has no address to confirm
+    return recipient.email.lower() == row.email.lower()
+
+
+def approve(store: Store, directory: RecipientDirectory, org: str, rid: str, *, actor: str,
+            trust_store: Path | None = None, vouch: bool = False,
+            now: dt.datetime | None = None) -> RecipientApproval:
+    """The administrator's step: approve a confirmed recipient (or, with `vouch`, one that never
+    confirmed, e.g. a webhook or the sandbox's demo recipient) once its key checks out."""
+    when = now or utcnow()
+    try:
+        recipient = directory.get(org, rid)
+    except UnknownRecipient as exc:
+        raise ApprovalError(f"{exc.args[0]}; add it to the recipients file first") from None
+    status = _check(recipient, trust_store, when)
+    if not status.valid:
+        raise ApprovalError(f"{rid} cannot be approved: key not usable: {status.reason}")
+    with store.transaction() as session:
+        row = _row(session, org, rid)
+        if row is None or row.status in (A.INVITED, A.REVOKED):
+            if not vouch:
+                state = "has not been invited" if row is None else f"is {row.status}"
+                raise ApprovalError(f"{rid} {state}; invite and let them confirm, or --vouch for the "
+                                    "address yourself")
+            row = row or RecipientApproval(organisation_cvr=org, recipient=rid)
+            row.confirmed_at, row.revoked_at = when, None
+            row.status = A.CONFIRMED
+        if not _same_address(row, recipient) and not vouch:
+            raise ApprovalError(f"{rid} confirmed {row.email}, but the recipients file now says "
+                                f"{recipient.email}; invite the new address")
+        row.email, row.actor = recipient.email, actor
+        _approve_row(session, row, recipient, status, actor=actor, now=when)
+    return row
+
+
+def revoke(store: Store, org: str, rid: str, *, actor: str, now: dt.datetime | None = None) -> list[str]:
+    """Revoke; the recipient's pending deliveries are held. Returns the held messages' ids."""
+    when = now or utcnow()
+    with store.transaction() as session:
+        row = _row(session, org, rid) or RecipientApproval(organisation_cvr=org, recipient=rid)
+        row.status, row.revoked_at, row.token_hash, row.updated_at = A.REVOKED, when, None, when
+        row.actor = actor
+        session.add(row)
+        record(session, None, "recipient_revoked", actor=actor,
+               detail={"organisation": org, "recipient": rid})
+        return hold_recipient(session, org, rid, reason=f"recipient {rid} was revoked", actor=actor)
+
+
+def admission(session: Session, org: str, recipient: Recipient, status: KeyStatus, *, actor: str,
+              now: dt.datetime) -> str | None:
+    """Why `recipient` may not be sent to now, or None; promotes a confirmed recipient with a
+    valid key to approved (and re-binds a changed key) in the caller's transaction."""
+    row = _row(session, org, recipient.id)
+    if row is None:
+        return f"recipient {recipient.id} is not approved (never invited)"
+    if row.status == A.REVOKED:
+        return f"recipient {recipient.id} is revoked"
+    if row.status == A.INVITED:
+        return f"recipient {recipient.id} has not confirmed the invitation"
+    if not _same_address(row, recipient):
+        return f"recipient {recipient.id}'s address changed since confirmation; invite again"
+    if not status.valid:
+        return f"recipient {recipient.id}'s key is not usable: {status.reason}"
+    if row.status != A.APPROVED or row.key_fingerprint != key_fingerprint(recipient):
+        _approve_row(session, row, recipient, status, actor=actor, now=now)
+    return None
+
+
+def hold_recipient(session: Session, org: str, rid: str, *, reason: str, actor: str,
+                   include: str | None = None) -> list[str]:
+    """Hold the recipient's pending outbox rows (and `include`, a row being sent) and send their
+    messages back to held for re-routing, in the caller's transaction."""
+    waiting = [DeliveryStatus.PENDING] + ([DeliveryStatus.SENDING] if include else [])
+    rows = list(session.exec(
+        select(Delivery).where(Delivery.organisation_cvr == org, Delivery.recipient == rid,
+                               col(Delivery.status).in_(waiting)).with_for_update()
+    ))
+    rows = [r for r in rows if r.status == DeliveryStatus.PENDING or r.id == include]
+    if not rows:
+        return []
+    session.execute(update(Delivery).where(col(Delivery.id).in_([r.id for r in rows]))
+                    .values(status=DeliveryStatus.HELD, last_reply=reason[:500], lease_owner=None,
+                            lease_expires_at=None))
+    message_ids = sorted({r.message_id for r in rows})
+    messages = session.exec(select(Message).where(col(Message.id).in_(message_ids))
+                            .order_by(col(Message.id)).with_for_update())
+    for message in messages:
+        detail = {"recipient": rid, "channels": sorted({r.channel for r in rows if r.message_id == message.id})}
+        if MessageStatus.HELD in ALLOWED[MessageStatus(message.status)]:
+            transition(session, message, MessageStatus.HELD, kind="held", actor=actor, reason=reason,
+                       detail=detail)
+        else:
+            record(session, message.id, "delivery_held", actor=actor, reason=reason, detail=detail)
+    return message_ids
+
+
+# -- the daemon's confirmation page -------------------------------------------------------------
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>postbud</title></head>
+<body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
+
+
+def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), text=html.escape(text), form=form),
+                        status_code=status, headers={"Cache-Control": "no-store",
+                                                     "Referrer-Policy": "no-referrer"})
+
+
+def _pending_invitation(store: Store, token: str) -> RecipientApproval | None:
+    with store.read() as session:
+        row = session.exec(
+            select(RecipientApproval).where(RecipientApproval.token_hash == token_hash(token))
+        ).first()
+    if row is None or row.status != A.INVITED or (row.expires_at is not None and row.expires_at <= utcnow()):
+        return None
+    return row
+
+
+def confirm_route(store: Store, *, directory: Callable[[], RecipientDirectory | None] | None = None,
+                  trust_store: Path | None = None) -> Route:
+    """GET shows a confirm button, POST confirms: mail scanners that prefetch links confirm nothing.
+
+    With `directory` (a callable returning the current recipients file), a recipient whose key
+    already checks out is approved on the spot; otherwise the delivery worker approves it later.
+    """
+
+    async def endpoint(request: Request) -> Response:
+        token = str(request.path_params["token"])
+        if request.method == "GET":
+            row = await run_in_threadpool(_pending_invitation, store, token)
+            if row is None:
+                return _page("Link not valid", "This confirmation link is unknown, used or expired.",
+                             status=404)
+            form = '<form method="post"><button type="submit">Confirm</button></form>'
+            return _page("Confirm your address",
+                         f"Confirm that {row.email or row.recipient} receives official mail for "
+                         f"organisation {row.organisation_cvr}.", form)
+        try:
+            await run_in_threadpool(lambda: confirm(store, token, trust_store=trust_store,
+                                                    directory=directory() if directory else None))
+        except ApprovalError as exc:
+            return _page("Not confirmed", str(exc), status=404)
+        return _page("Confirmed", "Thank you. Your address is confirmed; you can close this page.")
+
+    return Route("/recipients/confirm/{token}", endpoint, methods=["GET", "POST"])

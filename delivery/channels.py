@@ -1,0 +1,159 @@
+"""Delivery channels: the Channel protocol, and the email and webhook channels over smtp.py and webhook.py."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+from pydantic import SecretStr
+
+from delivery.compose import encrypted_email, message_id_for
+from delivery.errors import EncryptionError, TransientDeliveryError
+from delivery.recipients import Recipient
+from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
+from delivery.webhook import build_envelope, post_webhook, webhook_client
+from postbud.config import DeliverySettings
+from postbud.domain import NormalizedMessage
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One outbox row ready to go: the message, its approved recipient and the checked key bytes."""
+
+    token: str  # stable per outbox row (see delivery_token): Message-ID and webhook id derive from it
+    message: NormalizedMessage
+    recipient: Recipient
+    key: bytes
+    trace_id: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The remote side's acknowledgement, kept in the trace."""
+
+    reply: str
+    message_id: str | None = None
+
+
+class Channel(Protocol):
+    """A way to hand an encrypted message to a recipient.
+
+    `send` SHALL encrypt to `item.key` and send nothing in clear; it SHALL return only once the
+    remote side accepted the message, and SHALL raise TransientDeliveryError (retry later),
+    PermanentDeliveryError (dead letter, with the reply), TlsRequired (nothing sent; the channel
+    is misconfigured) or EncryptionError (the key cannot be used: hold the recipient). Every
+    retry of one outbox row SHALL carry the same identity (Message-ID, webhook id) so receivers
+    deduplicate. `aclose` releases pooled connections and MAY be called twice.
+    """
+
+    name: str
+
+    async def send(self, item: Outbound) -> Sent: ...
+
+    async def aclose(self) -> None: ...
+
+
+def delivery_token(idempotency_key: str) -> str:
+    """A plain token for an outbox row's idempotency key (which holds ':' and recipient ids)."""
+    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+
+
+class EmailChannel:
+    """S/MIME or PGP/MIME e-mail over one kept-open, TLS-only SMTP connection."""
+
+    name = "email"
+
+    def __init__(self, sender: SmtpSender, *, from_address: str, message_id_domain: str) -> None:
+        self._sender = sender
+        self._from = from_address
+        self._domain = message_id_domain
+
+    async def send(self, item: Outbound) -> Sent:
+        if item.recipient.email is None:
+            raise EncryptionError(f"recipient {item.recipient.id} has no e-mail address")
+        message_id = message_id_for(item.token, domain=self._domain)
+        # encryption is CPU work: keep the event loop (HTTP, other channels) responsive
+        wire = await asyncio.to_thread(
+            encrypted_email, item.message, item.recipient, key=item.key, from_addr=self._from,
+            message_id=message_id, trace_id=item.trace_id, received_at=item.received_at,
+        )
+        reply = await self._sender.send(wire, sender=self._from, recipients=[item.recipient.email])
+        return Sent(reply, message_id)
+
+    async def aclose(self) -> None:
+        await self._sender.close()
+
+
+def resolve_secret(reference: str, *, base_dir: Path | None = None) -> bytes:
+    """A webhook secret from its reference: env:NAME or file:PATH (relative to the recipients file)."""
+    kind, _, value = reference.partition(":")
+    if kind == "env" and value:
+        secret = os.environ.get(value)
+        if secret is None:
+            raise TransientDeliveryError(f"webhook secret: environment variable {value} is not set")
+        return secret.encode("utf-8")
+    if kind == "file" and value:
+        path = Path(value) if base_dir is None else base_dir / value
+        try:
+            return path.read_bytes().strip()
+        except OSError as exc:
+            raise TransientDeliveryError(f"webhook secret file {path}: {exc.strerror}") from None
+    raise TransientDeliveryError("webhook secret must be a reference: env:NAME or file:PATH")
+
+
+class WebhookChannel:
+    """Signed JSON envelope over HTTPS, every document encrypted to the recipient's key."""
+
+    name = "webhook"
+
+    def __init__(self, client: httpx.AsyncClient, *, secrets_dir: Path | None = None) -> None:
+        self._client = client
+        self._secrets_dir = secrets_dir
+
+    async def send(self, item: Outbound) -> Sent:
+        target, kind = item.recipient.webhook, item.recipient.key_kind
+        if target is None or kind is None:
+            raise EncryptionError(f"recipient {item.recipient.id} has no webhook target or no key")
+        message = item.message
+        body = await asyncio.to_thread(
+            build_envelope, delivery_id=item.token, trace_id=item.trace_id,
+            sender=message.sender.name or message.sender.id or "", title=message.title,
+            received_at=item.received_at, files=message.files(), key_kind=kind, key=item.key,
+        )
+        secret = resolve_secret(target.secret, base_dir=self._secrets_dir)
+        status = await post_webhook(self._client, target.url, body, secret)
+        return Sent(f"HTTP {status}", None)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def smtp_settings(settings: DeliverySettings) -> SmtpSettings:
+    password = settings.smtp_password.reveal() if settings.smtp_password is not None else None
+    return SmtpSettings(
+        host=settings.smtp_host, port=settings.smtp_port, tls=TlsMode(settings.smtp_tls),
+        ca_file=settings.smtp_ca_file, username=settings.smtp_username,
+        password=SecretStr(password) if password is not None else None,
+        timeout=settings.smtp_timeout_seconds,
+    )
+
+
+def build_channels(settings: DeliverySettings, *, secrets_dir: Path | None = None) -> Mapping[str, Channel]:
+    """The enabled channels, each with its own pooled connection (opened on first use)."""
+    channels: dict[str, Channel] = {}
+    if "email" in settings.channels:
+        channels["email"] = EmailChannel(SmtpSender(smtp_settings(settings)),
+                                         from_address=settings.from_address,
+                                         message_id_domain=settings.message_id_domain)
+    if "webhook" in settings.channels:
+        client = webhook_client(ca_file=settings.webhook_ca_file, timeout=settings.smtp_timeout_seconds)
+        channels["webhook"] = WebhookChannel(client, secrets_dir=secrets_dir)
+    return channels

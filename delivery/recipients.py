@@ -1,0 +1,310 @@
+"""The approved-recipients file: recipients and groups per organisation (CVR), read once, frozen.
+
+Shape (paths are relative to the file's folder)::
+
+    [org.12345678]
+    default_channel = "email"
+
+    [org.12345678.recipients.alice]
+    name = "Alice Jensen"
+    aliases = ["AJ", "Bogholderiet"]
+    email = "alice@example.com"
+    channel = "email"                  # optional: the organisation's default_channel otherwise
+    smime_cert = "keys/alice.pem"      # or: pgp_key = "keys/alice.asc"
+
+    [org.12345678.recipients.erp]
+    name = "ERP"
+    channel = "webhook"
+    pgp_key = "keys/erp.asc"
+    webhook = { url = "https://erp.example/hook", secret = "env:POSTBUD_ERP_SECRET" }
+
+    [org.12345678.groups]
+    board = ["alice", "bob"]
+
+Being listed here is necessary, not sufficient: approval (confirmed invitation, valid key) is
+tracked by the daemon.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from delivery.errors import RecipientsFileError
+
+_ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_CVR = re.compile(r"^\d{8}$")
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    WEBHOOK = "webhook"
+
+
+class KeyKind(StrEnum):
+    SMIME = "smime"
+    PGP = "pgp"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WebhookTarget(_Frozen):
+    """Where a webhook recipient's deliveries go; `secret` is a reference (e.g. env:NAME), not the key."""
+
+    url: str
+    secret: str = Field(min_length=1)
+
+    @field_validator("url")
+    @classmethod
+    def _https_only(cls, url: str) -> str:
+        if not url.startswith("https://"):
+            raise ValueError("webhook url must start with https:// (deliveries never travel in clear)")
+        return url
+
+
+class Recipient(_Frozen):
+    """One approved-recipient candidate of an organisation."""
+
+    id: str = Field(pattern=_ID)
+    name: str = Field(min_length=1)
+    aliases: tuple[str, ...] = ()
+    email: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    channel: Channel | None = None
+    smime_cert: Path | None = None
+    pgp_key: Path | None = None
+    webhook: WebhookTarget | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.smime_cert is not None and self.pgp_key is not None:
+            raise ValueError("give either smime_cert or pgp_key, not both")
+        if self.channel is Channel.EMAIL and self.email is None:
+            raise ValueError("channel 'email' needs an email address")
+        if self.channel is Channel.WEBHOOK and self.webhook is None:
+            raise ValueError("channel 'webhook' needs a webhook table (url, secret)")
+        return self
+
+    @property
+    def key_kind(self) -> KeyKind | None:
+        """Which key material this recipient has, if any (no key: cannot be approved)."""
+        if self.smime_cert is not None:
+            return KeyKind.SMIME
+        if self.pgp_key is not None:
+            return KeyKind.PGP
+        return None
+
+    @property
+    def key_path(self) -> Path | None:
+        return self.smime_cert or self.pgp_key
+
+
+class Organisation(_Frozen):
+    """One CVR's recipients and groups."""
+
+    cvr: str
+    default_channel: Channel = Channel.EMAIL
+    recipients: Mapping[str, Recipient] = Field(default_factory=dict)
+    groups: Mapping[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _groups_resolve(self) -> Self:
+        for gid, members in self.groups.items():
+            if not re.match(_ID, gid):
+                raise ValueError(f"group id {gid!r} must match {_ID}")
+            if gid in self.recipients:
+                raise ValueError(f"{gid!r} is both a recipient and a group")
+            unknown = [m for m in members if m not in self.recipients]
+            if unknown:
+                raise ValueError(f"group {gid!r} names unknown recipients {unknown}")
+        for rid, r in self.recipients.items():
+            if r.channel is None and self.default_channel is Channel.EMAIL and r.email is None:
+                raise ValueError(f"recipient {rid!r} uses the default channel 'email' but has no email")
+            if r.channel is None and self.default_channel is Channel.WEBHOOK and r.webhook is None:
+                raise ValueError(f"recipient {rid!r} uses the default channel 'webhook' but has no "
+                                 "webhook table")
+        return self
+
+
+class UnknownRecipient(KeyError):
+    """An organisation or recipient/group id that the file does not list."""
+
+
+class RecipientDirectory:
+    """Read-only lookups over the loaded file; what the router and delivery ask."""
+
+    def __init__(self, orgs: Mapping[str, Organisation], *, source: Path | None = None) -> None:
+        self._orgs = dict(orgs)
+        self.source = source
+
+    def organisations(self) -> tuple[str, ...]:
+        return tuple(self._orgs)
+
+    def _org(self, org: str) -> Organisation:
+        try:
+            return self._orgs[org]
+        except KeyError:
+            raise UnknownRecipient(f"organisation {org} is not in the recipients file") from None
+
+    def ids(self, org: str) -> set[str]:
+        """Every recipient and group id of an organisation (what a routing target may name)."""
+        o = self._orgs.get(org)
+        return set() if o is None else set(o.recipients) | set(o.groups)
+
+    def groups(self, org: str) -> dict[str, tuple[str, ...]]:
+        o = self._orgs.get(org)
+        return {} if o is None else dict(o.groups)
+
+    def names(self, org: str) -> dict[str, list[str]]:
+        """Recipient id -> name and aliases, for fuzzy matching of attention labels."""
+        o = self._orgs.get(org)
+        if o is None:
+            return {}
+        return {rid: [r.name, *r.aliases] for rid, r in o.recipients.items()}
+
+    def get(self, org: str, rid: str) -> Recipient:
+        try:
+            return self._org(org).recipients[rid]
+        except KeyError:
+            raise UnknownRecipient(f"recipient {rid!r} is not listed for organisation {org}") from None
+
+    def expand(self, org: str, ids: Iterable[str]) -> tuple[Recipient, ...]:
+        """Recipients named by ids (groups expanded), first occurrence order, no duplicates."""
+        o = self._org(org)
+        seen: dict[str, Recipient] = {}
+        for i in ids:
+            if i in o.groups:
+                members: tuple[str, ...] = o.groups[i]
+            elif i in o.recipients:
+                members = (i,)
+            else:
+                raise UnknownRecipient(f"{i!r} is neither a recipient nor a group of organisation {org}")
+            for m in members:
+                seen.setdefault(m, o.recipients[m])
+        return tuple(seen.values())
+
+    def channel(self, org: str, rid: str, *, enabled: Iterable[Channel] = tuple(Channel)) -> Channel:
+        """The channel to use: the recipient's own if enabled, else the organisation default."""
+        o = self._org(org)
+        own = self.get(org, rid).channel
+        on = set(enabled)
+        if own is not None and own in on:
+            return own
+        return o.default_channel
+
+
+def load_recipients(path: Path) -> RecipientDirectory:
+    """Read and validate the recipients file; relative key paths resolve against its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecipientsFileError(f"{path}: cannot read recipients file: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipientsFileError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(raw) - {"org"}
+    if unknown:
+        key = min(unknown)
+        raise _error(path, text, (key,), "unknown top-level key (only [org.<CVR>] tables are allowed)")
+    orgs: dict[str, Organisation] = {}
+    for cvr, body in (raw.get("org") or {}).items():
+        if not _CVR.match(cvr):
+            raise _error(path, text, ("org", cvr), "organisation key must be an 8-digit CVR number")
+        if not isinstance(body, dict):
+            raise _error(path, text, ("org", cvr), "must be a table")
+        orgs[cvr] = _organisation(path, text, cvr, body)
+    return RecipientDirectory(orgs, source=path)
+
+
+def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Organisation:
+    data = dict(body)
+    recipients = data.get("recipients", {})
+    if isinstance(recipients, dict):
+        resolved: dict[str, Any] = {}
+        for rid, rec in recipients.items():
+            if isinstance(rec, dict):
+                rec = {**rec, "id": rid}
+                for key in ("smime_cert", "pgp_key"):
+                    if isinstance(rec.get(key), str):
+                        rec[key] = (path.parent / rec[key]).resolve()
+            resolved[rid] = rec
+        data["recipients"] = resolved
+    groups = data.get("groups")
+    for gid, members in (groups.items() if isinstance(groups, dict) else ()):
+        # checked here as well as in the model, so the error points at the group's line
+        known = data.get("recipients") or {}
+        unknown = [m for m in members if m not in known] if isinstance(members, list) else []
+        if unknown:
+            raise _error(path, text, ("org", cvr, "groups", gid),
+                         f"names unknown recipients {unknown}")
+    try:
+        return Organisation(cvr=cvr, **data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(str(p) for p in err["loc"])
+        if loc[-1:] == ("id",) and len(loc) >= 2:
+            # the id comes from the table name, so point at the table
+            loc = loc[:-1]
+        raise _error(path, text, ("org", cvr, *loc), err["msg"]) from None
+    except TypeError as exc:
+        raise _error(path, text, ("org", cvr), str(exc)) from None
+
+
+def _error(path: Path, text: str, loc: tuple[str, ...], msg: str) -> RecipientsFileError:
+    line = _find_line(text, loc)
+    where = f"{path}:{line}" if line else str(path)
+    return RecipientsFileError(f"{where}: {'.'.join(loc)}: {msg}")
+
+
+_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
+
+
+def _split_key(dotted: str) -> tuple[str, ...]:
+    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
+    return tuple(next(p for p in groups if p) if any(groups) else "" for groups in parts)
+
+
+def _find_line(text: str, loc: tuple[str, ...]) -> int | None:
+    """The 1-based line defining the key at `loc`, else the closest enclosing table's line."""
+    best: tuple[int, int] | None = None  # (matched prefix length, line)
+    table: tuple[str, ...] = ()
+    for n, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header and "=" not in header.group(1):
+            table = _split_key(header.group(1))
+            key = table
+        else:
+            assign = _ASSIGN.match(line)
+            if not assign:
+                continue
+            key = table + _split_key(assign.group(1))
+        depth = _common_prefix(key, loc)
+        # a key inside loc, or (for implicitly created tables) a table below loc
+        if depth in (len(key), len(loc)) and (best is None or depth > best[0]):
+            best = (depth, n)
+    return best[1] if best else None
+
+
+def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

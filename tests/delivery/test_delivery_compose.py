@@ -1,0 +1,90 @@
+"""From a normalized message and a recipient to the encrypted e-mail, with the right key kind."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from delivery.compose import encrypted_email, message_id_for
+from delivery.errors import EncryptionError
+from delivery.recipients import Recipient
+from postbud.domain import (
+    Document,
+    DocumentKind,
+    File,
+    MessageType,
+    NormalizedMessage,
+    Party,
+)
+
+if TYPE_CHECKING:
+    from delivery_testkit import Gpg, SmimeRecipient
+
+RECEIVED = dt.datetime(2026, 5, 4, 8, 0, tzinfo=dt.UTC)
+LETTER = NormalizedMessage(
+    message_id="memo-uuid-1", message_type=MessageType.DIGITALPOST, title="Rykker",
+    sender=Party(id="12345678", id_type="CVR", name="Gældsstyrelsen"),
+    recipient=Party(id="87654321", id_type="CVR"), format="memo-1.2",
+    documents=(Document(DocumentKind.MAIN, (File("rykker.pdf", "application/pdf", b"%PDF-1 r"),)),
+               Document(DocumentKind.ADDITIONAL, (File("bilag.xml", "text/xml", b"<a/>"),))),
+    text="Du skylder penge (this must never be in the cover note)",
+)
+
+
+def attachments(inner: bytes) -> list[tuple[str | None, bytes]]:
+    msg = email.message_from_bytes(inner, policy=email.policy.default)
+    return [(p.get_filename(), p.get_payload(decode=True))  # type: ignore[misc]
+            for p in msg.walk() if p.get_filename()]
+
+
+def test_message_id_is_deterministic_and_safe() -> None:
+    assert message_id_for(42, domain="postbud.example") == "<postbud.42@postbud.example>"
+    assert message_id_for(42, domain="postbud.example") == message_id_for("42", domain="postbud.example")
+    with pytest.raises(ValueError):
+        message_id_for("1>\r\nBcc: x", domain="postbud.example")
+
+
+def test_smime_recipient_gets_smime(tmp_path: Path, openssl: str,
+                                    smime_recipient: SmimeRecipient) -> None:
+    alice = Recipient(id="alice", name="Alice", email="alice@example.com",
+                      smime_cert=smime_recipient.cert_path)
+    outer = encrypted_email(LETTER, alice, key=smime_recipient.cert_pem,
+                            from_addr="postbud@example.com",
+                            message_id=message_id_for(7, domain="postbud.example"),
+                            trace_id="tt-7", received_at=RECEIVED)
+    (tmp_path / "m.eml").write_bytes(outer)
+    inner = subprocess.run([openssl, "cms", "-decrypt", "-in", str(tmp_path / "m.eml"),
+                            "-inkey", str(smime_recipient.key_path)], capture_output=True,
+                           check=True).stdout
+    assert attachments(inner) == [("rykker.pdf", b"%PDF-1 r"), ("bilag.xml", b"<a/>")]
+    msg = email.message_from_bytes(inner, policy=email.policy.default)
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None and "Gældsstyrelsen" in body.get_content()
+    assert b"Du skylder" not in inner  # the letter's text travels only inside its documents
+    assert b"<postbud.7@postbud.example>" in outer.split(b"\r\n\r\n", 1)[0]
+
+
+def test_pgp_recipient_gets_pgp_mime(gpg: Gpg) -> None:
+    bob = Recipient(id="bob", name="Bob", email=gpg.email, pgp_key=Path("unused.asc"))
+    outer = encrypted_email(LETTER, bob, key=gpg.public_key, from_addr="postbud@example.com",
+                            message_id="<postbud.8@postbud.example>", trace_id="tt-8",
+                            received_at=RECEIVED)
+    assert outer.find(b"multipart/encrypted") > 0
+    done = gpg.run("--decrypt", input=bytes(outer))
+    assert done.returncode == 0, done.stderr
+    assert ("rykker.pdf", b"%PDF-1 r") in attachments(done.stdout)
+
+
+def test_recipient_without_key_or_address_gets_nothing() -> None:
+    for nobody in (Recipient(id="carl", name="Carl", email="carl@example.com"),
+                   Recipient(id="dan", name="Dan", smime_cert=Path("x.pem"))):
+        with pytest.raises(EncryptionError):
+            encrypted_email(LETTER, nobody, key=b"", from_addr="postbud@example.com",
+                            message_id="<postbud.9@postbud.example>", trace_id="tt-9",
+                            received_at=RECEIVED)
