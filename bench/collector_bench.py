@@ -28,6 +28,7 @@ from collector.dispatch import Dispatcher, MailboxRuntime
 from collector.ledger import MailboxKey, sync_mailboxes
 from connectors.base import Capability, ConnectorSettings, Fetched, MessageRef, Page
 from postbud.config import CollectorSettings, load_config
+from postbud.daemon import EXECUTOR_THREADS
 from postbud.domain import MessageType, NormalizedMessage, Party
 from postbud.metrics import Metrics
 from postbud.notify import TraceNotifier
@@ -109,7 +110,7 @@ async def run(mailboxes: int, interval: float, duration: float, latency: float, 
             providers[mailbox_id].add(key)
             appeared[key] = time.time()
 
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=32))  # as the daemon
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=EXECUTOR_THREADS))
     producer = asyncio.create_task(produce())
     stopped = asyncio.Event()
     dispatching = asyncio.create_task(dispatcher.run(stopped))  # as the daemon runs it
@@ -125,20 +126,21 @@ async def run(mailboxes: int, interval: float, duration: float, latency: float, 
         assert session.exec(select(Mailbox)).first() is not None
     delays = sorted(committed[k] - t for k, t in appeared.items() if k in committed)
     missing = sum(1 for k in appeared if k not in committed)
-    # Polls per interval: for each whole interval after the first, how many mailboxes were polled at least once.
-    start = wall0 + interval
-    windows = int((wall0 + duration - start) // interval)
-    coverage = []
-    for w in range(windows):
-        lo, hi = start + w * interval, start + (w + 1) * interval
-        coverage.append(sum(1 for times in polls.values() if any(lo <= t < hi for t in times)) / mailboxes)
+    # How regularly each mailbox was polled: the gaps between its polls, and polls per interval.
+    gaps = sorted(b - a for times in polls.values() for a, b in zip(times, times[1:], strict=False))
+    never = mailboxes - len(polls)
     store.dispose()
     return {
         "mailboxes": mailboxes,
         "interval_s": interval,
         "duration_s": round(wall, 1),
         "polls": sum(len(v) for v in polls.values()),
-        "mailboxes_polled_per_interval": round(min(coverage), 4) if coverage else 0.0,
+        "polls_per_mailbox_per_interval": round(sum(len(v) for v in polls.values()) / mailboxes
+                                                / (wall / interval), 3),
+        "poll_gap_p50_s": round(statistics.median(gaps), 1) if gaps else float("nan"),
+        "poll_gap_p95_s": round(gaps[int(0.95 * (len(gaps) - 1))], 1) if gaps else float("nan"),
+        "poll_gap_max_s": round(gaps[-1], 1) if gaps else float("nan"),
+        "never_polled": never,
         "cpu_share_of_one_core": round(cpu / wall, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "messages": len(appeared),

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from router.suggester import Example, Suggester
 from router.suggester.dataset import Record, read_records, split_records
-from router.suggester.evaluate import coverage
+from router.suggester.evaluation import coverage
 
 DEFAULT_CORPUS = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "20news-bydate-train.jsonl.gz"

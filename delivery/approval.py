@@ -307,7 +307,8 @@ def hold_recipient(session: Session, org: str, rid: str, *, reason: str, actor: 
     messages = session.exec(select(Message).where(col(Message.id).in_(message_ids))
                             .order_by(col(Message.id)).with_for_update())
     for message in messages:
-        detail = {"recipient": rid, "channels": sorted({r.channel for r in rows if r.message_id == message.id})}
+        channels = sorted({r.channel for r in rows if r.message_id == message.id})
+        detail = {"recipient": rid, "channels": channels}
         if MessageStatus.HELD in ALLOWED[MessageStatus(message.status)]:
             transition(session, message, MessageStatus.HELD, kind="held", actor=actor, reason=reason,
                        detail=detail)

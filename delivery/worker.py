@@ -17,9 +17,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, func, or_, update
 from sqlalchemy.orm import defer
-from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from delivery.approval import admission, hold_recipient
@@ -32,7 +31,12 @@ from delivery.errors import (
     TlsRequired,
     TransientDeliveryError,
 )
-from delivery.keys import KeyStatus, check_pgp_key, check_recipient_key, check_smime_cert
+from delivery.keys import (
+    KeyStatus,
+    check_pgp_key,
+    check_recipient_key,
+    check_smime_cert,
+)
 from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
 from postbud import codec
 from postbud.config import Config, DeliverySettings
@@ -41,7 +45,14 @@ from postbud.lifecycle import record, transition
 from postbud.logs import correlation_id
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, utcnow
+from postbud.storage.models import (
+    Attachment,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    MessageStatus,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +114,8 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
         ).all()
         for message in starting:
             transition(session, message, MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
-                       detail={"recipients": sorted({j.recipient for j in jobs if j.message_id == message.id})})
+                       detail={"recipients": sorted({j.recipient for j in jobs
+                                                     if j.message_id == message.id})})
     return jobs
 
 
@@ -205,6 +217,11 @@ def _release(store: Store, job: Job, *, owner: str, at: dt.datetime) -> None:
         )
 
 
+def _release_all(store: Store, jobs: list[Job], *, owner: str, at: dt.datetime) -> None:
+    for job in jobs:
+        _release(store, job, owner=owner, at=at)
+
+
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime) -> str | None:
     with store.transaction() as session:
         return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now)
@@ -234,8 +251,19 @@ class _Run:
     async def deliver(self, job: Job) -> str:
         """Attempt one job; returns the outcome label (delivered, retry, failed, held, released)."""
         correlation_id.set(job.message_id)
+        try:
+            return await self._attempt(job)
+        except Exception as exc:
+            # the one boundary per row: an unforeseen error costs this row an attempt, not the batch
+            log.exception("delivery %s: unexpected error; retried later", job.id)
+            return await asyncio.to_thread(_mark_retry, self.store, job,
+                                           DeliveryError(f"internal error: {type(exc).__name__}"),
+                                           self.settings, owner=self.owner, now=self.now)
+
+    async def _attempt(self, job: Job) -> str:
         if job.channel in self.paused:
-            await asyncio.to_thread(_release, self.store, job, owner=self.owner, at=self.now)
+            retry_at = self.now + dt.timedelta(seconds=self.settings.retry_base_seconds)
+            await asyncio.to_thread(_release, self.store, job, owner=self.owner, at=retry_at)
             return "released"
         if job.attempts > self.settings.max_attempts:
             # earlier attempts never finished (the process died mid-send each time): stop the loop
@@ -266,12 +294,6 @@ class _Run:
                 self.paused.add(job.channel)
             return await asyncio.to_thread(_mark_retry, self.store, job, exc, self.settings,
                                            owner=self.owner, now=self.now)
-        except Exception as exc:
-            # the one boundary per row: an unforeseen error costs this row an attempt, not the batch
-            log.exception("delivery %s: unexpected error; retried later", job.id)
-            return await asyncio.to_thread(_mark_retry, self.store, job,
-                                           DeliveryError(f"internal error: {type(exc).__name__}"),
-                                           self.settings, owner=self.owner, now=self.now)
         finally:
             self.metrics.delivery_attempt_seconds.labels(job.channel).observe(time.perf_counter() - started)
         if not await asyncio.to_thread(_mark_delivered, self.store, job, sent, owner=self.owner):
@@ -328,14 +350,15 @@ class _Run:
 
     def _note_key(self, job: Job, status: KeyStatus) -> None:
         if status.days_left is not None and status.valid:
-            self.days_left[job.channel] = min(status.days_left, self.days_left.get(job.channel, status.days_left))
+            known = self.days_left.get(job.channel, status.days_left)
+            self.days_left[job.channel] = min(status.days_left, known)
         if status.expires_within(self.settings.key_warning_days):
             log.warning("recipient %s of %s: key expires in %s days", job.recipient, job.organisation,
                         status.days_left)
 
 
-async def deliver_pending(store: Store, config: Config, directory: RecipientDirectory | None, metrics: Metrics,
-                          *, owner: str, now: dt.datetime | None = None, limit: int = 50,
+async def deliver_pending(store: Store, config: Config, directory: RecipientDirectory | None,
+                          metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
                           channels: Mapping[str, Channel] | None = None, lanes: int = 4) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.
 
@@ -369,11 +392,14 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientDire
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        # one lane died (or we were cancelled): stop the others before the channels close; rows
-        # they had claimed stay under lease and are taken up again when it runs out
+        # one lane died (or we were cancelled at shutdown): stop the others before the channels
+        # close. Rows in flight stay under lease (taken up again when it runs out); rows not
+        # started yet are given back at once.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        unstarted, queue[:] = list(queue), []
+        await asyncio.shield(asyncio.to_thread(_release_all, store, unstarted, owner=owner, at=when))
         raise
     finally:
         if own:

@@ -240,7 +240,9 @@ class SandboxSettings(Frozen):
     folder: RelPath = Path("var/sandbox")
     messages_per_cvr: int = Field(default=5, ge=0)
     seed: int = 0
-    ports: dict[str, int] = Field(default_factory=lambda: {"ngdp": 18443, "eboks": 18444, "mitdk": 18445})
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025}
+    )
 
 
 class MailboxConfig(BaseModel):

@@ -26,7 +26,7 @@ from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider
 from router.decision import Decider
 from router.learning import ModelDecider, Models
-from router.suggester import SuggesterSettings
+from router.suggester.settings import SuggesterSettings
 from router.default import DefaultRoute
 from rules import RecipientDirectory
 
@@ -157,7 +157,12 @@ class Runtime:
 
     def http_routes(self) -> list[BaseRoute]:
         """Routes the stages add to the daemon's HTTP listener (the read-only API when enabled)."""
-        routes: list[BaseRoute] = []
+        from delivery.approval import confirm_route
+
+        routes: list[BaseRoute] = [
+            confirm_route(self.store, directory=lambda: self.recipients,
+                          trust_store=self.config.delivery.trust_store)
+        ]
         if self.config.api.enabled:
             from postbud.api import TokenTable, api_mount
 

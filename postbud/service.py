@@ -8,7 +8,7 @@ import logging
 from postbud.config import Config
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
-from postbud.sandbox import start_sandbox
+from postbud.sandbox import approve_demo_recipients, start_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +17,8 @@ async def serve(config: Config, *, once: bool = False) -> None:
     sandbox = await start_sandbox(config) if config.sandbox.enabled else None
     try:
         runtime = await asyncio.to_thread(Runtime.create, config)
+        if sandbox is not None and runtime.recipients is not None:
+            await asyncio.to_thread(approve_demo_recipients, runtime.store, config, runtime.recipients)
         try:
             daemon = Daemon(runtime)
             if once:

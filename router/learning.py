@@ -12,7 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -21,16 +21,12 @@ from postbud import codec
 from postbud.storage.db import Store
 from postbud.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
 from router.decision import Action, Decider, Decision, Facts
-from router.suggester import (
-    Example,
-    ModelRejected,
-    Suggester,
-    SuggesterSettings,
-    TrainedModel,
-    fingerprint,
-    load_model,
-    save_model,
-)
+from router.suggester.errors import ModelRejected
+from router.suggester.examples import Example, fingerprint
+from router.suggester.settings import SuggesterSettings
+
+if TYPE_CHECKING:
+    from router.suggester.model import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +93,8 @@ class Models:
     def get(self, organisation: str) -> TrainedModel | None:
         model = self._models.get(organisation)
         if model is None and self.path(organisation).exists():
+            from router.suggester.store import load_model
+
             try:
                 model = load_model(self.path(organisation), self.key)
             except ModelRejected as exc:
@@ -113,6 +111,9 @@ class Models:
             if not force and current is not None and current.fingerprint == fingerprint(examples):
                 return TrainingOutcome(organisation, False, len(examples), "labelled data unchanged",
                                        current.threshold)
+            from router.suggester.model import Suggester
+            from router.suggester.store import save_model
+
             model = Suggester(self.settings).train(examples)
             self.folder.mkdir(parents=True, exist_ok=True)
             save_model(model, self.path(organisation), self.key)

@@ -16,6 +16,7 @@ from rich.table import Table
 from postbud.cli.model import app as model_app
 from postbud.cli.ops import ops_app, trace_extra
 from postbud.cli.queue import app as queue_app
+from postbud.cli.recipients import app as recipients_app
 from postbud.cli.routing import rules_app
 from postbud.config import Config, ConfigError, default_config_path, load_config
 
@@ -33,6 +34,7 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(rules_app, name="rules", help="Routing rules: check, test, test-suite, replay.")
 app.add_typer(queue_app, name="queue")
 app.add_typer(model_app, name="model", help="The ML suggester: evaluate on a corpus, train on placements.")
+app.add_typer(recipients_app, name="recipients", help="Approved recipients: invite, confirm, list, approve, revoke.")
 app.registered_commands.extend(ops_app.registered_commands)  # purge, erase, stats
 trace_app.registered_commands.extend(trace_extra.registered_commands)  # trace download, trace resend
 
@@ -361,9 +363,12 @@ def sandbox(
     async def serve() -> None:
         handle = await start_sandbox(cfg)
         try:
-            for name, endpoint in handle.endpoints.items():
+            for name, endpoint in handle.providers.endpoints.items():
                 out.print(f"{name:<6} {endpoint.base_url}", highlight=False)
-            out.print(f"CA {handle.ca_path}; credentials in {cfg.sandbox.folder / 'secrets'}", highlight=False)
+            out.print(f"smtp   127.0.0.1:{handle.mail.port} (STARTTLS), mail kept in {handle.mail.mail_dir}",
+                      highlight=False)
+            out.print(f"CA {handle.providers.ca_path}; credentials in {cfg.sandbox.folder / 'secrets'}",
+                      highlight=False)
             await asyncio.Event().wait()
         finally:
             await handle.aclose()

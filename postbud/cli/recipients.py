@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,7 +31,8 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _setup(ctx: typer.Context, *, need_directory: bool = True) -> tuple[Config, Store, RecipientDirectory | None]:
+def _setup(ctx: typer.Context, *,
+           need_directory: bool = True) -> tuple[Config, Store, RecipientDirectory | None]:
     from delivery.errors import RecipientsFileError
     from delivery.recipients import load_recipients
     from postbud.runtime import open_store
@@ -188,7 +189,7 @@ def listing(store: Store, directory: RecipientDirectory | None, config: Config,
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
-    org: Annotated[Optional[str], typer.Option("--org", help="Only this organisation (CVR).")] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Only this organisation (CVR).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Every recipient with approval status and key status (days to expiry)."""

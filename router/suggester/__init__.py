@@ -11,24 +11,36 @@ Public API (everything else in this package is internal):
 - `evaluate(dataset_path)` — trains and scores on a labelled JSONL corpus (`postbud model evaluate`).
 """
 
-from router.suggester.errors import ModelRejected, RejectReason, SuggesterError
-from router.suggester.evaluate import evaluate
-from router.suggester.examples import Example, Suggestion, fingerprint
-from router.suggester.model import Suggester, SuggesterSettings, TrainedModel
-from router.suggester.store import FORMAT_VERSION, load_model, save_model
+from __future__ import annotations
 
-__all__ = [
-    "FORMAT_VERSION",
-    "Example",
-    "ModelRejected",
-    "RejectReason",
-    "Suggester",
-    "SuggesterError",
-    "SuggesterSettings",
-    "Suggestion",
-    "TrainedModel",
-    "evaluate",
-    "fingerprint",
-    "load_model",
-    "save_model",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# scikit-learn and SciPy cost ~100 MB of memory on import: loaded on first use, so a daemon whose
+# organisations have no trained model yet never pays for them.
+_EXPORTS = {
+    "ModelRejected": "errors", "RejectReason": "errors", "SuggesterError": "errors",
+    "evaluate": "evaluation",
+    "Example": "examples", "Suggestion": "examples", "fingerprint": "examples",
+    "Suggester": "model", "TrainedModel": "model",
+    "SuggesterSettings": "settings",
+    "FORMAT_VERSION": "store", "load_model": "store", "save_model": "store",
+}
+
+if TYPE_CHECKING:
+    from router.suggester.errors import ModelRejected, RejectReason, SuggesterError
+    from router.suggester.evaluation import evaluate
+    from router.suggester.examples import Example, Suggestion, fingerprint
+    from router.suggester.model import Suggester, TrainedModel
+    from router.suggester.settings import SuggesterSettings
+    from router.suggester.store import FORMAT_VERSION, load_model, save_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'router.suggester' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"router.suggester.{module}"), name)
+
+
+__all__ = sorted(_EXPORTS)

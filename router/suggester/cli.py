@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from router.suggester.errors import SuggesterError
-from router.suggester.evaluate import evaluate as run_evaluation
+from router.suggester.evaluation import evaluate as run_evaluation
 
 app = typer.Typer(help="The ML suggester: evaluate it on a labelled corpus.", no_args_is_help=True)
 _err = Console(stderr=True)

@@ -69,16 +69,17 @@ def test_dropped_file_is_collected_routed_traced_and_moved(runtime: Runtime) -> 
     (found,) = search(runtime.store, SearchFilter(organisation="12345678"))
     assert found["title"] == "Momsangivelse for 3. kvartal"
     assert found["sender"] == "Skattestyrelsen"
-    assert found["status"] == "routed"
+    # Routed by the default; with no recipients file, delivery holds it for a person, saying why.
+    assert found["status"] == "held" and "no recipients file" in found["status_reason"]
     assert found["mailbox"] == "drop"
     timeline = show(runtime.store, found["id"])
     assert timeline is not None
-    assert [e["kind"] for e in timeline["events"]] == ["collected", "acknowledged", "routed"]
+    assert [e["kind"] for e in timeline["events"]][:3] == ["collected", "acknowledged", "routed"]
     assert (base / "drop" / "processed" / "a.eml").exists()
     assert not (base / "drop" / "a.eml").exists()
     with runtime.store.read() as session:
         outbox = list(session.exec(select(Delivery)))
-    assert [(d.recipient, d.channel, d.status) for d in outbox] == [("reception", "email", "pending")]
+    assert [(d.recipient, d.channel, d.status) for d in outbox] == [("reception", "email", "held")]
 
 
 def test_same_file_twice_is_one_message(runtime: Runtime) -> None:
@@ -121,7 +122,7 @@ def test_malformed_files_are_quarantined_and_the_next_is_collected(runtime: Runt
     asyncio.run(run_once(runtime))
     by_status = {m.status: m for m in messages(runtime)}
     statuses = sorted(m.status for m in messages(runtime))
-    assert statuses == ["quarantined", "quarantined", "routed"]
+    assert statuses == ["held", "quarantined", "quarantined"]
     quarantined = [m for m in messages(runtime) if m.status == "quarantined"]
     for message in quarantined:
         timeline = show(runtime.store, message.id)
@@ -129,7 +130,7 @@ def test_malformed_files_are_quarantined_and_the_next_is_collected(runtime: Runt
         (event,) = [e for e in timeline["events"] if e["kind"] == "quarantined"]
         assert event["reason"] and ("broken.xml" in event["reason"] or "empty.eml" in event["reason"])
         assert message.raw is not None  # the evidence is kept, encrypted
-    assert by_status["routed"].title == "Momsangivelse for 3. kvartal"
+    assert by_status["held"].title == "Momsangivelse for 3. kvartal"
 
 
 def test_database_holds_no_plaintext_body(runtime: Runtime) -> None:
@@ -158,4 +159,5 @@ def test_trace_events_are_written_with_each_transition(runtime: Runtime) -> None
     with runtime.store.read() as session:
         events = list(session.exec(select(TraceEvent).order_by(TraceEvent.id)))  # type: ignore[arg-type]
     transitions = [(e.from_status, e.to_status) for e in events if e.to_status]
-    assert transitions == [(None, "collected"), ("collected", "routed")]
+    assert transitions == [(None, "collected"), ("collected", "routed"), ("routed", "delivering"),
+                           ("delivering", "held")]

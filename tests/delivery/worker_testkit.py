@@ -83,10 +83,11 @@ def drop(rt: Runtime, name: str, data: bytes) -> None:
 
 
 async def collect_and_route(rt: Runtime, *letters: int) -> list[str]:
-    """Drop the letters, run collect and route once; the new messages' ids."""
+    """Drop the letters, run collect and route once (not delivery); the new messages' ids."""
     for n in letters:
         drop(rt, f"letter-{n}.eml", letter(n))
-    await Daemon(rt).run_once()
+    await rt.dispatcher.run_all_once()
+    await Daemon(rt).route()
     with rt.store.read() as session:
         return [m.id for m in session.exec(select(Message).order_by(col(Message.received_at)))]
 

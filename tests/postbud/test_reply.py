@@ -40,7 +40,7 @@ async def test_reply_reaches_ngdp_and_is_traced(tmp_path: Path, monkeypatch: pyt
         answer = tmp_path / "svar.pdf"
         answer.write_bytes(b"%PDF-1.4 svar")
         sent = await send_reply(config, runtime.store, original.id, answer, text="Se vedlagte svar.", actor="mette")
-        raw = handle.endpoints["ngdp"].fake.sent[sent.reply_uuid]  # type: ignore[attr-defined]
+        raw = handle.providers.endpoints["ngdp"].fake.sent[sent.reply_uuid]  # type: ignore[attr-defined]
         memo = parse_memo(raw)
         assert memo.replies[0].message_uuid == original.provider_message_id
         assert memo.recipient.id == original.sender_id and memo.sender.id == "12345678"
