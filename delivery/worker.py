@@ -140,6 +140,13 @@ def _settle(session: Session, message_id: str) -> None:
                    reason="dead letter: a delivery failed for good", detail={"failed": counts[D.FAILED]})
 
 
+def _lock_message(session: Session, message_id: str) -> None:
+    """Take the message's row lock first. Every finishing transaction inserts a trace event (a
+    foreign-key share lock on the message) and may then settle the message (FOR UPDATE); two lanes
+    finishing rows of one message in the other order deadlocked on PostgreSQL."""
+    session.exec(select(Message.id).where(Message.id == message_id).with_for_update())
+
+
 def _owned(job: Job, owner: str):  # type: ignore[no-untyped-def]
     return and_(col(Delivery.id) == job.id, col(Delivery.lease_owner) == owner,
                 col(Delivery.status) == D.SENDING)
@@ -153,6 +160,7 @@ def _detail(job: Job, **extra: object) -> dict[str, object]:
 def _mark_delivered(store: Store, job: Job, sent: Sent, *, owner: str) -> bool:
     """The commit after a successful send: row delivered, trace with the reply, message settled."""
     with store.transaction() as session:
+        _lock_message(session, job.message_id)
         done = session.execute(
             update(Delivery).where(_owned(job, owner))
             .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=sent.reply[:500],
@@ -181,6 +189,7 @@ def _mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySett
         return "failed"
     delay = backoff(job.attempts, settings)
     with store.transaction() as session:
+        _lock_message(session, job.message_id)
         session.execute(
             update(Delivery).where(_owned(job, owner))
             .values(status=D.PENDING, next_attempt_at=now + dt.timedelta(seconds=delay),
@@ -193,6 +202,7 @@ def _mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySett
 
 def _mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
     with store.transaction() as session:
+        _lock_message(session, job.message_id)
         session.execute(
             update(Delivery).where(_owned(job, owner))
             .values(status=D.FAILED, last_reply=reply[:500], lease_owner=None, lease_expires_at=None)
@@ -204,6 +214,7 @@ def _mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
 
 def _hold(store: Store, job: Job, reason: str) -> None:
     with store.transaction() as session:
+        _lock_message(session, job.message_id)
         hold_recipient(session, job.organisation, job.recipient, reason=reason, actor=ACTOR, include=job.id)
 
 

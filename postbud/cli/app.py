@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from postbud.cli.model import app as model_app
@@ -18,7 +16,8 @@ from postbud.cli.ops import ops_app, trace_extra
 from postbud.cli.queue import app as queue_app
 from postbud.cli.recipients import app as recipients_app
 from postbud.cli.routing import rules_app
-from postbud.config import Config, ConfigError, default_config_path, load_config
+from postbud.cli.common import CliContext, ConfigOpt, JsonOpt, config_of, err, out, print_json
+from postbud.config import Config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Validate the configuration.")
@@ -38,69 +37,12 @@ app.add_typer(recipients_app, name="recipients", help="Approved recipients: invi
 app.registered_commands.extend(ops_app.registered_commands)  # purge, erase, stats
 trace_app.registered_commands.extend(trace_extra.registered_commands)  # trace download, trace resend
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Optional[Path],
-    typer.Option("-c", "--config", help="Config file (default: $POSTBUD_CONFIG, then ./postbud.toml)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-class CliContext:
-    """What sub-commands share: the config, loaded only when a command needs it."""
-
-    def __init__(self, config_path: Path | None) -> None:
-        self.config_path = config_path
-        self._config: Config | None = None
-
-    def config(self, explicit: Path | None = None) -> Config:
-        if explicit is not None:
-            return _load_or_exit(explicit)
-        if self._config is None:
-            self._config = _load_or_exit(default_config_path(self.config_path))
-        return self._config
-
-    def _optional(self) -> Config | None:
-        path = default_config_path(self.config_path)
-        return self.config() if path.exists() else None
-
-    @property
-    def rules_dir(self) -> Path | None:
-        config = self._optional()
-        return config.rules.directory if config else None
-
-    @property
-    def recipients(self) -> object | None:
-        from postbud.runtime import load_recipient_directory
-
-        config = self._optional()
-        return load_recipient_directory(config) if config else None
-
-
-def _load_or_exit(path: Path) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False)
-        raise typer.Exit(1) from None
-
-
 @app.callback()
 def root(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """postbud collects, routes, delivers and traces a company's digital mail."""
     ctx.obj = CliContext(config)
 
 
-def _config(ctx: typer.Context, explicit: Path | None) -> Config:
-    obj = ctx.obj if isinstance(ctx.obj, CliContext) else CliContext(None)
-    return obj.config(explicit)
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
 # -- run --------------------------------------------------------------------------------------
@@ -116,7 +58,7 @@ def run(
     from postbud import logs
     from postbud.service import serve
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     logs.configure(cfg.logging.level, cfg.logging.format)
     asyncio.run(serve(cfg, once=once))
 
@@ -127,7 +69,7 @@ def run(
 @config_app.command("check")
 def config_check(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Validate the configuration and print every problem; exit 1 if there is any."""
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     warnings = _secret_warnings(cfg)
     for warning in warnings:
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
@@ -162,7 +104,7 @@ def db_upgrade(ctx: typer.Context, config: ConfigOpt = None) -> None:
     from postbud.storage import migrate
     from postbud.storage.db import make_engine
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     engine = make_engine(cfg.database_url)
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
@@ -181,7 +123,7 @@ def keys_rotate(
     from postbud.storage.rotate import reencrypt_all
     from postbud.storage.vault import Vault, load_keyring, save_keyring
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     keyring = load_keyring(cfg.encryption.keyring, create=False).rotated()
     save_keyring(cfg.encryption.keyring, keyring)
     store = open_store(cfg)
@@ -228,12 +170,12 @@ def trace_search(
     from postbud.runtime import open_store
     from postbud.trace import SearchFilter, search
 
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     flt = SearchFilter(cvr, mailbox, provider, sender, status, _since(since), _since(until), text, limit,
                        recipient=recipient, channel=channel)
     rows = search(store, flt)
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table("id", "received", "status", "org", "mailbox", "sender", "title")
     for r in rows:
@@ -254,13 +196,13 @@ def trace_show(
     from postbud.runtime import open_store
     from postbud.trace import show
 
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     found = show(store, message_id)
     if found is None:
         err.print(f"no message {message_id}")
         raise typer.Exit(1)
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     out.print(f"[bold]{found['title']}[/bold]  ({found['id']})", highlight=False)
     out.print(f"from {found['sender']} · {found['organisation']}/{found['mailbox']} · status {found['status']}",
@@ -296,7 +238,7 @@ def inspect(
         raise typer.Exit(1) from None
     data = message.to_json()
     if as_json:
-        _print_json(data)
+        print_json(data)
         return
     out.print(f"[bold]{message.title}[/bold]", highlight=False)
     for key in ("message_type", "message_id", "format", "sent_at", "sender", "recipient", "attention", "flags"):
@@ -332,7 +274,7 @@ def reply(
     from postbud.runtime import open_store
     from postbud.trace import show
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     store = open_store(cfg)
     found = show(store, message_id)
     if found is None:
@@ -358,7 +300,7 @@ def sandbox(
     """Run the built-in fake providers stand-alone (with the config's sandbox settings) until Ctrl-C."""
     from postbud.sandbox import start_sandbox
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
 
     async def serve() -> None:
         handle = await start_sandbox(cfg)

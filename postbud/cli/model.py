@@ -6,6 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from postbud.cli.common import config_of, err, out
+
 from router.suggester.cli import app
 
 
@@ -16,10 +18,9 @@ def train_cmd(
     force: Annotated[bool, typer.Option("--force", help="Train even if the placements did not change.")] = False,
 ) -> None:
     """Train each organisation's model on its confirmed placements (skipped when nothing changed)."""
-    from postbud.cli.app import err, out
     from postbud.runtime import open_models, open_store
 
-    config = ctx.obj.config()
+    config = config_of(ctx)
     models = open_models(config, open_store(config))
     cvrs = [org] if org else [o.cvr for o in config.organisations]
     for cvr in cvrs:

@@ -6,58 +6,18 @@ command also takes -c/--config itself, so the apps run standalone in tests.
 
 from __future__ import annotations
 
-import getpass
-import json
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from postbud.config import Config, ConfigError, default_config_path, load_config
+from postbud.cli.common import ConfigOpt, JsonOpt, actor, config_of, err, out, print_json
 
 ops_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Retention, erasure and statistics.")
 trace_extra = typer.Typer(no_args_is_help=True, add_completion=False, help="Download and resend messages.")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-ConfigOpt = Annotated[
-    Optional[Path],
-    typer.Option("-c", "--config", help="Config file (default: $POSTBUD_CONFIG, then ./postbud.toml)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-def _config(ctx: typer.Context, explicit: Path | None) -> Config:
-    # Mounted under the root app, -c may have come before the command: the root's context object
-    # (postbud.cli.app.CliContext) holds it. Duck-typed, so this module need not import the root app.
-    shared = getattr(ctx.obj, "config", None)
-    if callable(shared):
-        loaded = shared(explicit)
-        assert isinstance(loaded, Config)
-        return loaded
-    chosen = explicit or (ctx.obj.get("config") if isinstance(ctx.obj, dict) else None)
-    try:
-        return load_config(default_config_path(chosen))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
 
 
 # -- retention and erasure --------------------------------------------------------------------
@@ -74,10 +34,10 @@ def purge_command(
     from postbud.retention import purge
     from postbud.runtime import open_store
 
-    cfg = _config(ctx, config)
+    cfg = config_of(ctx, config)
     report = purge(open_store(cfg), cfg, datetime.now(timezone.utc), dry_run=dry_run)
     if as_json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
         return
     verb = "would purge" if dry_run else "purged"
     table = Table("organisation", "retention", "before", "messages", "attachments", "originals",
@@ -110,14 +70,14 @@ def erase_command(
     except SubjectError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     if not yes:
         found = len(find_subject_messages(store, kind, value))
         if not typer.confirm(f"Erase {found} messages about this {kind.upper()} for good?", err=True):
             raise typer.Exit(1)
     receipt = erase(store, cpr=value if kind == "cpr" else None, cvr=value if kind == "cvr" else None)
     if as_json:
-        _print_json(receipt.to_json())
+        print_json(receipt.to_json())
         return
     out.print(f"erasure receipt {receipt.receipt_id}  ({receipt.erased_at.isoformat()[:19]} UTC)", highlight=False)
     out.print(f"  subject type   {receipt.subject_type.upper()}", highlight=False)
@@ -145,10 +105,10 @@ def stats_command(
     if by not in ("day", "month", "year"):
         err.print(f"[red]error[/red] --by is day, month or year, not {by!r}", highlight=False)
         raise typer.Exit(2)
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     periods = stats(store, org, by, datetime.now(timezone.utc))  # type: ignore[arg-type]
     if as_json:
-        _print_json([p.to_json() for p in periods])
+        print_json([p.to_json() for p in periods])
         return
     table = Table("period", "collected", "rule", "model", "hand", "held", "delivered", "failed", "automation",
                   "median to delivery", "per channel")
@@ -175,9 +135,9 @@ def trace_download(
     from postbud.runtime import open_store
     from postbud.trace_actions import TraceActionError, download
 
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     try:
-        result = download(store, message_id, output, actor=_actor())
+        result = download(store, message_id, output, actor=actor())
     except TraceActionError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -198,9 +158,9 @@ def trace_resend(
     from postbud.runtime import open_store
     from postbud.trace_actions import TraceActionError, resend
 
-    store = open_store(_config(ctx, config))
+    store = open_store(config_of(ctx, config))
     try:
-        result = resend(store, message_id, actor=_actor(), to=to, channel=channel)
+        result = resend(store, message_id, actor=actor(), to=to, channel=channel)
     except TraceActionError as exc:
         err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None

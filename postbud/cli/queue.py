@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
-import sys
 from typing import Annotated, Optional
 
 import typer
+
+from postbud.cli.common import actor, config_of, err, out, print_json
 
 app = typer.Typer(no_args_is_help=True, help="The manual queue: messages waiting for a person.")
 
@@ -27,13 +25,12 @@ def list_cmd(
     """Held messages, oldest first, with age, reason and the top suggestions."""
     from rich.table import Table
 
-    from postbud.cli.app import err, out
     from postbud.runtime import open_store
     from router.queue import held
 
-    items = held(open_store(ctx.obj.config()), organisation=org)
+    items = held(open_store(config_of(ctx)), organisation=org)
     if as_json:
-        sys.stdout.write(json.dumps([i.to_json() for i in items], ensure_ascii=False, indent=2) + "\n")
+        print_json([i.to_json() for i in items])
         return
     table = Table("id", "age", "org", "sender", "title", "reason", "suggestions")
     for i in items:
@@ -64,12 +61,11 @@ def assign_cmd(
     by: Annotated[Optional[str], typer.Option("--by", help="Who assigns (default: $POSTBUD_USER or the login).")] = None,
 ) -> None:
     """Place a held message with one or more approved recipients, matched by id or name."""
-    from postbud.cli.app import err, out
     from postbud.runtime import load_recipient_directory, open_store
     from postbud.trace import show
     from router.queue import NotHeld, assign, resolve_recipient
 
-    config = ctx.obj.config()
+    config = config_of(ctx)
     store = open_store(config)
     found = show(store, message_id)
     if found is None:
@@ -89,10 +85,10 @@ def assign_cmd(
                 err.print(f"  {rid:<20} {label} ({score:.0f})", highlight=False)
             raise typer.Exit(1)
         chosen.append(resolution.recipient)
-    actor = by or os.environ.get("POSTBUD_USER") or getpass.getuser()
+    who = actor(by)
     try:
-        assign(store, found["id"], chosen, actor=actor)
+        assign(store, found["id"], chosen, actor=who)
     except NotHeld as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
-    out.print(f"{found['id']} assigned to {', '.join(chosen)} by {actor}", highlight=False)
+    out.print(f"{found['id']} assigned to {', '.join(chosen)} by {who}", highlight=False)

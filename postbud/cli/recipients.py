@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from postbud.cli.common import actor, config_of, err, out
 
 if TYPE_CHECKING:
     from delivery.recipients import RecipientDirectory
@@ -20,13 +20,7 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, help="Delivery recipients: the approval workflow and key status.")
 
 
-def _actor() -> str:
-    return os.environ.get("POSTBUD_ACTOR") or getpass.getuser()
-
-
 def _fail(message: str) -> typer.Exit:
-    from postbud.cli.app import err
-
     err.print(f"[red]error[/red] {message}", highlight=False)
     return typer.Exit(1)
 
@@ -37,7 +31,7 @@ def _setup(ctx: typer.Context, *,
     from delivery.recipients import load_recipients
     from postbud.runtime import open_store
 
-    config: Config = ctx.obj.config()
+    config: Config = config_of(ctx)
     directory = None
     if config.recipients.file is not None:
         try:
@@ -61,7 +55,6 @@ def invite_cmd(
     from delivery.channels import smtp_settings
     from delivery.errors import DeliveryError
     from delivery.smtp import SmtpSender
-    from postbud.cli.app import err, out
 
     config, store, directory = _setup(ctx, need_directory=False)
     try:
@@ -69,7 +62,7 @@ def invite_cmd(
     except KeyError:
         raise _fail(f"organisation {org} is not in the configuration") from None
     try:
-        invitation = invite(store, directory, config.delivery, org, name, email, actor=_actor())
+        invitation = invite(store, directory, config.delivery, org, name, email, actor=actor())
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
 
@@ -93,12 +86,11 @@ def invite_cmd(
 def confirm_cmd(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar="CODE")]) -> None:
     """Confirm an invitation with the code from its e-mail; approves at once when the key is valid."""
     from delivery.approval import ApprovalError, confirm
-    from postbud.cli.app import out
 
     config, store, directory = _setup(ctx, need_directory=False)
     try:
         row = confirm(store, code, directory=directory, trust_store=config.delivery.trust_store,
-                      actor=_actor())
+                      actor=actor())
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
     out.print(f"{row.recipient} of {row.organisation_cvr} is {row.status}", highlight=False)
@@ -114,12 +106,11 @@ def approve_cmd(
 ) -> None:
     """Approve a confirmed recipient once its key checks out (validity, key usage, trust store)."""
     from delivery.approval import ApprovalError, approve
-    from postbud.cli.app import out
 
     config, store, directory = _setup(ctx)
     assert directory is not None
     try:
-        row = approve(store, directory, org, rid, actor=_actor(), trust_store=config.delivery.trust_store,
+        row = approve(store, directory, org, rid, actor=actor(), trust_store=config.delivery.trust_store,
                       vouch=vouch)
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
@@ -134,10 +125,9 @@ def revoke_cmd(
 ) -> None:
     """Revoke a recipient: nothing more is sent to them, their pending deliveries are held."""
     from delivery.approval import revoke
-    from postbud.cli.app import out
 
     _, store, _ = _setup(ctx, need_directory=False)
-    held = revoke(store, org, rid, actor=_actor())
+    held = revoke(store, org, rid, actor=actor())
     out.print(f"{rid} of {org} is revoked; {len(held)} messages held for re-routing", highlight=False)
 
 
@@ -195,7 +185,6 @@ def list_cmd(
     """Every recipient with approval status and key status (days to expiry)."""
     from rich.table import Table
 
-    from postbud.cli.app import out
 
     config, store, directory = _setup(ctx, need_directory=False)
     items = listing(store, directory, config, org)

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from postbud.cli.common import config_of, err, out
+
 from rules.cli import app as rules_app
 
 
@@ -21,14 +23,14 @@ def replay_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """What-if: run a candidate rule set over the stored messages and report what would change."""
-    from postbud.cli.app import _since, err, out
+    from postbud.cli.app import _since
     from postbud.runtime import load_recipient_directory, open_store
     from router.by_rules import RulesDecider
     from router.default import DefaultRoute
     from router.replay import replay
     from rules import RuleErrors, load
 
-    config = ctx.obj.config()
+    config = config_of(ctx)
     directory = rules or config.rules.directory
     if directory is None:
         err.print("error: no rule directory: give --rules DIR, or configure [rules] directory")

@@ -72,7 +72,8 @@ def test_download_writes_decrypted_originals_and_says_so(setup: tuple[Config, St
                           raw=b"<memo>original</memo>"))
     target = tmp_path / "out"
 
-    result = runner.invoke(trace_extra, ["download", mid[:10], "-o", str(target), "-c", str(config.path)])
+    result = runner.invoke(trace_extra, ["download", mid[:10], "-o", str(target), "-c", str(config.path)],
+                           env={"POSTBUD_USER": "mette"})
 
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in target.iterdir()) == ["1-1-brev.pdf", "1-2-bilag.pdf", "original.xml"]
@@ -81,7 +82,7 @@ def test_download_writes_decrypted_originals_and_says_so(setup: tuple[Config, St
     assert stat.S_IMODE((target / "1-1-brev.pdf").stat().st_mode) == 0o600
     events = show(store, mid)["events"]  # type: ignore[index]
     assert events[-1]["kind"] == "downloaded" and events[-1]["detail"] == {"files": 3}
-    assert events[-1]["actor"].startswith("cli")
+    assert events[-1]["actor"] == "mette"  # who downloaded it: $POSTBUD_USER, else the login
     with pytest.raises(TraceActionError, match="exists already"):
         download(store, mid, target, actor="test")
     missing = runner.invoke(trace_extra, ["download", "ffffffffff", "-o", str(target), "-c", str(config.path)])

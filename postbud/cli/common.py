@@ -1,0 +1,84 @@
+"""What every `postbud` sub-command shares: consoles, the common options, the config, who is acting."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from postbud.config import Config, ConfigError, default_config_path, load_config
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("-c", "--config", help="Config file (default: $POSTBUD_CONFIG, then ./postbud.toml)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class CliContext:
+    """The root command's context object: the config, loaded only when a command needs it."""
+
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    def config(self, explicit: Path | None = None) -> Config:
+        if explicit is not None:
+            return load_or_exit(explicit)
+        if self._config is None:
+            self._config = load_or_exit(default_config_path(self.config_path))
+        return self._config
+
+    def _optional(self) -> Config | None:
+        path = default_config_path(self.config_path)
+        return self.config() if path.exists() else None
+
+    @property
+    def rules_dir(self) -> Path | None:
+        config = self._optional()
+        return config.rules.directory if config else None
+
+    @property
+    def recipients(self) -> object | None:
+        from postbud.runtime import load_recipient_directory
+
+        config = self._optional()
+        return load_recipient_directory(config) if config else None
+
+
+def load_or_exit(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {problem}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def config_of(ctx: typer.Context, explicit: Path | None = None) -> Config:
+    """The command's own -c, else the root's -c, else $POSTBUD_CONFIG, else ./postbud.toml."""
+    obj = ctx.find_root().obj
+    return (obj if isinstance(obj, CliContext) else CliContext(None)).config(explicit)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def actor(by: str | None = None) -> str:
+    """Who does what a command records: --by, else $POSTBUD_USER, else the login name."""
+    if by:
+        return by
+    try:
+        return os.environ.get("POSTBUD_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
