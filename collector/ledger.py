@@ -8,8 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from connectors.base import Fetched, MessageRef
+from connectors.registry import discover
 from postbud import codec
-from postbud.config import Config
+from postbud.config import Config, MailboxConfig
 from postbud.lifecycle import record
 from postbud.storage.db import Store
 from postbud.storage.models import Mailbox, Message, MessageStatus, Organisation, utcnow
@@ -25,6 +26,8 @@ class MailboxKey:
     organisation_cvr: str
     name: str
     provider: str
+    # Acknowledge at the provider only once every delivery is confirmed (else: once committed).
+    ack_after_delivery: bool = False
 
 
 def sync_mailboxes(store: Store, config: Config) -> list[MailboxKey]:
@@ -53,25 +56,42 @@ def sync_mailboxes(store: Store, config: Config) -> list[MailboxKey]:
                 mailbox.provider = mb_config.type
                 assert mailbox.id is not None
                 if mb_config.enabled:
-                    keys.append(MailboxKey(mailbox.id, org.cvr, mailbox.name, mailbox.provider))
+                    keys.append(MailboxKey(mailbox.id, org.cvr, mailbox.name, mailbox.provider,
+                                           acknowledge_policy(mb_config) == "after_delivery"))
     return keys
+
+
+def acknowledge_policy(mailbox: MailboxConfig) -> str:
+    """The mailbox's own setting, else its connector's default (after delivery unless it says otherwise)."""
+    if mailbox.acknowledge is not None:
+        return mailbox.acknowledge
+    registered = discover().get(mailbox.type)
+    return getattr(registered.factory, "default_acknowledge", "after_delivery") if registered else "after_delivery"
 
 
 @dataclass(frozen=True)
 class Known:
     message_id: str
     acknowledged: bool
+    status: str = MessageStatus.COLLECTED
+
+    def may_acknowledge(self, mailbox: MailboxKey) -> bool:
+        """Committed is enough, unless the mailbox waits for delivery; a quarantined message's
+        evidence is kept, so the provider need not hold it either."""
+        if self.acknowledged or not mailbox.ack_after_delivery:
+            return True
+        return self.status in (MessageStatus.DELIVERED, MessageStatus.QUARANTINED)
 
 
 def find(store: Store, mailbox: MailboxKey, key: str) -> Known | None:
     """Is this provider message already stored? (checked before the expensive fetch)"""
     with store.read() as session:
         row = session.exec(
-            select(Message.id, Message.acknowledged_at).where(
+            select(Message.id, Message.acknowledged_at, Message.status).where(
                 Message.mailbox_id == mailbox.id, Message.provider_message_id == key
             )
         ).first()
-    return None if row is None else Known(row[0], row[1] is not None)
+    return None if row is None else Known(row[0], row[1] is not None, row[2])
 
 
 def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched) -> Known:
@@ -109,7 +129,7 @@ def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched) -> Known
         if existing is None:
             raise
         return existing
-    return Known(row.id, False)
+    return Known(row.id, False, MessageStatus.COLLECTED)
 
 
 def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason: str, raw: bytes | None) -> Known:
@@ -143,7 +163,7 @@ def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason:
         if existing is None:
             raise
         return existing
-    return Known(row.id, False)
+    return Known(row.id, False, MessageStatus.QUARANTINED)
 
 
 def mark_acknowledged(store: Store, message_id: str) -> None:

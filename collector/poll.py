@@ -27,6 +27,7 @@ class PollResult:
         self.collected = 0
         self.quarantined = 0
         self.skipped = 0
+        self.awaiting_delivery = 0
 
 
 async def _retrying(call, *, attempts: int):  # type: ignore[no-untyped-def]
@@ -101,8 +102,12 @@ async def _collect_one(
             result.collected += 1
     else:
         result.skipped += 1
-    # Only now, with the message committed, may the provider forget it. A message listed again after
+    # Only now, with the message committed (or, where the mailbox waits for it, delivered), may the
+    # provider forget it; until then it is listed again at every poll. A message listed again after
     # its acknowledgement (a lost ack, or the same file dropped twice) is acknowledged again.
+    if not known.may_acknowledge(mailbox):
+        result.awaiting_delivery += 1
+        return
     await _retrying(lambda: connector.acknowledge(ref), attempts=retries)
     if not known.acknowledged:
         await asyncio.to_thread(ledger.mark_acknowledged, store, known.message_id)

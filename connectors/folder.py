@@ -44,6 +44,8 @@ class FolderConnector:
     name: ClassVar[str] = "folder"
     Settings: ClassVar[type[ConnectorSettings]] = FolderSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # Scanners and exports expect their files to leave the drop folder once postbud has them.
+    default_acknowledge: ClassVar[str] = "after_commit"
 
     def __init__(self, settings: FolderSettings, context: ConnectorContext) -> None:
         self.settings = settings

@@ -254,6 +254,9 @@ class MailboxConfig(BaseModel):
     type: str
     enabled: bool = True
     poll_interval_seconds: float | None = Field(default=None, gt=0)
+    # When the provider may forget a message: once every delivery is confirmed, or once it is
+    # committed. None: the connector's default (after_delivery; the drop folder: after_commit).
+    acknowledge: Literal["after_delivery", "after_commit"] | None = None
 
     @property
     def connector_settings(self) -> dict[str, Any]:

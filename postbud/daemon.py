@@ -104,6 +104,9 @@ class Daemon:
             await self._supervised("collect", self.rt.dispatcher.run_all_once)
             await self._supervised("route", self.route)
             await self._supervised("deliver", self.deliver)
+            # Again: mailboxes that acknowledge only after delivery can now let go of what was delivered.
+            await self._supervised("collect", self.rt.dispatcher.run_all_once)
+            await self._supervised("route", self.route)
             await self._supervised("housekeeping", self.housekeeping)
         finally:
             await self.rt.dispatcher.shutdown()

@@ -30,6 +30,7 @@ class HeldMessage:
     age_seconds: float
     reason: str | None
     suggestions: list[dict[str, Any]]
+    model_reason: str | None = None  # why the model did not route it alone (e.g. cold start)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +42,7 @@ class HeldMessage:
             "age_seconds": round(self.age_seconds),
             "reason": self.reason,
             "suggestions": self.suggestions,
+            "model_reason": self.model_reason,
         }
 
 
@@ -59,9 +61,10 @@ def held(store: Store, *, organisation: str | None = None, now: datetime | None 
                 .where(RoutingDecision.message_id == m.id)
                 .order_by(col(RoutingDecision.created_at).desc(), col(RoutingDecision.id).desc())
             ).first()
-            suggestions = list((decision.explanation if decision else {}).get("suggestions", []))
+            explanation = decision.explanation if decision else {}
             out.append(HeldMessage(m.id, m.organisation_cvr, m.title, m.sender_name, m.received_at,
-                                   (now - m.received_at).total_seconds(), m.status_reason, suggestions))
+                                   (now - m.received_at).total_seconds(), m.status_reason,
+                                   list(explanation.get("suggestions", [])), explanation.get("model_reason")))
     return out
 
 

@@ -34,7 +34,8 @@ def list_cmd(
         return
     table = Table("id", "age", "org", "sender", "title", "reason", "suggestions")
     for i in items:
-        suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3])
+        suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3]) \
+            or (f"none: {i.model_reason}" if i.model_reason else "")
         table.add_row(i.id[:12], _age(i.age_seconds), i.organisation, i.sender or "", i.title, i.reason or "",
                       suggested)
     out.print(table)

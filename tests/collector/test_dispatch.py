@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
@@ -165,6 +166,25 @@ async def test_poison_message_is_quarantined_and_the_rest_collected(store: Store
         statuses = {m.provider_message_id: m.status for m in session.exec(select(Message))}
     assert statuses == {"m1": "collected", "bad": "quarantined", "m3": "collected"}
     assert sorted(connector.acked) == ["bad", "m1", "m3"]
+
+
+async def test_a_mailbox_waiting_for_delivery_acknowledges_only_delivered_messages(
+        store: Store, waits: list[float]) -> None:
+    connector = ScriptedConnector([["m1", "bad"]])
+    connector.poison.add("bad")
+    d = dispatcher(store)
+    attach(d, store, [connector])
+    d.mailboxes = {i: MailboxRuntime(dataclasses.replace(mb.key, ack_after_delivery=True), mb.connector,
+                                     mb.interval, mb.fingerprint) for i, mb in d.mailboxes.items()}
+    await d.run_all_once()
+    assert connector.acked == ["bad"]  # quarantined: its evidence is kept, the provider may let go
+    await d.run_all_once()
+    assert connector.acked == ["bad"] and connector.fetched == ["m1"]  # listed again, not fetched again
+    with store.transaction() as session:
+        message = session.exec(select(Message).where(Message.provider_message_id == "m1")).one()
+        message.status = "delivered"
+    await d.run_all_once()
+    assert connector.acked == ["bad", "m1"]
 
 
 async def test_restart_mid_page_loses_and_duplicates_nothing(store: Store, waits: list[float]) -> None:

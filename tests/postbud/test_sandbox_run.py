@@ -52,3 +52,6 @@ def test_example_config_collects_from_the_sandbox(tmp_path: Path, monkeypatch: p
     counts = {p: sum(1 for row in found if row["provider"] == p) for p in ("ngdp", "eboks", "mitdk", "folder")}
     assert counts == {"ngdp": per_provider, "eboks": per_provider, "mitdk": per_provider, "folder": 0}
     assert all(row["status"] in ("routed", "held", "delivered") for row in found)
+    # The providers let go of a message only once it is delivered (the second collect of --once).
+    assert all((row["acknowledged_at"] is not None) == (row["status"] == "delivered") for row in found)
+    assert any(row["status"] == "delivered" for row in found)

@@ -68,6 +68,7 @@ def test_assignments_train_a_model_that_then_routes_similar_mail(runtime: Runtim
         pass
     queue = held(runtime.store)
     assert len(queue) == 200
+    assert queue[0].model_reason  # the queue says why nothing was automated yet
     # WHEN a person places each of them
     for item in queue:
         assign(runtime.store, item.id, ["finance" if "moms" in item.title.lower() or "skat" in item.title.lower()
