@@ -10,7 +10,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from collector import ledger
 from collector.ledger import MailboxKey
-from connectors.base import AuthError, Connector, MessageRef, PermanentError, TransientError
+from connectors.base import Connector, MessageRef, PermanentError, TransientError
 from postbud.logs import correlation_id
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
@@ -112,5 +112,3 @@ async def _collect_one(
     if not known.acknowledged:
         await asyncio.to_thread(ledger.mark_acknowledged, store, known.message_id)
 
-
-__all__ = ["AuthError", "PollResult", "poll_mailbox"]

@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+from postbud import codec
 from postbud.storage.db import Store
 from postbud.storage.models import Mailbox
 
@@ -18,7 +19,7 @@ class MailboxState:
         self._mailbox_id = mailbox_id
 
     def _aad(self) -> str:
-        return f"mailbox:{self._mailbox_id}:state"
+        return codec.mailbox_state_aad(self._mailbox_id)
 
     async def load(self) -> dict[str, Any]:
         return await asyncio.to_thread(self._load)

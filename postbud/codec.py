@@ -34,6 +34,10 @@ def attachment_aad(attachment_id: str) -> str:
     return f"attachment:{attachment_id}:content"
 
 
+def mailbox_state_aad(mailbox_id: int | None) -> str:
+    return f"mailbox:{mailbox_id}:state"
+
+
 def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | None) -> list[Attachment]:
     """Fill `row`'s sealed columns and clear metadata; return its attachment rows (sealed)."""
     row.message_type = message.message_type.value

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import select
 
 from postbud import codec
-from postbud.lifecycle import record, transition
+from postbud.lifecycle import transition
 from postbud.logs import correlation_id
 from postbud.metrics import Metrics
 from postbud.storage.db import Store
@@ -141,5 +141,3 @@ def apply_decision(session, message: Message, decision: Decision, *, actor: str,
         transition(session, message, MessageStatus.HELD, kind="held", actor=actor,
                    reason=decision.reason or "held for manual placement", detail=detail)
 
-
-__all__ = ["record", "route_next"]

@@ -10,7 +10,6 @@ from sqlmodel import col, select
 from postbud import codec
 from postbud.storage.db import Store
 from postbud.storage.models import Attachment, Mailbox, Message
-from postbud.storage.vault import Vault
 
 
 @dataclass
@@ -24,18 +23,13 @@ def reencrypt_all(store: Store, *, batch_size: int = 500,
     """Re-seal every blob not under the active key. Safe to interrupt and run again."""
     report = RotationReport()
     vault = store.vault
-    _rotate_messages(store, vault, batch_size, report, progress)
+    _rotate_rows(store, vault, Message, batch_size, report, progress,
+                 lambda m: [("content", codec.content_aad(m.id)), ("raw", codec.raw_aad(m.id))])
     _rotate_rows(store, vault, Attachment, batch_size, report, progress,
                  lambda a: [("content", codec.attachment_aad(a.id))])
     _rotate_rows(store, vault, Mailbox, batch_size, report, progress,
-                 lambda m: [("connector_state", f"mailbox:{m.id}:state")])
+                 lambda m: [("connector_state", codec.mailbox_state_aad(m.id))])
     return report
-
-
-def _rotate_messages(store: Store, vault: Vault, batch_size: int, report: RotationReport,
-                     progress: Callable[[RotationReport], None] | None) -> None:
-    _rotate_rows(store, vault, Message, batch_size, report, progress,
-                 lambda m: [("content", codec.content_aad(m.id)), ("raw", codec.raw_aad(m.id))])
 
 
 def _rotate_rows(store, vault, model, batch_size, report, progress, columns) -> None:  # type: ignore[no-untyped-def]

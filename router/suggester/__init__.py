@@ -43,4 +43,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"router.suggester.{module}"), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # noqa: F822 (served by __getattr__)
+    "FORMAT_VERSION", "Example", "ModelRejected", "RejectReason", "Suggester", "SuggesterError",
+    "SuggesterSettings", "Suggestion", "TrainedModel", "evaluate", "fingerprint", "load_model", "save_model",
+]
