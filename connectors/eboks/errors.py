@@ -5,25 +5,16 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
-from datetime import datetime, timezone
 
 import httpx
 
 from connectors.base import AuthError, ConnectorError, PermanentError, TransientError
 from connectors.eboks.xmlparse import XmlError, XmlProblem, parse_error
+from connectors.transport import certificate_failure, retry_after
 
 #: e-Boks' "invalid login credentials" (Postboks APIClient.m).
 BAD_CREDENTIALS = "10130"
 
-
-def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 @contextlib.contextmanager
@@ -43,7 +34,7 @@ def translated(what: str, *, raw: bytes | None = None) -> Iterator[None]:
         # A maintenance page where XML was due, or a listing that did not parse: retry later.
         raise TransientError(f"e-Boks {what}: unreadable answer ({exc})") from exc
     except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-        cert = _cert_failure(exc)
+        cert = certificate_failure(exc)
         if cert is not None:
             raise AuthError(
                 f"e-Boks {what}: the server certificate did not verify ({cert.verify_message}); "
@@ -53,21 +44,6 @@ def translated(what: str, *, raw: bytes | None = None) -> Iterator[None]:
             raise TransientError(f"e-Boks {what}: timed out ({type(exc).__name__})") from exc
         raise TransientError(f"e-Boks {what}: {type(exc).__name__}: {exc}") from exc
 
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delay-seconds or an HTTP date), None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def status_error(response: httpx.Response, what: str) -> ConnectorError:

@@ -6,26 +6,17 @@ import contextlib
 import json
 import ssl
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from connectors.base import AuthError, ConnectorError, PermanentError, TransientError
+from connectors.transport import certificate_failure, retry_after
 
 
 class ShapeError(ValueError):
     """A JSON answer without what mit.dk always sends."""
 
-
-def _cert_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 @contextlib.contextmanager
@@ -43,7 +34,7 @@ def translated(what: str, *, raw: bytes | None = None) -> Iterator[None]:
             raise PermanentError(f"mit.dk {what}: {exc}", raw=raw) from exc
         raise TransientError(f"mit.dk {what}: unexpected answer ({exc})") from exc
     except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
-        cert = _cert_failure(exc)
+        cert = certificate_failure(exc)
         if cert is not None:
             raise AuthError(f"mit.dk {what}: the server certificate did not verify "
                             f"({cert.verify_message}); check ca_file and base_url") from exc
@@ -51,20 +42,6 @@ def translated(what: str, *, raw: bytes | None = None) -> Iterator[None]:
             raise TransientError(f"mit.dk {what}: timed out ({type(exc).__name__})") from exc
         raise TransientError(f"mit.dk {what}: {type(exc).__name__}: {exc}") from exc
 
-
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def json_body(response: httpx.Response, what: str) -> Any:

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import json
 import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 
 from connectors.base import AuthError, ConnectorError, PermanentError, TransientError
+from connectors.transport import retry_after
 
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Retry-After as seconds (delay-seconds or an HTTP-date), None when absent or unreadable."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _reason(response: httpx.Response) -> str:
