@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from postbud.domain import NormalizedMessage
 
@@ -53,6 +53,16 @@ class PermanentError(ConnectorError):
 class Capability(StrEnum):
     REPLY = "reply"
     MARK_READ = "mark_read"
+
+
+def _cvr_number(value: str) -> str:
+    if not (len(value) == 8 and value.isascii() and value.isdigit()):
+        raise ValueError(f"a CVR number is 8 digits, not {value!r}")
+    return value
+
+
+CvrNumber = Annotated[str, AfterValidator(_cvr_number)]
+"""A company registration number in a connector's settings."""
 
 
 class ConnectorSettings(BaseModel):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import ssl
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 import httpx
+
+E = TypeVar("E", bound=BaseException)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -27,11 +30,16 @@ def retry_after(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate-verification error behind `exc` (httpx wraps it), if that is what failed."""
+def cause_of(exc: BaseException, kind: type[E]) -> E | None:
+    """The first error of `kind` in `exc`'s chain (httpx wraps ssl errors), if any."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
+        if isinstance(seen, kind):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+def certificate_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate-verification error behind `exc`, if that is what failed."""
+    return cause_of(exc, ssl.SSLCertVerificationError)

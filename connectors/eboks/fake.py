@@ -235,6 +235,14 @@ class FakeEboks(FakeProvider):
             return self._error(404, "10404", "Unknown share", session)
         return share
 
+    def _session_share(self, request: Request) -> tuple[_Session, FakeShare] | Response:
+        """The logged-on session and the share the path names, or the error answer for either."""
+        session = self._session(request)
+        if isinstance(session, Response):
+            return session
+        share = self._share(request, session)
+        return share if isinstance(share, Response) else (session, share)
+
     def _hidden(self, session: _Session, message: FakeMessage) -> bool:
         return message.public and not session.rsa and self.low_assurance == "hide"
 
@@ -245,19 +253,17 @@ class FakeEboks(FakeProvider):
         return self._xml(shares_xml(list(self.shares.values())), session=session)
 
     async def _folders(self, request: Request) -> Response:
-        session = self._session(request)
-        if isinstance(session, Response):
-            return session
-        share = self._share(request, session)
-        return share if isinstance(share, Response) else self._xml(folders_xml(share), session=session)
+        found_share = self._session_share(request)
+        if isinstance(found_share, Response):
+            return found_share
+        session, share = found_share
+        return self._xml(folders_xml(share), session=session)
 
     async def _messages(self, request: Request) -> Response:
-        session = self._session(request)
-        if isinstance(session, Response):
-            return session
-        share = self._share(request, session)
-        if isinstance(share, Response):
-            return share
+        found_share = self._session_share(request)
+        if isinstance(found_share, Response):
+            return found_share
+        session, share = found_share
         folder = share.folder(request.path_params["fid"])
         if folder is None:
             return self._error(404, "10404", "Unknown folder", session)
@@ -270,12 +276,10 @@ class FakeEboks(FakeProvider):
         return self._xml(messages_xml(folder, visible[skip:skip + take]), session=session)
 
     async def _detail(self, request: Request) -> Response:
-        session = self._session(request)
-        if isinstance(session, Response):
-            return session
-        share = self._share(request, session)
-        if isinstance(share, Response):
-            return share
+        found_share = self._session_share(request)
+        if isinstance(found_share, Response):
+            return found_share
+        session, share = found_share
         found = share.find(request.path_params["mid"])
         if found is None or self._hidden(session, found[1]):
             return self._error(404, "10404", "Unknown message", session)
@@ -284,12 +288,10 @@ class FakeEboks(FakeProvider):
         return self._xml(message_xml(*found), session=session)
 
     async def _content(self, request: Request) -> Response:
-        session = self._session(request)
-        if isinstance(session, Response):
-            return session
-        share = self._share(request, session)
-        if isinstance(share, Response):
-            return share
+        found_share = self._session_share(request)
+        if isinstance(found_share, Response):
+            return found_share
+        session, share = found_share
         # The folder segment is ignored here: Postboks always sends 0 (PROTOCOLS.md §1.4).
         found = share.find_content(request.path_params["mid"])
         if found is None or self._hidden(session, found[0]):
@@ -308,12 +310,10 @@ class FakeEboks(FakeProvider):
         return response
 
     async def _mark_read(self, request: Request) -> Response:
-        session = self._session(request)
-        if isinstance(session, Response):
-            return session
-        share = self._share(request, session)
-        if isinstance(share, Response):
-            return share
+        found_share = self._session_share(request)
+        if isinstance(found_share, Response):
+            return found_share
+        session, share = found_share
         found = share.find(request.path_params["mid"])
         if found is None:
             return self._error(404, "10404", "Unknown message", session)

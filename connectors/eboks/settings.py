@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, CvrNumber
 from connectors.eboks.auth import AuthMode, Credentials, ResponseStyle
 
 DEFAULT_BASE_URL = "https://rest.e-boks.dk/mobile/1/xml.svc/en-gb"
@@ -40,7 +40,7 @@ class EboksSettings(ConnectorSettings):
     private_key_file: Path | None = None
     rsa_hash: str = Field(default="sha256", pattern="^(sha256|sha1)$")
     response_style: ResponseStyle = ResponseStyle.HA_EBOKS
-    cvr: str
+    cvr: CvrNumber
     shares: dict[str, str] = Field(min_length=1)
     folders: tuple[str, ...] = ("Inbox",)
     page_size: int = Field(default=100, ge=1, le=1000)
@@ -55,13 +55,6 @@ class EboksSettings(ConnectorSettings):
         value = value.replace("-", "")
         if not _CPR.match(value):
             raise ValueError("cpr must be the delegate's CPR number: 10 digits, with or without a dash")
-        return value
-
-    @field_validator("cvr")
-    @classmethod
-    def _cvr(cls, value: str) -> str:
-        if not _CVR.match(value):
-            raise ValueError("cvr must be 8 digits")
         return value
 
     @model_validator(mode="after")

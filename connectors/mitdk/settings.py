@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from connectors.base import ConnectorSettings
+from connectors.base import ConnectorSettings, CvrNumber
 
 DEFAULT_BASE_URL = "https://gateway.mit.dk/view/client/"
-_CVR = re.compile(r"^\d{8}$")
 
 Secret = Annotated[str, Field(repr=False, min_length=1)]
 
@@ -28,7 +26,7 @@ class MitdkSettings(ConnectorSettings):
     client_id: str = Field(min_length=1)
     dpp_refresh_token: Secret
     ngdp_refresh_token: Secret
-    cvr: str
+    cvr: CvrNumber
     mailbox_id: str | None = None
     owner_name: str | None = None
     data_source: str = "DP_PUBLIC"
@@ -39,13 +37,6 @@ class MitdkSettings(ConnectorSettings):
     mark_read_attempts: int = Field(default=3, ge=1, le=5)
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
-
-    @field_validator("cvr")
-    @classmethod
-    def _cvr(cls, value: str) -> str:
-        if not _CVR.match(value):
-            raise ValueError("cvr must be 8 digits")
-        return value
 
     @model_validator(mode="after")
     def _folders(self) -> MitdkSettings:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 
 from connectors.base import AuthError, ConnectorError, PermanentError, TransientError
-from connectors.transport import retry_after
+from connectors.transport import cause_of, retry_after
 
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -42,13 +42,6 @@ def status_error(response: httpx.Response, operation: str, *,
     return PermanentError(what, raw=raw)
 
 
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _refuses_our_certificate(error: ssl.SSLError) -> bool:
@@ -66,7 +59,7 @@ def transport_error(exc: Exception, operation: str) -> ConnectorError:
     """Maps an httpx/ssl/OS error raised while talking to NgDP."""
     if isinstance(exc, ConnectorError):
         return exc
-    cause = _ssl_cause(exc)
+    cause = cause_of(exc, ssl.SSLError)
     if isinstance(cause, ssl.SSLCertVerificationError):
         return AuthError(f"NgDP {operation}: server certificate not trusted ({cause.verify_message})")
     if cause is not None and _refuses_our_certificate(cause):

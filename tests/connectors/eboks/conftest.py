@@ -14,6 +14,7 @@ from connectors.base import Connector, ConnectorContext, Fetched, TransientError
 from connectors.eboks import EboksConnector, Settings
 from connectors.eboks.fake import FakeEboks
 from connectors.sandbox.server import serve_tls
+from connectors.sandbox.state import MemoryState
 from postbud.testca import LocalCA
 
 CVR = "12345674"
@@ -24,19 +25,6 @@ DEVICE = "6F1C5D0E-0A4B-4E61-9C1E-3D2B7A9F0E11"
 ACTIVATION = "Ak7Pq2Zx"
 
 
-class MemoryState:
-    """A StateStore kept in memory; `saves` counts writes so tests can see persistence happen."""
-
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = dict(initial or {})
-        self.saves = 0
-
-    async def load(self) -> dict[str, Any]:
-        return dict(self.data)
-
-    async def save(self, state: dict[str, Any]) -> None:
-        self.data = dict(state)
-        self.saves += 1
 
 
 class Clock:

@@ -10,6 +10,7 @@ import pytest
 from connectors.eboks.fake import FakeEboks
 from connectors.sandbox.faults import Fault
 from connectors.sandbox.generator import generate
+from connectors.sandbox.state import MemoryState
 from postbud.domain import MessageType
 
 CVR = "12345674"
@@ -83,15 +84,7 @@ async def test_the_sandbox_factory_serves_a_collectable_mailbox(tmp_path: Any, c
             **creds, "base_url": url + fake.base_path, "ca_file": ca.cert_path, "cvr": CVR,
             "shares": {fake.share_for(CVR).share_id: CVR},
         })
-
-        class State:
-            async def load(self) -> dict[str, Any]:
-                return {}
-
-            async def save(self, state: dict[str, Any]) -> None:
-                pass
-
-        connector = EboksConnector(settings, ConnectorContext("eboks", CVR, tmp_path, State()))
+        connector = EboksConnector(settings, ConnectorContext("eboks", CVR, tmp_path, MemoryState()))
         try:
             assert set(await collect(connector)) == set(keys)
         finally:

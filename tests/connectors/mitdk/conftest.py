@@ -12,25 +12,13 @@ from connectors.base import Connector, ConnectorContext, Fetched, TransientError
 from connectors.mitdk import MitdkConnector, Settings
 from connectors.mitdk.fake import FakeMitdk
 from connectors.sandbox.server import serve_tls
+from connectors.sandbox.state import MemoryState
 from postbud.testca import LocalCA
 
 CVR = "12345674"
 OTHER_CVR = "87654328"
 
 
-class MemoryState:
-    """A StateStore kept in memory; `saves` counts writes so tests can see persistence happen."""
-
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
-        self.data: dict[str, Any] = dict(initial or {})
-        self.saves = 0
-
-    async def load(self) -> dict[str, Any]:
-        return dict(self.data)
-
-    async def save(self, state: dict[str, Any]) -> None:
-        self.data = dict(state)
-        self.saves += 1
 
 
 class Clock:

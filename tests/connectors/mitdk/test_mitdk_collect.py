@@ -10,6 +10,7 @@ import pytest
 from connectors.mitdk.fake import FakeMitdk
 from connectors.sandbox.faults import Fault
 from connectors.sandbox.generator import generate
+from connectors.sandbox.state import MemoryState
 
 CVR = "12345674"
 OTHER_CVR = "87654328"
@@ -73,18 +74,7 @@ async def test_the_sandbox_factory_serves_a_collectable_mailbox(tmp_path: Any, c
     async with serve_tls(fake.app, ca=ca, server_name="mitdk-sandbox") as url:
         settings = Settings.model_validate({**fake.credentials(), "base_url": url + fake.base_path,
                                             "ca_file": ca.cert_path, "cvr": CVR})
-
-        class State:
-            def __init__(self) -> None:
-                self.data: dict[str, Any] = {}
-
-            async def load(self) -> dict[str, Any]:
-                return self.data
-
-            async def save(self, state: dict[str, Any]) -> None:
-                self.data = state
-
-        connector = MitdkConnector(settings, ConnectorContext("mitdk", CVR, tmp_path, State()))
+        connector = MitdkConnector(settings, ConnectorContext("mitdk", CVR, tmp_path, MemoryState()))
         try:
             assert set(await collect(connector)) == set(keys)
         finally:
