@@ -6,6 +6,7 @@ is a fatal error: silently preferring one would make routing depend on install o
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,17 @@ def _load(target: str) -> ConnectorFactory:
 
 def discover(extra: Iterable[tuple[str, str]] = ()) -> dict[str, RegisteredConnector]:
     """Every available connector by name. `extra` adds (name, "module:attr") pairs, as entry points do."""
+    extra = tuple(extra)
+    return dict(_installed()) if not extra else _discover(extra)
+
+
+@functools.cache
+def _installed() -> dict[str, RegisteredConnector]:
+    # Asked once per mailbox when a configuration loads: read the entry points once per process.
+    return _discover(())
+
+
+def _discover(extra: tuple[tuple[str, str], ...]) -> dict[str, RegisteredConnector]:
     found: dict[str, RegisteredConnector] = {}
 
     def add(name: str, origin: str, factory: ConnectorFactory) -> None:
