@@ -28,13 +28,13 @@ from sqlmodel import select
 from collector.dispatch import Dispatcher, MailboxRuntime
 from collector.ledger import MailboxKey, sync_mailboxes
 from connectors.base import Capability, ConnectorSettings, Fetched, MessageRef, Page
-from postbud.config import CollectorSettings, load_config
+from core.config import CollectorSettings, load_config
 from postbud.daemon import EXECUTOR_THREADS
-from postbud.domain import MessageType, NormalizedMessage, Party
-from postbud.metrics import Metrics
-from postbud.notify import TraceNotifier
+from core.domain import MessageType, NormalizedMessage, Party
+from core.metrics import Metrics
+from core.notify import TraceNotifier
 from postbud.runtime import open_store
-from postbud.storage.models import Mailbox, Message
+from core.storage.models import Mailbox, Message
 
 
 class LatencyProvider:

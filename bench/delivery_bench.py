@@ -29,11 +29,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from delivery.envelope import Cover, build_inner
 from delivery.pgp import encrypt_pgp
-from delivery.sandbox import ensure_demo_recipient, serve_smtp, server_tls_context
+from sandbox.mailserver import ensure_demo_recipient, serve_smtp, server_tls_context
 from delivery.smime import encrypt_smime
 from delivery.smtp import SmtpSender, SmtpSettings
-from postbud.domain import File
-from postbud.testca import LocalCA
+from core.domain import File
+from sandbox.testca import LocalCA
 
 PDF_SIZE = 200 * 1024
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from postbud.domain import (
+from core.domain import (
     Attention,
     Document,
     DocumentKind,

@@ -24,15 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import insert
 
-from postbud.config import Config, OrganisationConfig
+from core.config import Config, OrganisationConfig
 from postbud.retention import purge
 from postbud.stats import ops_reading, stats
-from postbud.storage import migrate
-from postbud.storage.db import Store, make_engine
-from postbud.storage.models import (
+from core.storage import migrate
+from core.storage.db import Store, make_engine
+from core.storage.models import (
     Attachment, Delivery, Mailbox, Message, Organisation, RoutingDecision, TraceEvent, new_id,
 )
-from postbud.storage.vault import Vault, load_keyring
+from core.storage.vault import Vault, load_keyring
 from postbud.trace import SearchFilter, search, show
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -23,12 +23,12 @@ from collector.breaker import CircuitBreaker
 from collector.ledger import MailboxKey
 from collector.poll import poll_mailbox
 from connectors.base import AuthError, Connector, TransientError
-from postbud.config import CollectorSettings
-from postbud.logs import correlation_id
-from postbud.metrics import Metrics
-from postbud.notify import Notifier
-from postbud.storage.db import Store
-from postbud.storage.models import Mailbox, MailboxStatus
+from core.config import CollectorSettings
+from core.logs import correlation_id
+from core.metrics import Metrics
+from core.notify import Notifier
+from core.storage.db import Store
+from core.storage.models import Mailbox, MailboxStatus
 
 log = logging.getLogger(__name__)
 

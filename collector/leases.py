@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from postbud.storage.db import Store
-from postbud.storage.models import Mailbox, MailboxStatus
+from core.storage.db import Store
+from core.storage.models import Mailbox, MailboxStatus
 
 
 def _free(now: datetime):  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ from sqlmodel import select
 
 from connectors.base import Fetched, MessageRef
 from connectors.registry import discover
-from postbud import codec
-from postbud.config import Config, MailboxConfig
-from postbud.lifecycle import record
-from postbud.storage.db import Store
-from postbud.storage.models import Mailbox, Message, MessageStatus, Organisation, utcnow
+from core import codec
+from core.config import Config, MailboxConfig
+from core.lifecycle import record
+from core.storage.db import Store
+from core.storage.models import Mailbox, Message, MessageStatus, Organisation, utcnow
 
 ACTOR = "collector"
 

@@ -11,9 +11,9 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from collector import ledger
 from collector.ledger import MailboxKey
 from connectors.base import Connector, MessageRef, PermanentError, TransientError
-from postbud.logs import correlation_id
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
+from core.logs import correlation_id
+from core.metrics import Metrics
+from core.storage.db import Store
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import asyncio
 import json
 from typing import Any
 
-from postbud import codec
-from postbud.storage.db import Store
-from postbud.storage.models import Mailbox
+from core import codec
+from core.storage.db import Store
+from core.storage.models import Mailbox
 
 
 class MailboxState:

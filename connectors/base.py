@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 
 
 class ConnectorError(Exception):

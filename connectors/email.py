@@ -13,7 +13,7 @@ from typing import Any
 
 from connectors.base import PermanentError
 from connectors.text import extract_text
-from postbud.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party
+from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party
 
 MAX_BYTES = 50 * 1024 * 1024
 _KNOWN_HEADERS = ("from", "to", "subject", "date", "message-id", "sender", "received", "mime-version")

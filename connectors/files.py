@@ -7,7 +7,7 @@ from pathlib import PurePath
 from connectors.base import PermanentError
 from connectors.email import parse_eml
 from connectors.memo import parse_memo
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 
 SUFFIXES = (".xml", ".eml")
 

@@ -118,7 +118,7 @@ def _message(error: Any) -> str:
 
 def build(mailbox: Any, context: ConnectorContext) -> Connector:
     """Construct the mailbox's connector: secrets revealed, relative paths made the config's."""
-    from postbud.config import SecretRef
+    from core.config import SecretRef
 
     registered = discover()[mailbox.type]
     raw = {}

@@ -9,7 +9,7 @@ import time
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
-from postbud.domain import File
+from core.domain import File
 
 log = logging.getLogger(__name__)
 

@@ -35,10 +35,10 @@ from starlette.routing import Route
 from delivery.keys import KeyStatus, check_recipient_key
 from delivery.recipients import Recipient, RecipientDirectory, UnknownRecipient
 from delivery.smtp import SmtpSender
-from postbud.config import DeliverySettings
-from postbud.lifecycle import ALLOWED, record, transition
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core.config import DeliverySettings
+from core.lifecycle import ALLOWED, record, transition
+from core.storage.db import Store
+from core.storage.models import (
     ApprovalStatus,
     Delivery,
     DeliveryStatus,

@@ -19,8 +19,8 @@ from delivery.errors import EncryptionError, TransientDeliveryError
 from delivery.recipients import Recipient
 from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
 from delivery.webhook import build_envelope, post_webhook, webhook_client
-from postbud.config import DeliverySettings
-from postbud.domain import NormalizedMessage
+from core.config import DeliverySettings
+from core.domain import NormalizedMessage
 
 
 @dataclass(frozen=True)

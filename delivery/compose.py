@@ -11,7 +11,7 @@ from delivery.outer import WireMessage
 from delivery.pgp import encrypt_pgp
 from delivery.recipients import KeyKind, Recipient
 from delivery.smime import encrypt_smime
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9.-]+$")
 

@@ -14,7 +14,7 @@ from email.header import Header
 from email.utils import encode_rfc2231, format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
-from postbud.domain import File
+from core.domain import File
 
 
 @dataclass(frozen=True)

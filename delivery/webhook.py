@@ -33,7 +33,7 @@ from delivery.errors import (
 )
 from delivery.keys import first_line
 from delivery.recipients import KeyKind
-from postbud.domain import File
+from core.domain import File
 
 SIGNATURE_HEADER = "X-Postbud-Signature"
 TIMESTAMP_HEADER = "X-Postbud-Timestamp"

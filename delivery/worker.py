@@ -38,14 +38,14 @@ from delivery.keys import (
     check_smime_cert,
 )
 from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
-from postbud import codec
-from postbud.config import Config, DeliverySettings
-from postbud.domain import NormalizedMessage
-from postbud.lifecycle import record, transition
-from postbud.logs import correlation_id
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core import codec
+from core.config import Config, DeliverySettings
+from core.domain import NormalizedMessage
+from core.lifecycle import record, transition
+from core.logs import correlation_id
+from core.metrics import Metrics
+from core.storage.db import Store
+from core.storage.models import (
     Attachment,
     Delivery,
     DeliveryStatus,

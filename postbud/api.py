@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from postbud.config import SecretRef
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
+from core.config import SecretRef
+from core.metrics import Metrics
+from core.storage.db import Store
 from postbud.trace import SearchFilter, search, show
 
 PREFIX = "/api/v1"

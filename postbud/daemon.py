@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from delivery.worker import deliver_pending
-from postbud.config import Config, ConfigError, load_config
+from core.config import Config, ConfigError, load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.runtime import Runtime
 from postbud.retention import escalate_to, run_housekeeping

@@ -21,12 +21,12 @@ from typing import Any, Literal
 from sqlalchemy import delete
 from sqlmodel import col, select
 
-from postbud import codec
-from postbud.lifecycle import record
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
-from postbud.storage.vault import VaultError
+from core import codec
+from core.lifecycle import record
+from core.metrics import Metrics
+from core.storage.db import Store
+from core.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
+from core.storage.vault import VaultError
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
+from core.metrics import Metrics
+from core.storage.db import Store
 
 
 def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool],

@@ -16,12 +16,12 @@ from collector.state import MailboxState
 from connectors.base import Capability, ConnectorContext
 from connectors.memo import build_memo
 from connectors.registry import build, discover
-from postbud import codec
-from postbud.config import Config
-from postbud.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party, ReplyData
-from postbud.lifecycle import record
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Mailbox, Message, Organisation
+from core import codec
+from core.config import Config
+from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party, ReplyData
+from core.lifecycle import record
+from core.storage.db import Store
+from core.storage.models import Attachment, Mailbox, Message, Organisation
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.IGNORECASE)
 

@@ -19,13 +19,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, func, insert, literal, select as sa_select, update
 from sqlmodel import Session, col, select
 
-from postbud.config import Config, OrganisationConfig
+from core.config import Config, OrganisationConfig
 from postbud.erasure import ErasureReceipt, SubjectError, erase  # re-exported: one place for GDPR tools
-from postbud.lifecycle import record
-from postbud.metrics import Metrics
-from postbud.notify import Notifier
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core.lifecycle import record
+from core.metrics import Metrics
+from core.notify import Notifier
+from core.storage.db import Store
+from core.storage.models import (
     Attachment,
     Delivery,
     DeliveryStatus,

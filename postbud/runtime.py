@@ -14,13 +14,13 @@ from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
 from connectors.base import ConnectorContext
 from connectors.registry import build
-from postbud.config import Config, MailboxConfig
-from postbud.metrics import DatabaseGauges, Metrics, OpsGauges
-from postbud.notify import TraceNotifier
-from postbud.storage import migrate
-from postbud.storage.db import Store, make_engine
-from postbud.storage.models import Mailbox, MailboxStatus
-from postbud.storage.vault import Vault, load_keyring
+from core.config import Config, MailboxConfig
+from core.metrics import DatabaseGauges, Metrics, OpsGauges
+from core.notify import TraceNotifier
+from core.storage import migrate
+from core.storage.db import Store, make_engine
+from core.storage.models import Mailbox, MailboxStatus
+from core.storage.vault import Vault, load_keyring
 from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from postbud.config import Config
+from core.config import Config
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
-from postbud.sandbox import approve_demo_recipients, start_sandbox
+from sandbox.demo import approve_demo_recipients, start_sandbox
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ from typing import Any, Literal
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from postbud.metrics import OpsReading
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core.metrics import OpsReading
+from core.storage.db import Store
+from core.storage.models import (
     Delivery,
     DeliveryStatus,
     Mailbox,

@@ -10,9 +10,9 @@ from sqlalchemy import func, or_
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
-from postbud.storage.db import Store
-from postbud.metrics import MailboxReading, Reading
-from postbud.storage.models import Delivery, Mailbox, Message, Organisation, RoutingDecision, TraceEvent
+from core.storage.db import Store
+from core.metrics import MailboxReading, Reading
+from core.storage.models import Delivery, Mailbox, Message, Organisation, RoutingDecision, TraceEvent
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
-from postbud import codec
-from postbud.lifecycle import ALLOWED, record, transition
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, new_id, utcnow
+from core import codec
+from core.lifecycle import ALLOWED, record, transition
+from core.storage.db import Store
+from core.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, new_id, utcnow
 
 RAW_SUFFIX = {"message/rfc822": ".eml", "application/xml": ".xml", "text/xml": ".xml", "application/json": ".json"}
 

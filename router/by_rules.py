@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from postbud.metrics import Metrics
+from core.metrics import Metrics
 from router.decision import Action, Decider, Decision, Facts
 from rules import RecipientDirectory, RuleIssue, RuleSet, RuleWatcher, compact_explanation
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postbud.config import Config
+from core.config import Config
 from router.decision import Action, Decision, Facts
 
 

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel import col, select
 
-from postbud.config import Config
-from postbud.lifecycle import record
-from postbud.notify import Notifier
-from postbud.storage.db import Store
-from postbud.storage.models import Message, MessageStatus, TraceEvent
+from core.config import Config
+from core.lifecycle import record
+from core.notify import Notifier
+from core.storage.db import Store
+from core.storage.models import Message, MessageStatus, TraceEvent
 
 
 def escalate_held(store: Store, config: Config, notifier: Notifier, *, now: datetime | None = None) -> int:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func
 from sqlmodel import col, select
 
-from postbud import codec
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
+from core import codec
+from core.storage.db import Store
+from core.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
 from router.decision import Action, Decider, Decision, Facts
 from router.suggester.errors import ModelRejected
 from router.suggester.examples import Example, fingerprint

@@ -9,8 +9,8 @@ from typing import Any
 from rapidfuzz import fuzz, process, utils
 from sqlmodel import col, select
 
-from postbud.storage.db import Store
-from postbud.storage.models import Message, MessageStatus, RoutingDecision
+from core.storage.db import Store
+from core.storage.models import Message, MessageStatus, RoutingDecision
 from router.decision import Action, Decision
 from router.stage import apply_decision
 from rules.recipients import match_recipient

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from postbud import codec
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Mailbox, Message, RoutingDecision
+from core import codec
+from core.storage.db import Store
+from core.storage.models import Attachment, Mailbox, Message, RoutingDecision
 from router.decision import Decider, Decision, Facts
 from rules import Evaluation, diff_decisions
 

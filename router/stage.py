@@ -8,12 +8,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from postbud import codec
-from postbud.lifecycle import transition
-from postbud.logs import correlation_id
-from postbud.metrics import Metrics
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core import codec
+from core.lifecycle import transition
+from core.logs import correlation_id
+from core.metrics import Metrics
+from core.storage.db import Store
+from core.storage.models import (
     Attachment,
     Delivery,
     DeliveryStatus,

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, tzinfo
 from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from postbud.domain import MessageType, NormalizedMessage
+from core.domain import MessageType, NormalizedMessage
 
 try:
     LOCAL_TZ: tzinfo = ZoneInfo("Europe/Copenhagen")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import ConnectorError
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 from rules.base import RecipientDirectory
 from rules.facts import MessageFacts
 from rules.loader import load, rule_files

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from postbud.config import Config, load_config
+from core.config import Config, load_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PG_URL = os.environ.get("POSTBUD_TEST_PG")

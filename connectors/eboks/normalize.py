@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from postbud.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party
+from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party
 
 from connectors.eboks.xmlparse import MessageInfo, utc
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from connectors.memo.schema import DMV, FORM, GLN, GRD, KLE, MEMO, SOR, UDD
-from postbud.domain import Attention
+from core.domain import Attention
 
 
 def q(ns: str, name: str) -> str:

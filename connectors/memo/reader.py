@@ -23,7 +23,7 @@ from connectors.memo.fields import (
 from connectors.memo.schema import MEMO, decode_base64, shown
 from connectors.memo.validate import validate
 from connectors.text import extract_text
-from postbud.domain import (
+from core.domain import (
     Document,
     DocumentKind,
     File,

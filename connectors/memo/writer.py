@@ -21,7 +21,7 @@ from connectors.memo.fields import (
     write_leaves,
 )
 from connectors.memo.schema import MEMO, PREFIXES, VERSIONS
-from postbud.domain import Document, DocumentKind, MessageType, NormalizedMessage
+from core.domain import Document, DocumentKind, MessageType, NormalizedMessage
 
 _KIND_ELEMENTS = {
     DocumentKind.MAIN: ("MainDocument", "mainDocumentID"),

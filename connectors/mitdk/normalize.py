@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from postbud.domain import (
+from core.domain import (
     Attention,
     Document,
     DocumentKind,

@@ -1,4 +1,4 @@
-"""Digital Post (NgDP) recipient-system connector and its fake provider (`connectors.ngdp.fake`)."""
+"""Digital Post (NgDP) recipient-system connector and its fake provider (`sandbox.providers.ngdp`)."""
 
 from connectors.ngdp.connector import NgdpConnector, NgdpSettings, Settings
 

@@ -17,7 +17,7 @@ from postbud.cli.queue import app as queue_app
 from postbud.cli.recipients import app as recipients_app
 from postbud.cli.routing import rules_app
 from postbud.cli.common import CliContext, ConfigOpt, JsonOpt, config_of, err, out, print_json
-from postbud.config import Config
+from core.config import Config
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 config_app = typer.Typer(no_args_is_help=True, help="Validate the configuration.")
@@ -55,7 +55,7 @@ def run(
     once: Annotated[bool, typer.Option("--once", help="Run every stage until no work is left, then exit.")] = False,
 ) -> None:
     """Run the daemon (or one pass of every stage with --once)."""
-    from postbud import logs
+    from core import logs
     from postbud.service import serve
 
     cfg = config_of(ctx, config)
@@ -79,7 +79,7 @@ def config_check(ctx: typer.Context, config: ConfigOpt = None) -> None:
 
 def _secret_warnings(cfg: Config) -> list[str]:
     from connectors.registry import is_secret_ref
-    from postbud.config import SecretRef
+    from core.config import SecretRef
 
     warnings = []
     for org in cfg.organisations:
@@ -101,8 +101,8 @@ def _secret_warnings(cfg: Config) -> list[str]:
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Apply every pending schema migration."""
-    from postbud.storage import migrate
-    from postbud.storage.db import make_engine
+    from core.storage import migrate
+    from core.storage.db import make_engine
 
     cfg = config_of(ctx, config)
     engine = make_engine(cfg.database_url)
@@ -120,8 +120,8 @@ def keys_rotate(
 ) -> None:
     """Make a new active key and re-encrypt all stored content with it, in batches."""
     from postbud.runtime import open_store
-    from postbud.storage.rotate import reencrypt_all
-    from postbud.storage.vault import Vault, load_keyring, save_keyring
+    from core.storage.rotate import reencrypt_all
+    from core.storage.vault import Vault, load_keyring, save_keyring
 
     cfg = config_of(ctx, config)
     keyring = load_keyring(cfg.encryption.keyring, create=False).rotated()
@@ -298,7 +298,7 @@ def sandbox(
     config: ConfigOpt = None,
 ) -> None:
     """Run the built-in fake providers stand-alone (with the config's sandbox settings) until Ctrl-C."""
-    from postbud.sandbox import start_sandbox
+    from sandbox.demo import start_sandbox
 
     cfg = config_of(ctx, config)
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from postbud.config import Config, ConfigError, default_config_path, load_config
+from core.config import Config, ConfigError, default_config_path, load_config
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -14,8 +14,8 @@ from postbud.cli.common import actor, config_of, err, out
 
 if TYPE_CHECKING:
     from delivery.recipients import RecipientDirectory
-    from postbud.config import Config
-    from postbud.storage.db import Store
+    from core.config import Config
+    from core.storage.db import Store
 
 app = typer.Typer(no_args_is_help=True, help="Delivery recipients: the approval workflow and key status.")
 
@@ -151,7 +151,7 @@ def listing(store: Store, directory: RecipientDirectory | None, config: Config,
     from sqlmodel import select
 
     from delivery.keys import check_recipient_key
-    from postbud.storage.models import RecipientApproval
+    from core.storage.models import RecipientApproval
 
     with store.read() as session:
         rows = {(r.organisation_cvr, r.recipient): r for r in session.exec(select(RecipientApproval))

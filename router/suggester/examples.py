@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 
 
 @dataclass(frozen=True)

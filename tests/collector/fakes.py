@@ -13,7 +13,7 @@ from connectors.base import (
     MessageRef,
     Page,
 )
-from postbud.domain import MessageType, NormalizedMessage, Party
+from core.domain import MessageType, NormalizedMessage, Party
 
 
 def message(key: str) -> NormalizedMessage:

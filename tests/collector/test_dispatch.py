@@ -16,12 +16,12 @@ from collector import leases, poll
 from collector.dispatch import Dispatcher, MailboxRuntime, utcnow
 from collector.ledger import sync_mailboxes
 from connectors.base import AuthError, TransientError
-from postbud.config import CollectorSettings, Config, load_config
-from postbud.metrics import Metrics
-from postbud.notify import TraceNotifier
+from core.config import CollectorSettings, Config, load_config
+from core.metrics import Metrics
+from core.notify import TraceNotifier
 from postbud.runtime import Runtime, open_store
-from postbud.storage.db import Store
-from postbud.storage.models import Mailbox, MailboxStatus, Message, TraceEvent
+from core.storage.db import Store
+from core.storage.models import Mailbox, MailboxStatus, Message, TraceEvent
 from tests.collector.fakes import ScriptedConnector
 
 FAST = CollectorSettings(lease_seconds=3, retries=3, breaker_threshold=2, breaker_cooldown_seconds=60)

@@ -12,10 +12,10 @@ from sqlmodel import select
 from collector import poll
 from connectors.folder import FolderConnector
 from postbud.daemon import Daemon
-from postbud.metrics import Metrics
+from core.metrics import Metrics
 from postbud.runtime import Runtime
-from postbud.storage import migrate
-from postbud.storage.models import Delivery, Message, TraceEvent
+from core.storage import migrate
+from core.storage.models import Delivery, Message, TraceEvent
 from postbud.trace import SearchFilter, search, show
 from tests.conftest import MakeConfig
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from connectors import conformance
+from sandbox import conformance
 from connectors.ngdp.connector import NgdpConnector, Settings
-from connectors.ngdp.fake import NgdpFake, make_fake
-from connectors.sandbox.server import serve_tls
-from postbud.testca import LocalCA
+from sandbox.providers.ngdp import NgdpFake, make_fake
+from sandbox.server import serve_tls
+from sandbox.testca import LocalCA
 
 CVR = "12345674"
 

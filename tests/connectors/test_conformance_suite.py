@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from connectors import conformance
+from sandbox import conformance
 from connectors.base import (
     AuthError,
     Capability,
@@ -20,9 +20,9 @@ from connectors.base import (
     TransientError,
 )
 from connectors.ngdp.connector import NgdpConnector, Settings
-from connectors.ngdp.fake import NgdpFake, make_fake
-from connectors.sandbox.server import serve_tls
-from postbud.testca import LocalCA
+from sandbox.providers.ngdp import NgdpFake, make_fake
+from sandbox.server import serve_tls
+from sandbox.testca import LocalCA
 
 CVR = "12345674"
 

@@ -12,7 +12,7 @@ import pytest
 
 from connectors.base import PermanentError
 from connectors.email import EmailError, parse_eml
-from postbud.domain import DocumentKind, MessageType, Party
+from core.domain import DocumentKind, MessageType, Party
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

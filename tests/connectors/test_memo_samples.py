@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from connectors.memo import parse_memo
-from postbud.domain import Attention, DocumentKind, Flags, MessageType, NormalizedMessage, Party
+from core.domain import Attention, DocumentKind, Flags, MessageType, NormalizedMessage, Party
 
 FULL_UUID = "8c2ea15d-61fb-4ba9-9366-42f8b194c114"
 SMS_UUID = "fcdcf318-59b6-427c-9879-4f0af833d593"

@@ -13,7 +13,7 @@ from lxml import etree
 
 from connectors.memo import build_memo, parse_memo
 from connectors.text import extract_text
-from postbud.domain import (
+from core.domain import (
     Attention,
     Document,
     DocumentKind,

@@ -12,7 +12,7 @@ import pypdf
 import pytest
 
 from connectors.text import extract_text
-from postbud.domain import File
+from core.domain import File
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -19,8 +19,8 @@ from delivery_testkit import (
     make_smime_cert,
 )
 
-from delivery.sandbox import serve_smtp, server_tls_context
-from postbud.testca import LocalCA
+from sandbox.mailserver import serve_smtp, server_tls_context
+from sandbox.testca import LocalCA
 
 
 @pytest.fixture(scope="session")

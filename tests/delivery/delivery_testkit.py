@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from delivery.sandbox import over_tls
+from sandbox.mailserver import over_tls
 
 
 @dataclass(frozen=True)

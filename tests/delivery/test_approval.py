@@ -44,7 +44,7 @@ from delivery.smtp import SmtpSender
 from postbud.cli.app import CliContext
 from postbud.cli.recipients import app as recipients_app
 from postbud.runtime import Runtime
-from postbud.storage.models import RecipientApproval, TraceEvent, utcnow
+from core.storage.models import RecipientApproval, TraceEvent, utcnow
 
 if TYPE_CHECKING:
     from delivery_testkit import RunningSmtp, ServeFactory, SmimeRecipient

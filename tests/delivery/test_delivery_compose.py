@@ -14,7 +14,7 @@ import pytest
 from delivery.compose import encrypted_email, message_id_for
 from delivery.errors import EncryptionError
 from delivery.recipients import Recipient
-from postbud.domain import (
+from core.domain import (
     Document,
     DocumentKind,
     File,

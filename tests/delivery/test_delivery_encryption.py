@@ -23,7 +23,7 @@ from delivery.errors import EncryptionError
 from delivery.outer import WireMessage
 from delivery.pgp import encrypt_pgp
 from delivery.smime import encrypt_smime
-from postbud.domain import File
+from core.domain import File
 
 if TYPE_CHECKING:
     from delivery_testkit import Gpg, SmimeRecipient

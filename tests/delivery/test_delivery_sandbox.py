@@ -14,10 +14,10 @@ import pytest
 from delivery.envelope import Cover, build_inner
 from delivery.keys import check_pgp_key, check_smime_cert
 from delivery.pgp import encrypt_pgp
-from delivery.sandbox import DemoKeys, SandboxMailServer, ensure_demo_recipient
+from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from delivery.smime import encrypt_smime
 from delivery.smtp import SmtpSender, SmtpSettings
-from postbud.domain import File
+from core.domain import File
 
 PDF = b"%PDF-1.4\n" + os.urandom(50_000)
 

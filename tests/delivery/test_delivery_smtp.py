@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from delivery.errors import SmtpAuthFailed, SmtpPermanent, SmtpTransient, TlsRequired
 from delivery.smtp import SmtpSender, SmtpSettings
-from postbud.testca import LocalCA
+from sandbox.testca import LocalCA
 
 if TYPE_CHECKING:
     from delivery_testkit import ServeFactory

@@ -30,8 +30,8 @@ from delivery.webhook import (
     verify_webhook,
     webhook_client,
 )
-from postbud.domain import File
-from postbud.testca import LocalCA
+from core.domain import File
+from sandbox.testca import LocalCA
 
 if TYPE_CHECKING:
     from delivery_testkit import Gpg, SmimeRecipient

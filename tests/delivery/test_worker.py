@@ -28,11 +28,11 @@ import delivery.worker
 from delivery.channels import Outbound, Sent
 from delivery.recipients import load_recipients
 from delivery.worker import deliver_pending
-from postbud import codec
-from postbud.metrics import Metrics
+from core import codec
+from core.metrics import Metrics
 from postbud.runtime import Runtime, open_store
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Delivery, Message, utcnow
+from core.storage.db import Store
+from core.storage.models import Attachment, Delivery, Message, utcnow
 
 if TYPE_CHECKING:
     from delivery_testkit import RunningSmtp, ServeFactory, SmimeRecipient

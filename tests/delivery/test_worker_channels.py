@@ -33,7 +33,7 @@ from delivery.recipients import RecipientDirectory
 from delivery.smtp import SmtpSender
 from delivery.webhook import verify_webhook
 from postbud.runtime import Runtime
-from postbud.storage.models import Delivery, Message, utcnow
+from core.storage.models import Delivery, Message, utcnow
 from router.stage import route_next
 
 if TYPE_CHECKING:

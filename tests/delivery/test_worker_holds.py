@@ -22,7 +22,7 @@ from worker_testkit import (
 
 from delivery.approval import revoke
 from postbud.runtime import Runtime
-from postbud.storage.models import utcnow
+from core.storage.models import utcnow
 
 if TYPE_CHECKING:
     from delivery_testkit import RunningSmtp, ServeFactory, SmimeRecipient
@@ -109,7 +109,7 @@ async def test_key_expiring_soon_is_warned_about_and_measured(
         rt: Runtime, smtp: RunningSmtp, caplog: pytest.LogCaptureFixture) -> None:
     from sqlmodel import select
 
-    from postbud.storage.models import Delivery
+    from core.storage.models import Delivery
 
     vouch(rt, "bob")
     vouch(rt)
@@ -131,7 +131,7 @@ async def test_recipient_removed_from_the_file_receives_nothing(
         rt: Runtime, smtp: RunningSmtp) -> None:
     vouch(rt)
     (mid,) = await collect_and_route(rt, 1)
-    from postbud.storage.models import Delivery
+    from core.storage.models import Delivery
 
     with rt.store.transaction() as session:
         session.add(Delivery(message_id=mid, organisation_cvr=ORG, recipient="mallory", channel="email",
@@ -162,7 +162,7 @@ async def test_held_message_reassigned_after_reapproval_is_delivered(rt: Runtime
 
 async def test_message_held_for_one_recipient_and_placed_elsewhere_is_delivered(
         rt: Runtime, smtp: RunningSmtp) -> None:
-    from postbud.storage.models import Delivery
+    from core.storage.models import Delivery
     from router.queue import assign
 
     vouch(rt)

@@ -19,7 +19,7 @@ from delivery.recipients import RecipientDirectory
 from delivery.worker import deliver_pending
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
-from postbud.storage.models import Delivery, Message, TraceEvent
+from core.storage.models import Delivery, Message, TraceEvent
 
 ORG = "12345678"
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"

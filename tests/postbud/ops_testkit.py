@@ -9,12 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel import select
 
-from postbud import codec
-from postbud.config import Config
-from postbud.domain import Attention, Document, DocumentKind, File, MessageType, NormalizedMessage, Party
+from core import codec
+from core.config import Config
+from core.domain import Attention, Document, DocumentKind, File, MessageType, NormalizedMessage, Party
 from postbud.runtime import open_store
-from postbud.storage.db import Store
-from postbud.storage.models import (
+from core.storage.db import Store
+from core.storage.models import (
     Delivery,
     Mailbox,
     Message,

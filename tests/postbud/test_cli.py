@@ -9,13 +9,13 @@ from pathlib import Path
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from postbud import codec
+from core import codec
 from postbud.cli.app import app
-from postbud.config import load_config
+from core.config import load_config
 from postbud.runtime import open_store
 from postbud.service import serve
-from postbud.storage import migrate
-from postbud.storage.models import Attachment, Message
+from core.storage import migrate
+from core.storage.models import Attachment, Message
 from tests.collector.test_folder_collection import EML, drop
 from tests.conftest import MakeConfig
 

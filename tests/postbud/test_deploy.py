@@ -18,7 +18,7 @@ import pytest
 
 from postbud.daemon import Daemon
 from postbud.http import make_app
-from postbud.metrics import Metrics, OpsGauges
+from core.metrics import Metrics, OpsGauges
 from postbud.runtime import Runtime
 from postbud.stats import ops_reading
 from tests.conftest import MakeConfig
@@ -36,8 +36,8 @@ def free_port() -> int:
 
 
 def defined_metrics() -> set[str]:
-    """Every metric name postbud/metrics.py defines (the one module metrics live in)."""
-    return set(re.findall(r'"(postbud_[a-z0-9_]+)"', (ROOT / "postbud" / "metrics.py").read_text()))
+    """Every metric name core/metrics.py defines (the one module metrics live in)."""
+    return set(re.findall(r'"(postbud_[a-z0-9_]+)"', (ROOT / "core" / "metrics.py").read_text()))
 
 
 def referenced(expr: str) -> set[str]:

@@ -8,12 +8,12 @@ import pytest
 from sqlmodel import select
 
 from connectors.memo import parse_memo
-from postbud import codec
+from core import codec
 from postbud.daemon import Daemon
 from postbud.reply import ReplyRefused, send_reply
 from postbud.runtime import Runtime
-from postbud.sandbox import start_sandbox
-from postbud.storage.models import Attachment, Message
+from sandbox.demo import start_sandbox
+from core.storage.models import Attachment, Message
 from postbud.trace import show
 from tests.postbud.test_sandbox_run import example_config
 

@@ -10,14 +10,14 @@ import pytest
 from prometheus_client import generate_latest
 from sqlmodel import col, select
 
-from postbud.config import Config
-from postbud.domain import Attention, Party
+from core.config import Config
+from core.domain import Attention, Party
 from postbud.erasure import SubjectError, erase
-from postbud.metrics import Metrics
-from postbud.notify import TraceNotifier
+from core.metrics import Metrics
+from core.notify import TraceNotifier
 from postbud.retention import Escalation, escalate_to, purge, run_housekeeping
-from postbud.storage.db import Store
-from postbud.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
+from core.storage.db import Store
+from core.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
 from tests.conftest import MakeConfig
 from tests.postbud.ops_testkit import NOW, ORG_A, ORG_B, Out, Spec, add, days_ago, store_for
 

@@ -10,11 +10,11 @@ from prometheus_client import generate_latest
 from typer.testing import CliRunner
 
 from postbud.cli.ops import ops_app
-from postbud.config import Config
-from postbud.metrics import Metrics, OpsGauges
+from core.config import Config
+from core.metrics import Metrics, OpsGauges
 from postbud.stats import ops_reading, stats
-from postbud.storage.db import Store
-from postbud.storage.models import RoutingDecision
+from core.storage.db import Store
+from core.storage.models import RoutingDecision
 from tests.conftest import MakeConfig
 from tests.postbud.ops_testkit import NOW, ORG_A, ORG_B, Out, Spec, add, store_for
 

@@ -12,11 +12,11 @@ from sqlmodel import select
 from typer.testing import CliRunner
 
 from postbud.cli.ops import ops_app, trace_extra
-from postbud.config import Config
-from postbud.domain import Attention
-from postbud.lifecycle import IllegalTransition
-from postbud.storage.db import Store
-from postbud.storage.models import Delivery, Message
+from core.config import Config
+from core.domain import Attention
+from core.lifecycle import IllegalTransition
+from core.storage.db import Store
+from core.storage.models import Delivery, Message
 from postbud.trace import SearchFilter, search, show
 from postbud.trace_actions import TraceActionError, download, resend
 from tests.conftest import MakeConfig

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlmodel import select
 
-from postbud.notify import TraceNotifier
+from core.notify import TraceNotifier
 from postbud.runtime import Runtime
 from postbud.service import serve
-from postbud.storage.models import TraceEvent
+from core.storage.models import TraceEvent
 from router.escalation import escalate_held
 from tests.collector.test_folder_collection import EML, drop
 from tests.conftest import MakeConfig

@@ -10,9 +10,9 @@ import pytest
 
 from collector.ledger import MailboxKey, save_collected, sync_mailboxes
 from connectors.base import Fetched, MessageRef
-from postbud.config import Config
-from postbud.domain import MessageType, NormalizedMessage, Party
-from postbud.metrics import Metrics
+from core.config import Config
+from core.domain import MessageType, NormalizedMessage, Party
+from core.metrics import Metrics
 from postbud.runtime import Runtime
 from router.by_rules import RulesDecider
 from router.decision import Facts

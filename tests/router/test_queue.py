@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from postbud.cli.app import app
-from postbud.config import Config
+from core.config import Config
 from postbud.service import serve
 from router.queue import resolve_recipient
 from tests.collector.test_folder_collection import EML, drop

@@ -9,7 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from postbud.cli.app import app
-from postbud.metrics import Metrics
+from core.metrics import Metrics
 from postbud.runtime import Runtime
 from postbud.service import serve
 from postbud.trace import SearchFilter, search, show

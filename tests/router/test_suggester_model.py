@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from postbud.domain import (
+from core.domain import (
     Attention,
     Document,
     DocumentKind,

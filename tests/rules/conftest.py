@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from postbud.domain import (
+from core.domain import (
     Attention,
     Document,
     DocumentKind,

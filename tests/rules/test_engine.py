@@ -94,7 +94,7 @@ def test_hold_tags_and_priority(ruleset: LoadRules, make_facts: MakeFacts) -> No
         tag = ["legal"]
         """
     )
-    from postbud.domain import Flags
+    from core.domain import Flags
 
     ev = rs.evaluate(make_facts(title="Moms frist", flags=Flags(legal_notification=True)))
     assert (ev.action, ev.rule, ev.reason, ev.recipients) == ("hold", "legal hold", "legal notification", ())
@@ -122,7 +122,7 @@ def test_lookup_miss_falls_through_to_next_rule(ruleset: LoadRules, make_facts: 
         route = ["frontdesk"]
         """
     )
-    from postbud.domain import Attention
+    from core.domain import Attention
 
     def route(label: str) -> tuple[str | None, tuple[str, ...]]:
         ev = rs.evaluate(make_facts(attention=Attention(content_responsible=label)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from connectors.sandbox.generator import generate
-from connectors.sandbox.letters import (
+from sandbox.generator import generate
+from sandbox.letters import (
     AT,
     BANK,
     DEPARTMENTS,

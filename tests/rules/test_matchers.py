@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from postbud.domain import Attention, Flags, MessageType
+from core.domain import Attention, Flags, MessageType
 
 if TYPE_CHECKING:
     from .conftest import LoadRules, MakeFacts

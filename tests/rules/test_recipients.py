@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from postbud.domain import Attention
+from core.domain import Attention
 from rules.recipients import candidates_from, match_recipient
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from postbud.domain import NormalizedMessage
+from core.domain import NormalizedMessage
 from rules.suite import run_test_suite
 
 if TYPE_CHECKING:

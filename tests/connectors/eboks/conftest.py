@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.base import Connector, ConnectorContext, Fetched, TransientError
 from connectors.eboks import EboksConnector, Settings
-from connectors.eboks.fake import FakeEboks
-from connectors.sandbox.server import serve_tls
-from connectors.sandbox.state import MemoryState
-from postbud.testca import LocalCA
+from sandbox.providers.eboks import FakeEboks
+from sandbox.server import serve_tls
+from sandbox.state import MemoryState
+from sandbox.testca import LocalCA
 
 CVR = "12345674"
 OTHER_CVR = "87654328"

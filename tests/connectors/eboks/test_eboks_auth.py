@@ -11,8 +11,8 @@ from pydantic import ValidationError
 
 from connectors.base import AuthError, TransientError
 from connectors.eboks import Settings
-from connectors.eboks.fake import FakeEboks
-from connectors.sandbox.generator import generate
+from sandbox.providers.eboks import FakeEboks
+from sandbox.generator import generate
 
 CVR = "12345674"
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from connectors.eboks.fake import FakeEboks
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
-from connectors.sandbox.state import MemoryState
-from postbud.domain import MessageType
+from sandbox.providers.eboks import FakeEboks
+from sandbox.faults import Fault
+from sandbox.generator import generate
+from sandbox.state import MemoryState
+from core.domain import MessageType
 
 CVR = "12345674"
 OTHER_CVR = "87654328"
@@ -70,9 +70,9 @@ async def test_the_sandbox_factory_serves_a_collectable_mailbox(tmp_path: Any, c
     """`make_fake` as `postbud sandbox` calls it, configured only from `credentials()`."""
     from connectors.base import ConnectorContext
     from connectors.eboks import EboksConnector, Settings
-    from connectors.eboks.fake import make_fake
-    from connectors.sandbox.server import serve_tls
-    from postbud.testca import LocalCA
+    from sandbox.providers.eboks import make_fake
+    from sandbox.server import serve_tls
+    from sandbox.testca import LocalCA
 
     ca = LocalCA(tmp_path / "ca")
     fake = make_fake(folder=tmp_path / "eboks", ca=ca, seed=1)

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors import conformance
+from sandbox import conformance
 from connectors.eboks import EboksConnector
-from connectors.eboks.fake import FakeEboks
+from sandbox.providers.eboks import FakeEboks
 
 CVR = "12345674"
 

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from connectors.base import PermanentError, TransientError
-from connectors.eboks.fake import FakeEboks
-from connectors.eboks.fake_model import FakeAttachment, FakeMessage
+from sandbox.providers.eboks import FakeEboks
+from sandbox.providers.eboks_model import FakeAttachment, FakeMessage
 from connectors.eboks.xmlparse import XmlError, XmlProblem, parse, parse_messages
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
-from postbud.domain import DocumentKind, MessageType
+from sandbox.faults import Fault
+from sandbox.generator import generate
+from core.domain import DocumentKind, MessageType
 
 CVR = "12345674"
 LETTER = "Kære modtager, beløbet er på 1.234,50 kr. Venlig hilsen Ærø"

@@ -10,10 +10,10 @@ import pytest
 
 from connectors.base import Connector, ConnectorContext, Fetched, TransientError
 from connectors.mitdk import MitdkConnector, Settings
-from connectors.mitdk.fake import FakeMitdk
-from connectors.sandbox.server import serve_tls
-from connectors.sandbox.state import MemoryState
-from postbud.testca import LocalCA
+from sandbox.providers.mitdk import FakeMitdk
+from sandbox.server import serve_tls
+from sandbox.state import MemoryState
+from sandbox.testca import LocalCA
 
 CVR = "12345674"
 OTHER_CVR = "87654328"

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from connectors.mitdk.fake import FakeMitdk
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
-from connectors.sandbox.state import MemoryState
+from sandbox.providers.mitdk import FakeMitdk
+from sandbox.faults import Fault
+from sandbox.generator import generate
+from sandbox.state import MemoryState
 
 CVR = "12345674"
 OTHER_CVR = "87654328"
@@ -63,9 +63,9 @@ async def test_the_sandbox_factory_serves_a_collectable_mailbox(tmp_path: Any, c
     """`make_fake` as `postbud sandbox` calls it, configured only from `credentials()`."""
     from connectors.base import ConnectorContext
     from connectors.mitdk import MitdkConnector, Settings
-    from connectors.mitdk.fake import make_fake
-    from connectors.sandbox.server import serve_tls
-    from postbud.testca import LocalCA
+    from sandbox.providers.mitdk import make_fake
+    from sandbox.server import serve_tls
+    from sandbox.testca import LocalCA
 
     ca = LocalCA(tmp_path / "ca")
     fake = make_fake(folder=tmp_path / "mitdk", ca=ca, seed=1)

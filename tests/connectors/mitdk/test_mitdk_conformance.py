@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from connectors import conformance
+from sandbox import conformance
 from connectors.mitdk import MitdkConnector
-from connectors.mitdk.fake import FakeMitdk
+from sandbox.providers.mitdk import FakeMitdk
 
 CVR = "12345674"
 

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from connectors.base import AuthError, PermanentError, TransientError
-from connectors.mitdk.fake import FakeMitdk
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
-from postbud.domain import DocumentKind, MessageType
+from sandbox.providers.mitdk import FakeMitdk
+from sandbox.faults import Fault
+from sandbox.generator import generate
+from core.domain import DocumentKind, MessageType
 
 CVR = "12345674"
 

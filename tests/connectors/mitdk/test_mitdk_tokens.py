@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from connectors.base import AuthError, TransientError
-from connectors.mitdk.fake import FakeMitdk
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
+from sandbox.providers.mitdk import FakeMitdk
+from sandbox.faults import Fault
+from sandbox.generator import generate
 
 CVR = "12345674"
 
@@ -193,7 +193,7 @@ async def test_an_onboarding_code_yields_a_pair_the_connector_can_use(
 
 async def test_a_wrong_server_certificate_is_an_auth_error(fake: FakeMitdk, make_connector: Any, letters: list[str],
                                                           tmp_path: Any) -> None:
-    from postbud.testca import LocalCA
+    from sandbox.testca import LocalCA
 
     other = LocalCA(tmp_path / "other-ca")
     connector = make_connector(ca_file=other.cert_path)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from ngdp_env import Ngdp
 
-from connectors.ngdp.fake import make_fake
-from connectors.sandbox.server import serve_tls
-from postbud.testca import LocalCA
+from sandbox.providers.ngdp import make_fake
+from sandbox.server import serve_tls
+from sandbox.testca import LocalCA
 
 
 @pytest.fixture

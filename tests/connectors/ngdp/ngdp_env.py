@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from connectors.ngdp.connector import NgdpConnector, Settings
-from connectors.ngdp.fake import NgdpFake
-from postbud.testca import LocalCA
+from sandbox.providers.ngdp import NgdpFake
+from sandbox.testca import LocalCA
 
 CVR = "12345674"
 OTHER_CVR = "30624378"

@@ -8,8 +8,8 @@ import pytest
 from ngdp_env import CVR, Ngdp
 
 from connectors.base import AuthError, TransientError
-from connectors.sandbox.generator import generate
-from postbud.testca import LocalCA
+from sandbox.generator import generate
+from sandbox.testca import LocalCA
 
 
 async def _expect_auth_error(ngdp: Ngdp, **overrides: object) -> AuthError:

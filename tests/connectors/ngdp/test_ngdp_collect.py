@@ -11,7 +11,7 @@ import pytest
 from ngdp_env import CVR, OTHER_CVR, Ngdp
 
 from connectors.base import Connector, Fetched
-from connectors.sandbox.generator import generate
+from sandbox.generator import generate
 
 
 async def collect(connector: Connector, *, max_polls: int = 2) -> list[Fetched]:

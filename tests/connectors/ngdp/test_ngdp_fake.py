@@ -13,8 +13,8 @@ import httpx
 import pytest
 from ngdp_env import CVR, Ngdp
 
-from connectors.ngdp.fake import NgdpFake
-from connectors.sandbox.generator import generate
+from sandbox.providers.ngdp import NgdpFake
+from sandbox.generator import generate
 
 
 @pytest.fixture

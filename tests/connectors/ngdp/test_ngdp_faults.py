@@ -6,8 +6,8 @@ import pytest
 from ngdp_env import CVR, OTHER_CVR, Ngdp
 
 from connectors.base import AuthError, MessageRef, PermanentError, TransientError
-from connectors.sandbox.faults import Fault
-from connectors.sandbox.generator import generate
+from sandbox.faults import Fault
+from sandbox.generator import generate
 
 TRANSIENT = [
     pytest.param(Fault.rate_limited(retry_after=9), 9.0, id="429"),

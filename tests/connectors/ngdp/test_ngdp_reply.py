@@ -10,8 +10,8 @@ from ngdp_env import CVR, Ngdp
 
 from connectors.base import Capability, PermanentError
 from connectors.ngdp.connector import NgdpConnector
-from connectors.sandbox.generator import generate
-from postbud.domain import Flags, ReplyData
+from sandbox.generator import generate
+from core.domain import Flags, ReplyData
 
 
 async def test_reply_is_validated_and_receipted(ngdp: Ngdp) -> None:

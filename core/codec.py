@@ -1,0 +1,132 @@
+"""Turns a normalized message into stored rows and back: content JSON sealed, files as attachments."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from core.domain import (
+    Attention,
+    Document,
+    DocumentKind,
+    File,
+    Flags,
+    ForwardData,
+    MessageType,
+    NormalizedMessage,
+    Party,
+    ReplyData,
+)
+from core.storage.models import Attachment, Message
+from core.storage.vault import Vault
+
+
+def content_aad(message_id: str) -> str:
+    return f"message:{message_id}:content"
+
+
+def raw_aad(message_id: str) -> str:
+    return f"message:{message_id}:raw"
+
+
+def attachment_aad(attachment_id: str) -> str:
+    return f"attachment:{attachment_id}:content"
+
+
+def mailbox_state_aad(mailbox_id: int | None) -> str:
+    return f"mailbox:{mailbox_id}:state"
+
+
+def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | None) -> list[Attachment]:
+    """Fill `row`'s sealed columns and clear metadata; return its attachment rows (sealed)."""
+    row.message_type = message.message_type.value
+    row.format = message.format
+    row.title = message.title[:500]
+    row.sender_id = message.sender.id[:255] if message.sender.id else None
+    row.sender_name = message.sender.name[:255] if message.sender.name else None  # indexed: bounded
+    row.recipient_id = message.recipient.id
+    row.sent_at = message.sent_at
+    document = json.dumps(message.to_json(), ensure_ascii=False).encode("utf-8")
+    row.content = vault.encrypt(document, content_aad(row.id))
+    if raw is not None:
+        row.raw = vault.encrypt(raw, raw_aad(row.id))
+    attachments = []
+    for d, doc in enumerate(message.documents):
+        for f, file in enumerate(doc.files):
+            attachment = Attachment(
+                message_id=row.id,
+                document_index=d,
+                file_index=f,
+                document_kind=doc.kind.value,
+                name=file.name,
+                media_type=file.media_type,
+                size=file.size,
+                content=b"",
+            )
+            attachment.content = vault.encrypt(file.content, attachment_aad(attachment.id))
+            attachments.append(attachment)
+    return attachments
+
+
+def unseal(vault: Vault, row: Message, attachments: list[Attachment]) -> NormalizedMessage:
+    """The normalized message back from its sealed row and attachments."""
+    if row.content is None:
+        raise ValueError(f"message {row.id} has no content (purged or quarantined)")
+    data = json.loads(vault.decrypt(row.content, content_aad(row.id)))
+    contents = {
+        (a.document_index, a.file_index): vault.decrypt(a.content, attachment_aad(a.id)) for a in attachments
+    }
+    return message_from_json(data, contents)
+
+
+def unseal_raw(vault: Vault, row: Message) -> bytes | None:
+    return None if row.raw is None else vault.decrypt(row.raw, raw_aad(row.id))
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def message_from_json(data: dict[str, Any], contents: dict[tuple[int, int], bytes]) -> NormalizedMessage:
+    documents = tuple(
+        Document(
+            kind=DocumentKind(doc["kind"]),
+            document_id=doc.get("document_id"),
+            label=doc.get("label"),
+            actions=tuple(doc.get("actions") or ()),
+            files=tuple(
+                File(
+                    name=f["name"],
+                    media_type=f["media_type"],
+                    language=f.get("language"),
+                    content=contents.get((d, i), b""),
+                )
+                for i, f in enumerate(doc["files"])
+            ),
+        )
+        for d, doc in enumerate(data.get("documents") or ())
+    )
+    forward = data.get("forward")
+    return NormalizedMessage(
+        message_id=data["message_id"],
+        message_type=MessageType(data["message_type"]),
+        title=data["title"],
+        sender=Party(**data["sender"]),
+        recipient=Party(**data["recipient"]),
+        format=data["format"],
+        attention=Attention(**data["attention"]) if data.get("attention") else None,
+        documents=documents,
+        sent_at=_dt(data.get("sent_at")),
+        flags=Flags(**data.get("flags") or {}),
+        notification=data.get("notification"),
+        post_type=data.get("post_type"),
+        forward=(
+            ForwardData(**{**forward, "original_message_at": _dt(forward.get("original_message_at"))})
+            if forward
+            else None
+        ),
+        replies=tuple(ReplyData(**r) for r in data.get("replies") or ()),
+        content_data=dict(data.get("content_data") or {}),
+        text=data.get("text", ""),
+    )

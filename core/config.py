@@ -1,0 +1,401 @@
+"""The configuration file: one TOML file read once at start into frozen, typed models.
+
+Every problem is reported with the file, the key path and the line, and all of them at once.
+Relative paths resolve against the config file's folder. Secrets never sit in the file: a secret
+is a table `{ env = "NAME" }` or `{ file = "path" }`, revealed only when a component needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from core.tomlpos import KeyLocator, KeyPath, format_path
+
+ENV_CONFIG = "POSTBUD_CONFIG"
+ENV_DATABASE_URL = "POSTBUD_DATABASE_URL"
+DEFAULT_CONFIG = Path("postbud.toml")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    file: Path
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else str(self.file)
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` lists every reason."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+RelPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class Frozen(BaseModel):
+    # validate_default: default paths must resolve against the config's folder too, not the CWD.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def section() -> Any:
+    """A config section that may be left out: validated from {} so its defaults see the context."""
+    return Field(default_factory=dict)
+
+
+class SecretRef(Frozen):
+    """A secret kept outside the config file: in an environment variable or a file."""
+
+    env: str | None = None
+    file: RelPath | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("a secret is either { env = \"NAME\" } or { file = \"path\" }")
+        return self
+
+    def reveal(self) -> str:
+        if self.env is not None:
+            value = os.environ.get(self.env)
+            if value is None:
+                raise LookupError(f"environment variable {self.env} is not set")
+            return value
+        assert self.file is not None
+        try:
+            return self.file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise LookupError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
+
+    def __repr__(self) -> str:
+        return f"SecretRef(env={self.env!r})" if self.env else f"SecretRef(file={str(self.file)!r})"
+
+
+def _cvr(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"{value:08d}"
+    if isinstance(value, str) and not re.fullmatch(r"\d{8}", value):
+        raise ValueError(f"a CVR number is 8 digits, not {value!r}")
+    return value
+
+
+Cvr = Annotated[str, BeforeValidator(_cvr)]
+
+
+class ServiceSettings(Frozen):
+    instance: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+
+
+class DatabaseSettings(Frozen):
+    url: str = "sqlite:///var/postbud.db"
+    echo: bool = False
+
+
+class EncryptionSettings(Frozen):
+    keyring: RelPath = Path("var/keys/keyring.json")
+    create_if_missing: bool = True
+
+
+class HttpSettings(Frozen):
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        _, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"listen must be HOST:PORT, not {value!r}")
+        return value
+
+
+class ScheduleSettings(Frozen):
+    poll_interval_seconds: float = Field(default=300.0, gt=0)
+    jitter_seconds: float = Field(default=10.0, ge=0)
+    route_interval_seconds: float = Field(default=5.0, gt=0)
+    deliver_interval_seconds: float = Field(default=5.0, gt=0)
+    housekeeping_interval_seconds: float = Field(default=3600.0, gt=0)
+    batch_size: int = Field(default=100, gt=0)
+
+
+class CollectorSettings(Frozen):
+    """How polling is spread: leases (shared between instances), concurrency, retries, breaker."""
+
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    max_concurrent_polls: int = Field(default=50, gt=0)
+    max_concurrent_per_provider: int = Field(default=20, gt=0)
+    retries: int = Field(default=3, ge=1)
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+
+
+class RulesSettings(Frozen):
+    """The administrators' routing rules (see rules/README.md); none configured: default routes only."""
+
+    directory: RelPath | None = None
+    regex_timeout_seconds: float = Field(default=0.05, gt=0)
+    budget_seconds: float = Field(default=0.5, gt=0)
+
+
+class ModelSettings(Frozen):
+    """The ML suggester: learns from confirmed placements, routes alone only above its threshold."""
+
+    enabled: bool = True
+    folder: RelPath = Path("var/models")
+    train_interval_seconds: float = Field(default=3600.0, gt=0)
+    target_precision: float = Field(default=0.99, ge=0.5, lt=1.0)
+    min_examples: int = Field(default=50, ge=10)
+    signing_key: SecretRef | None = None  # default: derived from the at-rest keyring
+
+
+class ApiSettings(Frozen):
+    """The read-only track-and-trace HTTP API: one or more bearer tokens per organisation."""
+
+    enabled: bool = False
+    tokens: dict[Cvr, tuple[SecretRef, ...]] = Field(default_factory=dict)
+
+
+class RecipientsSettings(Frozen):
+    """The approved-recipients file (recipients, groups, key material per organisation)."""
+
+    file: RelPath | None = None
+
+
+class DeliverySettings(Frozen):
+    """The delivery stage: SMTP relay (TLS always), enabled channels, retries, approval invitations."""
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_tls: Literal["starttls", "implicit"] = "starttls"  # there is deliberately no plain mode
+    smtp_ca_file: RelPath | None = None  # None: the system trust store
+    smtp_username: str | None = None
+    smtp_password: SecretRef | None = None
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    from_address: str = Field(default="postbud@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    message_id_domain: str = Field(default="postbud.invalid", pattern=r"^[A-Za-z0-9.-]+$")
+    channels: tuple[Literal["email", "webhook"], ...] = ("email", "webhook")
+    webhook_ca_file: RelPath | None = None
+    trust_store: RelPath | None = None  # S/MIME recipient certificates must chain to it when given
+    batch_size: int = Field(default=50, gt=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=30.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    key_warning_days: int = Field(default=30, ge=0)
+    approval_base_url: str = "http://127.0.0.1:9464"
+    invitation_valid_hours: float = Field(default=72.0, gt=0)
+
+    @field_validator("approval_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("approval_base_url must start with https:// (or http:// on localhost)")
+        return value.rstrip("/")
+
+
+class LoggingSettings(Frozen):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class SandboxSettings(Frozen):
+    """The built-in fake providers, for `make run` and demos; never enabled in production."""
+
+    enabled: bool = False
+    folder: RelPath = Path("var/sandbox")
+    messages_per_cvr: int = Field(default=5, ge=0)
+    seed: int = 0
+    ports: dict[str, int] = Field(
+        default_factory=lambda: {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025}
+    )
+
+
+class MailboxConfig(BaseModel):
+    """One mailbox: `name`, the connector `type`, and the connector's own settings beside them."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    enabled: bool = True
+    poll_interval_seconds: float | None = Field(default=None, gt=0)
+    # When the provider may forget a message: once every delivery is confirmed, or once it is
+    # committed. None: the connector's default (after_delivery; the drop folder: after_commit).
+    acknowledge: Literal["after_delivery", "after_commit"] | None = None
+
+    @property
+    def connector_settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OrganisationConfig(Frozen):
+    cvr: Cvr
+    name: str
+    default_route: tuple[str, ...] = ()
+    administrators: tuple[str, ...] = ()
+    retention_days: int = Field(default=90, gt=0)
+    escalate_held_after_hours: float = Field(default=24.0, gt=0)
+    mailboxes: tuple[MailboxConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_mailboxes(self) -> OrganisationConfig:
+        names = [m.name for m in self.mailboxes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"mailbox names must be unique within an organisation: {', '.join(dupes)}")
+        return self
+
+
+class Config(Frozen):
+    """The whole configuration. `path` is the file it came from (None when built in code)."""
+
+    service: ServiceSettings = section()
+    database: DatabaseSettings = section()
+    encryption: EncryptionSettings = section()
+    http: HttpSettings = section()
+    schedule: ScheduleSettings = section()
+    collector: CollectorSettings = section()
+    rules: RulesSettings = section()
+    model: ModelSettings = section()
+    api: ApiSettings = section()
+    recipients: RecipientsSettings = section()
+    delivery: DeliverySettings = section()
+    logging: LoggingSettings = section()
+    sandbox: SandboxSettings = section()
+    organisations: tuple[OrganisationConfig, ...] = ()
+    path: Path | None = Field(default=None, exclude=True)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_cvrs(self) -> Config:
+        cvrs = [o.cvr for o in self.organisations]
+        dupes = sorted({c for c in cvrs if cvrs.count(c) > 1})
+        if dupes:
+            raise ValueError(f"each organisation is declared once; repeated cvr: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _api_tokens_name_organisations(self) -> Config:
+        unknown = sorted(set(self.api.tokens) - {o.cvr for o in self.organisations})
+        if unknown:
+            raise ValueError(f"api tokens for organisations that are not configured: {', '.join(unknown)}")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        """The database URL: $POSTBUD_DATABASE_URL wins; a relative SQLite path is the config's."""
+        url = os.environ.get(ENV_DATABASE_URL) or self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            url = prefix + str((self.base_dir / url[len(prefix):]).resolve())
+        return url
+
+    def organisation(self, cvr: str) -> OrganisationConfig:
+        for org in self.organisations:
+            if org.cvr == cvr:
+                return org
+        raise KeyError(cvr)
+
+
+def default_config_path(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(ENV_CONFIG)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load_config(path: Path, *, check_connectors: bool = True) -> Config:
+    """Read and validate `path`; raises ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(path, None, "", "configuration file not found")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(path, None, "", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigError([ConfigProblem(path, line, "", f"not valid TOML: {exc}")]) from None
+    return parse_config(data, path=path, text=text, check_connectors=check_connectors)
+
+
+def parse_config(
+    data: dict[str, Any], *, path: Path, text: str = "", check_connectors: bool = True
+) -> Config:
+    locator = KeyLocator(text)
+    base_dir = path.resolve().parent
+    problems: list[ConfigProblem] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(
+            {**data, "path": path, "base_dir": base_dir}, context={"base_dir": base_dir}
+        )
+    except ValidationError as exc:
+        problems.extend(_problems(exc, path, locator))
+    if config is not None and check_connectors:
+        from connectors.registry import validate_mailbox
+
+        for i, org in enumerate(config.organisations):
+            for j, mailbox in enumerate(org.mailboxes):
+                prefix: KeyPath = ("organisations", i, "mailboxes", j)
+                for sub, message in validate_mailbox(mailbox, base_dir):
+                    full = prefix + sub
+                    problems.append(
+                        ConfigProblem(path, locator.line(full), format_path(full), message)
+                    )
+    if problems:
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _problems(exc: ValidationError, path: Path, locator: KeyLocator) -> list[ConfigProblem]:
+    out = []
+    for error in exc.errors():
+        loc: KeyPath = tuple(p for p in error["loc"] if isinstance(p, (str, int)))
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        elif message.startswith("Value error, "):
+            message = message[len("Value error, "):]
+        out.append(ConfigProblem(path, locator.line(loc), format_path(loc), message))
+    return out

@@ -1,0 +1,86 @@
+"""The message state machine. Every transition is written with its trace event in the caller's transaction.
+
+    collected ─┬─> routed ──> delivering ─┬─> delivered
+               ├─> held ───> routed        ├─> failed (dead letter) ──> delivering (resend)
+               └─> quarantined             └─> held (recipient revoked: re-route)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session
+
+from core.storage.models import Message, MessageStatus, TraceEvent, utcnow
+
+S = MessageStatus
+
+ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
+    S.COLLECTED: frozenset({S.ROUTED, S.HELD, S.QUARANTINED}),
+    S.HELD: frozenset({S.ROUTED, S.QUARANTINED}),
+    S.ROUTED: frozenset({S.DELIVERING, S.HELD}),
+    S.DELIVERING: frozenset({S.DELIVERED, S.FAILED, S.HELD}),
+    S.FAILED: frozenset({S.DELIVERING, S.ROUTED, S.HELD}),
+    S.DELIVERED: frozenset({S.DELIVERING}),
+    S.QUARANTINED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    def __init__(self, message_id: str, current: str, target: str) -> None:
+        super().__init__(f"message {message_id}: {current} → {target} is not an allowed transition")
+
+
+def record(
+    session: Session,
+    message_id: str | None,
+    kind: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+) -> TraceEvent:
+    """Add a trace event to the session (committed with the caller's transaction)."""
+    event = TraceEvent(
+        message_id=message_id,
+        kind=kind,
+        actor=actor,
+        reason=reason,
+        detail=detail or {},
+        from_status=from_status,
+        to_status=to_status,
+    )
+    session.add(event)
+    return event
+
+
+def transition(
+    session: Session,
+    message: Message,
+    target: MessageStatus,
+    *,
+    kind: str,
+    actor: str,
+    reason: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Move `message` to `target`, with the trace event saying who did it and why."""
+    current = MessageStatus(message.status)
+    if target not in ALLOWED[current]:
+        raise IllegalTransition(message.id, current, target)
+    message.status = target
+    message.status_reason = reason
+    message.updated_at = utcnow()
+    session.add(message)
+    record(
+        session,
+        message.id,
+        kind,
+        actor=actor,
+        reason=reason,
+        detail=detail,
+        from_status=current,
+        to_status=target,
+    )

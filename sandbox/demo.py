@@ -1,0 +1,98 @@
+"""The built-in sandbox for `make run` and demos: fake providers filled with generated mail, a local
+TLS mail server keeping what it receives, and demo recipients whose keys are generated on first run.
+
+Credentials the fakes generate are written as one file each under `<folder>/secrets/`
+(`<provider>.<key>`, mode 0600), so the config names them as `{ file = "…" }` secrets like any other.
+The fakes are seeded, so ids, paths and credentials are the same on every start. The demo
+recipients file (`<folder>/recipients.toml`) is written on start from the demo keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.run import SandboxHandle, serve_sandbox
+from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
+from core.config import Config
+from core.storage.db import Store
+
+log = logging.getLogger(__name__)
+
+# The demo organisation's people and units: the ids the example rules route to, with the names the
+# sandbox's letters address (AttentionData, "Att.:" lines). All share the demo keys.
+DEMO_RECIPIENTS: dict[str, tuple[str, list[str], str]] = {
+    "frontdesk": ("Reception", ["Hoveddøren", "Front desk"], "smime"),
+    "finance": ("Økonomi og regnskab", ["Bogholderiet", "Økonomi"], "smime"),
+    "payroll": ("Lønafdelingen", ["Løn", "HR"], "smime"),
+    "legal": ("Juridisk afdeling", ["Jura", "Legal"], "pgp"),
+    "management": ("Direktionen", ["Ledelsen"], "smime"),
+    "mette": ("Mette Kjær Hansen", ["MKH"], "pgp"),
+    "soren": ("Søren Østergaard", ["SØ"], "smime"),
+}
+
+
+@dataclass
+class Sandbox:
+    providers: SandboxHandle
+    mail: SandboxMailServer
+    keys: DemoKeys
+
+    async def aclose(self) -> None:
+        await self.mail.stop()
+        await self.providers.aclose()
+
+
+async def start_sandbox(config: Config) -> Sandbox:
+    settings = config.sandbox
+    cvrs = [org.cvr for org in config.organisations]
+    providers = await serve_sandbox(settings.folder, cvrs, messages_per_cvr=settings.messages_per_cvr,
+                                    seed=settings.seed, ports=dict(settings.ports))
+    write_secrets(settings.folder / "secrets", providers)
+    mail = SandboxMailServer(settings.folder / "mail", settings.folder / "ca",
+                             port=settings.ports.get("smtp", 0))
+    await mail.start()
+    keys = ensure_demo_recipient(settings.folder / "keys")
+    write_demo_recipients(settings.folder / "recipients.toml", cvrs, keys)
+    log.info("sandbox running: %s; mail server on port %d, storing under %s",
+             ", ".join(f"{n} at {e.base_url}" for n, e in providers.endpoints.items()),
+             mail.port, settings.folder / "mail")
+    return Sandbox(providers, mail, keys)
+
+
+def write_secrets(folder: Path, handle: SandboxHandle) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name, endpoint in handle.endpoints.items():
+        for key, value in endpoint.credentials.items():
+            path = folder / f"{name}.{key}"
+            path.touch(mode=0o600, exist_ok=True)
+            path.write_text(value, encoding="utf-8")
+
+
+def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
+    lines = ["# Written by the sandbox at every start: demo recipients sharing the demo keys.\n"]
+    for cvr in cvrs:
+        lines.append(f'\n[org.{cvr}]\ndefault_channel = "email"\n')
+        for rid, (name, aliases, kind) in DEMO_RECIPIENTS.items():
+            key = (f'smime_cert = "{keys.smime_cert}"' if kind == "smime"
+                   else f'pgp_key = "{keys.pgp_public}"')
+            alias_list = ", ".join(f'"{a}"' for a in aliases)
+            lines.append(f'\n[org.{cvr}.recipients.{rid}]\nname = "{name}"\naliases = [{alias_list}]\n'
+                         f'email = "{rid}@eksempel.invalid"\n{key}\n')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines), encoding="utf-8")
+
+
+def approve_demo_recipients(store: Store, config: Config, directory: object) -> int:
+    """The sandbox vouches for its demo recipients, so `make run` delivers without invitations."""
+    from delivery.approval import approve
+
+    approved = 0
+    for org in config.organisations:
+        for rid in DEMO_RECIPIENTS:
+            approve(store, directory, org.cvr, rid, actor="sandbox", vouch=True)  # type: ignore[arg-type]
+            approved += 1
+    return approved

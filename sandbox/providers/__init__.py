@@ -1,0 +1,1 @@
+"""Fake provider servers, one module per connector, written from ../shared/PROTOCOLS.md."""
