@@ -14,39 +14,29 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import html
 import logging
 import re
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from sqlmodel import Session, select
 
-from delivery.keys import KeyStatus, check_recipient_key
-from delivery.recipients import Recipient, RecipientDirectory, UnknownRecipient
-from delivery.smtp import SmtpSender
 from core.config import DeliverySettings
-from core.lifecycle import ALLOWED, record, transition
+from core.lifecycle import record
 from core.storage.db import Store
 from core.storage.models import (
     ApprovalStatus,
-    Delivery,
-    DeliveryStatus,
-    Message,
-    MessageStatus,
     RecipientApproval,
     utcnow,
 )
+from delivery.keys import KeyStatus, check_recipient_key
+from delivery.outbox import hold_recipient
+from delivery.recipients import Recipient, RecipientDirectory, UnknownRecipient
+from delivery.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
 
@@ -288,81 +278,13 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
     return None
 
 
-def hold_recipient(session: Session, org: str, rid: str, *, reason: str, actor: str,
-                   include: str | None = None) -> list[str]:
-    """Hold the recipient's pending outbox rows (and `include`, a row being sent) and send their
-    messages back to held for re-routing, in the caller's transaction."""
-    waiting = [DeliveryStatus.PENDING] + ([DeliveryStatus.SENDING] if include else [])
-    rows = list(session.exec(
-        select(Delivery).where(Delivery.organisation_cvr == org, Delivery.recipient == rid,
-                               col(Delivery.status).in_(waiting)).with_for_update()
-    ))
-    rows = [r for r in rows if r.status == DeliveryStatus.PENDING or r.id == include]
-    if not rows:
-        return []
-    session.execute(update(Delivery).where(col(Delivery.id).in_([r.id for r in rows]))
-                    .values(status=DeliveryStatus.HELD, last_reply=reason[:500], lease_owner=None,
-                            lease_expires_at=None))
-    message_ids = sorted({r.message_id for r in rows})
-    messages = session.exec(select(Message).where(col(Message.id).in_(message_ids))
-                            .order_by(col(Message.id)).with_for_update())
-    for message in messages:
-        channels = sorted({r.channel for r in rows if r.message_id == message.id})
-        detail = {"recipient": rid, "channels": channels}
-        if MessageStatus.HELD in ALLOWED[MessageStatus(message.status)]:
-            transition(session, message, MessageStatus.HELD, kind="held", actor=actor, reason=reason,
-                       detail=detail)
-        else:
-            record(session, message.id, "delivery_held", actor=actor, reason=reason, detail=detail)
-    return message_ids
-
-
-# -- the daemon's confirmation page -------------------------------------------------------------
-
-_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>postbud</title></head>
-<body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
-
-
-def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(title=html.escape(title), text=html.escape(text), form=form),
-                        status_code=status, headers={"Cache-Control": "no-store",
-                                                     "Referrer-Policy": "no-referrer"})
-
-
-def _pending_invitation(store: Store, token: str) -> RecipientApproval | None:
+def pending_invitation(store: Store, token: str, *, now: dt.datetime | None = None) -> RecipientApproval | None:
+    """The invitation a token opens, if it is still waiting for confirmation (read only)."""
     with store.read() as session:
         row = session.exec(
             select(RecipientApproval).where(RecipientApproval.token_hash == token_hash(token))
         ).first()
-    if row is None or row.status != A.INVITED or (row.expires_at is not None and row.expires_at <= utcnow()):
+    when = now or utcnow()
+    if row is None or row.status != A.INVITED or (row.expires_at is not None and row.expires_at <= when):
         return None
     return row
-
-
-def confirm_route(store: Store, *, directory: Callable[[], RecipientDirectory | None] | None = None,
-                  trust_store: Path | None = None) -> Route:
-    """GET shows a confirm button, POST confirms: mail scanners that prefetch links confirm nothing.
-
-    With `directory` (a callable returning the current recipients file), a recipient whose key
-    already checks out is approved on the spot; otherwise the delivery worker approves it later.
-    """
-
-    async def endpoint(request: Request) -> Response:
-        token = str(request.path_params["token"])
-        if request.method == "GET":
-            row = await run_in_threadpool(_pending_invitation, store, token)
-            if row is None:
-                return _page("Link not valid", "This confirmation link is unknown, used or expired.",
-                             status=404)
-            form = '<form method="post"><button type="submit">Confirm</button></form>'
-            return _page("Confirm your address",
-                         f"Confirm that {row.email or row.recipient} receives official mail for "
-                         f"organisation {row.organisation_cvr}.", form)
-        try:
-            await run_in_threadpool(lambda: confirm(store, token, trust_store=trust_store,
-                                                    directory=directory() if directory else None))
-        except ApprovalError as exc:
-            return _page("Not confirmed", str(exc), status=404)
-        return _page("Confirmed", "Thank you. Your address is confirmed; you can close this page.")
-
-    return Route("/recipients/confirm/{token}", endpoint, methods=["GET", "POST"])

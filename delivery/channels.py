@@ -14,13 +14,13 @@ from typing import Protocol
 import httpx
 from pydantic import SecretStr
 
+from core.config import DeliverySettings
+from core.domain import NormalizedMessage
 from delivery.compose import encrypted_email, message_id_for
 from delivery.errors import EncryptionError, TransientDeliveryError
 from delivery.recipients import Recipient
 from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
 from delivery.webhook import build_envelope, post_webhook, webhook_client
-from core.config import DeliverySettings
-from core.domain import NormalizedMessage
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,13 @@ class Channel(Protocol):
     """A way to hand an encrypted message to a recipient.
 
     `send` SHALL encrypt to `item.key` and send nothing in clear; it SHALL return only once the
-    remote side accepted the message, and SHALL raise TransientDeliveryError (retry later),
-    PermanentDeliveryError (dead letter, with the reply), TlsRequired (nothing sent; the channel
-    is misconfigured) or EncryptionError (the key cannot be used: hold the recipient). Every
-    retry of one outbox row SHALL carry the same identity (Message-ID, webhook id) so receivers
-    deduplicate. `aclose` releases pooled connections and MAY be called twice.
+    remote side accepted the message, and SHALL raise only DeliveryErrors from delivery/errors.py,
+    chosen by what the worker must do: TransientDeliveryError (retry later),
+    ChannelUnavailable (nothing sent; the channel is at fault, e.g. TlsRequired),
+    RecipientUnusable (the key cannot be used: hold the recipient) or PermanentDeliveryError
+    (dead letter, with the reply). Every retry of one outbox row SHALL carry the same identity
+    (Message-ID, webhook id) so receivers deduplicate. `aclose` releases pooled connections and
+    MAY be called twice.
     """
 
     name: str

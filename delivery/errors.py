@@ -1,26 +1,49 @@
 """Delivery errors, typed by what the caller must do with the outbox row.
 
-    DeliveryError                  base; carries the remote reply (code, text) when there is one
-    ├── TransientDeliveryError     retry later with back-off: nothing was accepted by the remote side
-    │   ├── SmtpTransient          connection error, timeout, 4xx reply
-    │   │   └── SmtpAuthFailed     AUTH refused: pause the channel, ask for new credentials
-    │   └── WebhookTransient       connection error, timeout, 408/429/5xx
-    ├── PermanentDeliveryError     dead-letter this delivery, keep the reply in the trace
-    │   ├── SmtpPermanent          5xx reply, refused recipient
-    │   └── WebhookPermanent       any other non-2xx status
-    ├── TlsRequired                server offers no TLS or its certificate is invalid: NOTHING was sent
-    ├── RecipientsFileError        the approved-recipients file is malformed (names file, key, line)
-    └── EncryptionError            the recipient's key material cannot be used to encrypt
+    DeliveryError                    base; carries the remote reply (code, text) when there is one
+    ├── TransientDeliveryError       RETRY: try this letter again later, with back-off
+    │   ├── SmtpTransient            connection error, timeout, refused greeting, 4xx reply
+    │   └── WebhookTransient         connection error, timeout, 408/425/429/5xx
+    ├── ChannelUnavailable           PAUSE_CHANNEL: the channel, not the letter, is at fault;
+    │   │                            stop using the channel, the letter waits for it
+    │   ├── TlsRequired              no TLS (not offered, not https, certificate invalid): NOTHING sent
+    │   └── SmtpAuthFailed           AUTH refused: the channel needs new credentials
+    ├── RecipientUnusable            HOLD_RECIPIENT: nothing can go to this recipient as configured;
+    │   │                            hold its rows, send its letters back for re-routing
+    │   └── EncryptionError          the recipient's key material cannot be used to encrypt
+    ├── PermanentDeliveryError       DEAD_LETTER: the remote side refused this letter for good;
+    │   │                            fail the row, keep the reply in the trace
+    │   ├── SmtpPermanent            5xx reply, refused recipient
+    │   └── WebhookPermanent         any other non-2xx status
+    └── RecipientsFileError          not a send outcome: the approved-recipients file is malformed
+                                     (names file, key, line); the operator fixes the file
 
-No aiosmtplib, httpx or ssl exception leaves `delivery/`: they are translated in smtp.py and
-webhook.py, each in one place.
+Each class states its `action`; the worker acts on that, never on the class. No aiosmtplib, httpx
+or ssl exception leaves `delivery/`: translate.py turns them into these, in one place.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import ClassVar
+
+
+class Action(StrEnum):
+    """What the outbox worker does with a row whose send raised."""
+
+    RETRY = "retry"  # back off and try the letter again; the attempt counts
+    PAUSE_CHANNEL = "pause_channel"  # stop using the channel; the letter is not to blame
+    HOLD_RECIPIENT = "hold_recipient"  # hold the recipient's rows; its letters go back to held
+    DEAD_LETTER = "dead_letter"  # fail the row for good, with the reply
+
 
 class DeliveryError(Exception):
-    """Base of every delivery error; `code`/`text` hold the remote side's reply when known."""
+    """Base of every delivery error; `code`/`text` hold the remote side's reply when known.
+
+    A bare DeliveryError (an unforeseen fault) is retried like a transient one.
+    """
+
+    action: ClassVar[Action] = Action.RETRY
 
     def __init__(self, text: str, *, code: int | None = None) -> None:
         super().__init__(f"{code} {text}" if code is not None else text)
@@ -31,17 +54,29 @@ class DeliveryError(Exception):
 class TransientDeliveryError(DeliveryError):
     """Retry later: the remote side did not accept the message."""
 
+    action = Action.RETRY
+
+
+class ChannelUnavailable(DeliveryError):
+    """The channel cannot be used now (its TLS, its credentials): pause it; the letter is not at fault."""
+
+    action = Action.PAUSE_CHANNEL
+
+
+class RecipientUnusable(DeliveryError):
+    """Nothing can be sent to this recipient as configured: hold it until someone looks."""
+
+    action = Action.HOLD_RECIPIENT
+
 
 class PermanentDeliveryError(DeliveryError):
     """Do not retry: dead-letter the delivery with the reply in the trace."""
 
+    action = Action.DEAD_LETTER
+
 
 class SmtpTransient(TransientDeliveryError):
     """Connection error, timeout or 4xx reply from the SMTP server."""
-
-
-class SmtpAuthFailed(SmtpTransient):
-    """The server refused our credentials; the message is fine, the channel needs attention."""
 
 
 class SmtpPermanent(PermanentDeliveryError):
@@ -49,20 +84,24 @@ class SmtpPermanent(PermanentDeliveryError):
 
 
 class WebhookTransient(TransientDeliveryError):
-    """Connection error, timeout, 408, 429 or 5xx from the webhook endpoint."""
+    """Connection error, timeout, 408, 425, 429 or 5xx from the webhook endpoint."""
 
 
 class WebhookPermanent(PermanentDeliveryError):
     """Any other non-2xx status from the webhook endpoint."""
 
 
-class TlsRequired(DeliveryError):
+class TlsRequired(ChannelUnavailable):
     """No TLS (not offered, or the certificate failed verification): nothing was sent."""
+
+
+class SmtpAuthFailed(ChannelUnavailable):
+    """The server refused our credentials; the message is fine, the channel needs attention."""
+
+
+class EncryptionError(RecipientUnusable):
+    """The recipient's certificate or OpenPGP key cannot be used to encrypt."""
 
 
 class RecipientsFileError(DeliveryError):
     """The approved-recipients file cannot be used as written."""
-
-
-class EncryptionError(DeliveryError):
-    """The recipient's certificate or OpenPGP key cannot be used to encrypt."""

@@ -14,8 +14,9 @@ from typing import Self
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from delivery.errors import SmtpAuthFailed, SmtpPermanent, SmtpTransient, TlsRequired
+from delivery.errors import DeliveryError, SmtpAuthFailed, TlsRequired
 from delivery.outer import WireMessage
+from delivery.translate import SMTP_FAULTS, smtp_connect_error, smtp_transaction_error
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class SmtpSender:
     async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str:
         """Hand one message to the server; returns the server's final reply text (its queue id).
 
-        Raises SmtpTransient (retry), SmtpPermanent (dead-letter) or TlsRequired (nothing sent).
+        Raises SmtpTransient (retry), SmtpPermanent (dead-letter), TlsRequired or SmtpAuthFailed
+        (the channel's fault; nothing sent).
         All recipients are accepted or none: one refused recipient aborts the transaction.
         A connection lost after the message was written but before the server's reply is
         SmtpTransient although the server may have accepted it: the retry then resends the same
@@ -104,13 +106,13 @@ class SmtpSender:
             for rcpt in recipients:
                 await smtp.rcpt(rcpt)
             reply = await _data(smtp, message, self._settings.timeout)
-        except aiosmtplib.SMTPResponseException as exc:
-            await self._reset(smtp)
-            raise _reply_error(exc.code, exc.message) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            await self._drop()
-            raise SmtpTransient(f"connection lost during the transaction: {type(exc).__name__}") \
-                from None
+        except SMTP_FAULTS as exc:
+            error = smtp_transaction_error(exc)
+            if error.code is not None:
+                await self._reset(smtp)  # the server refused; the connection is still good
+            else:
+                await self._drop()
+            raise error from None
         return reply.message
 
     async def _connection(self) -> aiosmtplib.SMTP:
@@ -132,25 +134,12 @@ class SmtpSender:
                 await smtp.ehlo()
             if s.username is not None:
                 await self._login(smtp)
-        except (TlsRequired, SmtpAuthFailed):
+        except DeliveryError:
             smtp.close()
             raise
-        except aiosmtplib.SMTPAuthenticationError as exc:
+        except SMTP_FAULTS as exc:
             smtp.close()
-            raise SmtpAuthFailed(exc.message, code=exc.code) from None
-        except (ssl.SSLError, ssl.CertificateError) as exc:
-            smtp.close()
-            raise TlsRequired(f"TLS with {s.host}:{s.port} failed: {exc}; nothing sent") from None
-        except aiosmtplib.SMTPResponseException as exc:
-            # a refused greeting/EHLO is the server's state, not this message's fault: retry later
-            smtp.close()
-            raise SmtpTransient(exc.message, code=exc.code) from None
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            smtp.close()
-            if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError):
-                raise TlsRequired(f"TLS with {s.host}:{s.port} failed: {exc}; nothing sent") \
-                    from None
-            raise SmtpTransient(f"cannot connect to {s.host}:{s.port}: {exc}") from None
+            raise smtp_connect_error(exc, host=s.host, port=s.port) from None
         log.info("smtp connected to %s:%s over TLS", s.host, s.port)
         self._smtp = smtp
         return smtp
@@ -214,12 +203,6 @@ async def _data(smtp: aiosmtplib.SMTP, message: bytes, timeout: float) -> aiosmt
 
 class _Stale(Exception):
     """The kept-open connection was found closed before the transaction started."""
-
-
-def _reply_error(code: int, text: str) -> SmtpTransient | SmtpPermanent:
-    if 400 <= code < 500:
-        return SmtpTransient(text, code=code)
-    return SmtpPermanent(text, code=code)
 
 
 def _tls_context(ca_file: Path | None) -> ssl.SSLContext:

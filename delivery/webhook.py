@@ -25,20 +25,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from delivery.errors import (
-    EncryptionError,
-    TlsRequired,
-    WebhookPermanent,
-    WebhookTransient,
-)
+from core.domain import File
+from delivery.errors import EncryptionError, TlsRequired
 from delivery.keys import first_line
 from delivery.recipients import KeyKind
-from core.domain import File
+from delivery.translate import (
+    HTTP_FAULTS,
+    webhook_status_error,
+    webhook_transport_error,
+)
 
 SIGNATURE_HEADER = "X-Postbud-Signature"
 TIMESTAMP_HEADER = "X-Postbud-Timestamp"
 ENVELOPE_VERSION = 1
-_TRANSIENT_STATUS = {408, 425, 429}
 
 
 class WebhookVerificationError(Exception):
@@ -106,29 +105,12 @@ async def post_webhook(client: httpx.AsyncClient, url: str, body: bytes, secret:
                SIGNATURE_HEADER: sign(secret, ts, body)}
     try:
         response = await client.post(url, content=body, headers=headers)
-    except httpx.ConnectError as exc:
-        if _ssl_failure(exc):
-            raise TlsRequired(f"TLS with the webhook endpoint failed: {exc}; nothing sent") \
-                from None
-        raise WebhookTransient(f"cannot connect to the webhook endpoint: {exc}") from None
-    except httpx.TransportError as exc:
-        raise WebhookTransient(f"webhook transport error: {type(exc).__name__}") from None
+    except HTTP_FAULTS as exc:
+        raise webhook_transport_error(exc) from None
     status = response.status_code
     if 200 <= status < 300:
         return status
-    text = response.text[:200]
-    if status >= 500 or status in _TRANSIENT_STATUS:
-        raise WebhookTransient(text, code=status)
-    raise WebhookPermanent(text, code=status)
-
-
-def _ssl_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    raise webhook_status_error(status, response.text[:200])
 
 
 def verify_webhook(headers: Mapping[str, str], body: bytes, secret: bytes, *,

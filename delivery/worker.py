@@ -12,225 +12,32 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, update
-from sqlalchemy.orm import defer
-from sqlmodel import Session, col, select
+from sqlmodel import select
 
-from delivery.approval import admission, hold_recipient
-from delivery.channels import Channel, Outbound, Sent, build_channels, delivery_token
-from delivery.errors import (
-    DeliveryError,
-    EncryptionError,
-    PermanentDeliveryError,
-    SmtpAuthFailed,
-    TlsRequired,
-    TransientDeliveryError,
-)
+from core import codec
+from core.config import Config
+from core.domain import NormalizedMessage
+from core.logs import correlation_id
+from core.metrics import Metrics
+from core.storage.db import Store
+from core.storage.models import Attachment, Message, utcnow
+from delivery import outbox
+from delivery.approval import admission
+from delivery.channels import Channel, Outbound, build_channels, delivery_token
+from delivery.errors import Action, DeliveryError
 from delivery.keys import (
     KeyStatus,
     check_pgp_key,
     check_recipient_key,
     check_smime_cert,
 )
+from delivery.outbox import ACTOR, Job
 from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
-from core import codec
-from core.config import Config, DeliverySettings
-from core.domain import NormalizedMessage
-from core.lifecycle import record, transition
-from core.logs import correlation_id
-from core.metrics import Metrics
-from core.storage.db import Store
-from core.storage.models import (
-    Attachment,
-    Delivery,
-    DeliveryStatus,
-    Message,
-    MessageStatus,
-    utcnow,
-)
 
 log = logging.getLogger(__name__)
-
-ACTOR = "delivery"
-D = DeliveryStatus
-# status changes need the message row, not its sealed content
-_LIGHT = (defer(Message.content), defer(Message.raw))  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Job:
-    """A claimed outbox row (attempts already counts this attempt)."""
-
-    id: str
-    message_id: str
-    organisation: str
-    recipient: str
-    channel: str
-    idempotency_key: str
-    attempts: int
-
-
-def _due(now: dt.datetime):  # type: ignore[no-untyped-def]
-    # pending and due, or claimed by a worker whose lease ran out (it died mid-send)
-    return or_(
-        and_(col(Delivery.status) == D.PENDING, col(Delivery.next_attempt_at) <= now),
-        and_(col(Delivery.status) == D.SENDING, col(Delivery.lease_expires_at) < now),
-    )
-
-
-def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limit: int) -> list[Job]:
-    """Lease up to `limit` due rows (SKIP LOCKED + conditional UPDATE, as collector/leases.py) and
-    move their messages from routed to delivering."""
-    with store.transaction() as session:
-        ids = session.exec(
-            select(Delivery.id).where(_due(now))
-            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
-            .limit(limit).with_for_update(skip_locked=True)
-        ).all()
-        if not ids:
-            return []
-        session.execute(
-            update(Delivery).where(col(Delivery.id).in_(ids), _due(now))
-            .values(status=D.SENDING, lease_owner=owner, lease_expires_at=now + ttl,
-                    attempts=Delivery.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
-        rows = session.exec(
-            select(Delivery).where(col(Delivery.id).in_(ids), Delivery.lease_owner == owner,
-                                   Delivery.status == D.SENDING)
-            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
-        ).all()
-        jobs = [Job(r.id, r.message_id, r.organisation_cvr, r.recipient, r.channel, r.idempotency_key,
-                    r.attempts) for r in rows]
-        starting = session.exec(
-            select(Message).options(*_LIGHT).where(col(Message.id).in_({j.message_id for j in jobs}),
-                                  Message.status == MessageStatus.ROUTED)
-            .order_by(col(Message.id)).with_for_update()
-        ).all()
-        for message in starting:
-            transition(session, message, MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
-                       detail={"recipients": sorted({j.recipient for j in jobs
-                                                     if j.message_id == message.id})})
-    return jobs
-
-
-def _settle(session: Session, message_id: str) -> None:
-    """Message delivered when every live row is; failed when none waits and one failed.
-
-    Held rows do not count: holding a row moves its message to held, so a message that is
-    delivering again was re-routed since, and its held rows are history.
-    """
-    message = session.exec(select(Message).options(*_LIGHT).where(Message.id == message_id)
-                           .with_for_update()).first()
-    if message is None or message.status != MessageStatus.DELIVERING:
-        return
-    counts = dict(session.exec(select(Delivery.status, func.count()).where(Delivery.message_id == message_id)
-                               .group_by(Delivery.status)).all())
-    waiting = counts.get(D.PENDING, 0) + counts.get(D.SENDING, 0)
-    if not waiting and not counts.get(D.FAILED) and counts.get(D.DELIVERED):
-        transition(session, message, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
-                   detail={"deliveries": counts[D.DELIVERED]})
-    elif not waiting and counts.get(D.FAILED):
-        transition(session, message, MessageStatus.FAILED, kind="failed", actor=ACTOR,
-                   reason="dead letter: a delivery failed for good", detail={"failed": counts[D.FAILED]})
-
-
-def _lock_message(session: Session, message_id: str) -> None:
-    """Take the message's row lock first. Every finishing transaction inserts a trace event (a
-    foreign-key share lock on the message) and may then settle the message (FOR UPDATE); two lanes
-    finishing rows of one message in the other order deadlocked on PostgreSQL."""
-    session.exec(select(Message.id).where(Message.id == message_id).with_for_update())
-
-
-def _owned(job: Job, owner: str):  # type: ignore[no-untyped-def]
-    return and_(col(Delivery.id) == job.id, col(Delivery.lease_owner) == owner,
-                col(Delivery.status) == D.SENDING)
-
-
-def _detail(job: Job, **extra: object) -> dict[str, object]:
-    return {"delivery": job.id, "recipient": job.recipient, "channel": job.channel, "attempt": job.attempts,
-            **extra}
-
-
-def _mark_delivered(store: Store, job: Job, sent: Sent, *, owner: str) -> bool:
-    """The commit after a successful send: row delivered, trace with the reply, message settled."""
-    with store.transaction() as session:
-        _lock_message(session, job.message_id)
-        done = session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=sent.reply[:500],
-                    lease_owner=None, lease_expires_at=None)
-        )
-        if not done.rowcount:  # type: ignore[attr-defined]
-            return False  # the lease ran out and another worker took the row over
-        record(session, job.message_id, "delivery_sent", actor=ACTOR, reason=sent.reply[:500],
-               detail=_detail(job, message_id=sent.message_id))
-        _settle(session, job.message_id)
-    return True
-
-
-def backoff(attempt: int, settings: DeliverySettings, rng: random.Random | None = None) -> float:
-    """Exponential delay with equal jitter: half fixed, half random, capped."""
-    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** max(0, attempt - 1))
-    jitter: float = (rng or random).uniform(0, ceiling / 2)
-    return ceiling / 2 + jitter
-
-
-def _mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySettings, *, owner: str,
-                now: dt.datetime) -> str:
-    """Transient failure: back off (state in next_attempt_at), or dead-letter after max attempts."""
-    if job.attempts >= settings.max_attempts:
-        _mark_failed(store, job, f"gave up after {job.attempts} attempts: {error}", owner=owner)
-        return "failed"
-    delay = backoff(job.attempts, settings)
-    with store.transaction() as session:
-        _lock_message(session, job.message_id)
-        session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(status=D.PENDING, next_attempt_at=now + dt.timedelta(seconds=delay),
-                    last_reply=str(error)[:500], lease_owner=None, lease_expires_at=None)
-        )
-        record(session, job.message_id, "delivery_retry", actor=ACTOR, reason=str(error)[:500],
-               detail=_detail(job, retry_in_seconds=round(delay, 1)))
-    return "retry"
-
-
-def _mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
-    with store.transaction() as session:
-        _lock_message(session, job.message_id)
-        session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(status=D.FAILED, last_reply=reply[:500], lease_owner=None, lease_expires_at=None)
-        )
-        record(session, job.message_id, "delivery_failed", actor=ACTOR, reason=reply[:500],
-               detail=_detail(job, dead_letter=True))
-        _settle(session, job.message_id)
-
-
-def _hold(store: Store, job: Job, reason: str) -> None:
-    with store.transaction() as session:
-        _lock_message(session, job.message_id)
-        hold_recipient(session, job.organisation, job.recipient, reason=reason, actor=ACTOR, include=job.id)
-
-
-def _release(store: Store, job: Job, *, owner: str, at: dt.datetime) -> None:
-    """Give a claimed row back untried (its channel is paused): the attempt does not count."""
-    with store.transaction() as session:
-        session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(status=D.PENDING, attempts=Delivery.attempts - 1, next_attempt_at=at,
-                    lease_owner=None, lease_expires_at=None)
-        )
-
-
-def _release_all(store: Store, jobs: list[Job], *, owner: str, at: dt.datetime) -> None:
-    for job in jobs:
-        _release(store, job, owner=owner, at=at)
 
 
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime) -> str | None:
@@ -267,50 +74,56 @@ class _Run:
         except Exception as exc:
             # the one boundary per row: an unforeseen error costs this row an attempt, not the batch
             log.exception("delivery %s: unexpected error; retried later", job.id)
-            return await asyncio.to_thread(_mark_retry, self.store, job,
+            return await asyncio.to_thread(outbox.mark_retry, self.store, job,
                                            DeliveryError(f"internal error: {type(exc).__name__}"),
                                            self.settings, owner=self.owner, now=self.now)
 
     async def _attempt(self, job: Job) -> str:
         if job.channel in self.paused:
             retry_at = self.now + dt.timedelta(seconds=self.settings.retry_base_seconds)
-            await asyncio.to_thread(_release, self.store, job, owner=self.owner, at=retry_at)
+            await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=retry_at)
             return "released"
         if job.attempts > self.settings.max_attempts:
             # earlier attempts never finished (the process died mid-send each time): stop the loop
-            await asyncio.to_thread(_mark_failed, self.store, job, f"gave up after {job.attempts - 1} "
+            await asyncio.to_thread(outbox.mark_failed, self.store, job, f"gave up after {job.attempts - 1} "
                                     "attempts that never finished", owner=self.owner)
             return "failed"
         problem, item = await asyncio.to_thread(self._prepare, job)
         if problem is not None or item is None:
             reason = problem or "nothing to send"
             log.warning("delivery %s held: %s", job.id, reason)
-            await asyncio.to_thread(_hold, self.store, job, reason)
+            await asyncio.to_thread(outbox.hold, self.store, job, reason)
             return "held"
         channel = self.channels[job.channel]
         started = time.perf_counter()
         try:
             sent = await channel.send(item)
-        except EncryptionError as exc:
-            await asyncio.to_thread(_hold, self.store, job, f"key cannot be used: {exc}")
-            return "held"
-        except PermanentDeliveryError as exc:
-            log.warning("delivery %s dead-lettered: %s", job.id, exc)
-            await asyncio.to_thread(_mark_failed, self.store, job, str(exc), owner=self.owner)
-            return "failed"
-        except (TransientDeliveryError, TlsRequired) as exc:
-            if isinstance(exc, (SmtpAuthFailed, TlsRequired)):
-                # the channel, not this message, is at fault: stop using it for this run
-                log.error("channel %s paused for this run: %s", job.channel, exc)
-                self.paused.add(job.channel)
-            return await asyncio.to_thread(_mark_retry, self.store, job, exc, self.settings,
-                                           owner=self.owner, now=self.now)
+        except DeliveryError as exc:
+            return await self._failed(job, exc)
         finally:
             self.metrics.delivery_attempt_seconds.labels(job.channel).observe(time.perf_counter() - started)
-        if not await asyncio.to_thread(_mark_delivered, self.store, job, sent, owner=self.owner):
+        if not await asyncio.to_thread(outbox.mark_delivered, self.store, job, sent.reply, sent.message_id,
+                                       owner=self.owner):
             log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
         log.info("delivered %s via %s: %s", job.id, job.channel, sent.reply)
         return "delivered"
+
+    async def _failed(self, job: Job, exc: DeliveryError) -> str:
+        """Do what the error says (errors.py); returns the outcome label."""
+        match exc.action:
+            case Action.HOLD_RECIPIENT:
+                await asyncio.to_thread(outbox.hold, self.store, job, f"key cannot be used: {exc}")
+                return "held"
+            case Action.DEAD_LETTER:
+                log.warning("delivery %s dead-lettered: %s", job.id, exc)
+                await asyncio.to_thread(outbox.mark_failed, self.store, job, str(exc), owner=self.owner)
+                return "failed"
+            case Action.PAUSE_CHANNEL:
+                # the channel, not this message, is at fault: stop using it for this run
+                log.error("channel %s paused for this run: %s", job.channel, exc)
+                self.paused.add(job.channel)
+        return await asyncio.to_thread(outbox.mark_retry, self.store, job, exc, self.settings,
+                                       owner=self.owner, now=self.now)
 
     def _prepare(self, job: Job) -> tuple[str | None, Outbound | None]:
         """The checks before every send, in order; a reason to hold, or what to send."""
@@ -379,7 +192,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientDire
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
-    jobs = await asyncio.to_thread(claim, store, owner, now=when, ttl=ttl, limit=limit)
+    jobs = await asyncio.to_thread(outbox.claim, store, owner, now=when, ttl=ttl, limit=limit)
     if not jobs:
         return 0
     own = channels is None
@@ -410,7 +223,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientDire
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         unstarted, queue[:] = list(queue), []
-        await asyncio.shield(asyncio.to_thread(_release_all, store, unstarted, owner=owner, at=when))
+        await asyncio.shield(asyncio.to_thread(outbox.release_all, store, unstarted, owner=owner, at=when))
         raise
     finally:
         if own:

@@ -157,7 +157,7 @@ class Runtime:
 
     def http_routes(self) -> list[BaseRoute]:
         """Routes the stages add to the daemon's HTTP listener (the read-only API when enabled)."""
-        from delivery.approval import confirm_route
+        from postbud.confirm_page import confirm_route
 
         routes: list[BaseRoute] = [
             confirm_route(self.store, directory=lambda: self.recipients,

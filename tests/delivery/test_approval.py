@@ -32,7 +32,6 @@ from delivery.approval import (
     ApprovalError,
     approve,
     confirm,
-    confirm_route,
     invite,
     revoke,
     send_invitation,
@@ -42,6 +41,7 @@ from delivery.channels import smtp_settings
 from delivery.recipients import RecipientDirectory
 from delivery.smtp import SmtpSender
 from postbud.cli.app import CliContext
+from postbud.confirm_page import confirm_route
 from postbud.cli.recipients import app as recipients_app
 from postbud.runtime import Runtime
 from core.storage.models import RecipientApproval, TraceEvent, utcnow

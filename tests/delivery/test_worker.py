@@ -24,7 +24,7 @@ from worker_testkit import (
     vouch,
 )
 
-import delivery.worker
+import delivery.outbox
 from delivery.channels import Outbound, Sent
 from delivery.recipients import load_recipients
 from delivery.worker import deliver_pending
@@ -162,7 +162,7 @@ async def test_kill_between_send_and_commit_resends_the_same_message_id_once(
         raise Killed()
 
     with monkeypatch.context() as m:
-        m.setattr(delivery.worker, "_mark_delivered", die)
+        m.setattr(delivery.outbox, "mark_delivered", die)
         with pytest.raises(Killed):
             await deliver(rt)
     assert len(smtp.handler.messages) == 1

@@ -1,0 +1,234 @@
+"""Outbox row transitions: claim under a lease, then settle as delivered, retry, fail, release or hold.
+
+Every function is one transaction (or runs in the caller's), records its trace event with the
+change, and takes the message's row lock first (see `lock_message`). A row is only changed by the
+worker that still holds its lease (`owner`); a worker whose lease ran out changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, update
+from sqlalchemy.orm import QueryableAttribute, defer
+from sqlmodel import Session, col, select
+
+from core.config import DeliverySettings
+from core.lifecycle import ALLOWED, record, transition
+from core.storage.db import Store
+from core.storage.models import Delivery, DeliveryStatus, Message, MessageStatus, utcnow
+
+ACTOR = "delivery"
+D = DeliveryStatus
+# status changes need the message row, not its sealed content
+LIGHT = (defer(cast(QueryableAttribute[Any], Message.content)),  # SQLModel types columns as their values
+         defer(cast(QueryableAttribute[Any], Message.raw)))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed outbox row (attempts already counts this attempt)."""
+
+    id: str
+    message_id: str
+    organisation: str
+    recipient: str
+    channel: str
+    idempotency_key: str
+    attempts: int
+
+
+def _due(now: dt.datetime) -> ColumnElement[bool]:
+    # pending and due, or claimed by a worker whose lease ran out (it died mid-send)
+    return or_(
+        and_(col(Delivery.status) == D.PENDING, col(Delivery.next_attempt_at) <= now),
+        and_(col(Delivery.status) == D.SENDING, col(Delivery.lease_expires_at) < now),
+    )
+
+
+def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limit: int) -> list[Job]:
+    """Lease up to `limit` due rows (SKIP LOCKED + conditional UPDATE, as collector/leases.py) and
+    move their messages from routed to delivering."""
+    with store.transaction() as session:
+        ids = session.exec(
+            select(Delivery.id).where(_due(now))
+            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+            .limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if not ids:
+            return []
+        session.execute(
+            update(Delivery).where(col(Delivery.id).in_(ids), _due(now))
+            .values(status=D.SENDING, lease_owner=owner, lease_expires_at=now + ttl,
+                    attempts=col(Delivery.attempts) + 1)
+            .execution_options(synchronize_session=False)
+        )
+        rows = session.exec(
+            select(Delivery).where(col(Delivery.id).in_(ids), Delivery.lease_owner == owner,
+                                   Delivery.status == D.SENDING)
+            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
+        ).all()
+        jobs = [Job(r.id, r.message_id, r.organisation_cvr, r.recipient, r.channel, r.idempotency_key,
+                    r.attempts) for r in rows]
+        starting = session.exec(
+            select(Message).options(*LIGHT).where(col(Message.id).in_({j.message_id for j in jobs}),
+                                                  Message.status == MessageStatus.ROUTED)
+            .order_by(col(Message.id)).with_for_update()
+        ).all()
+        for message in starting:
+            transition(session, message, MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
+                       detail={"recipients": sorted({j.recipient for j in jobs
+                                                     if j.message_id == message.id})})
+    return jobs
+
+
+def settle(session: Session, message_id: str) -> None:
+    """Message delivered when every live row is; failed when none waits and one failed.
+
+    Held rows do not count: holding a row moves its message to held, so a message that is
+    delivering again was re-routed since, and its held rows are history.
+    """
+    message = session.exec(select(Message).options(*LIGHT).where(Message.id == message_id)
+                           .with_for_update()).first()
+    if message is None or message.status != MessageStatus.DELIVERING:
+        return
+    counts: dict[str, int] = dict(
+        session.exec(select(Delivery.status, func.count()).where(Delivery.message_id == message_id)
+                     .group_by(col(Delivery.status))).all())
+    waiting = counts.get(D.PENDING, 0) + counts.get(D.SENDING, 0)
+    if not waiting and not counts.get(D.FAILED) and counts.get(D.DELIVERED):
+        transition(session, message, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
+                   detail={"deliveries": counts[D.DELIVERED]})
+    elif not waiting and counts.get(D.FAILED):
+        transition(session, message, MessageStatus.FAILED, kind="failed", actor=ACTOR,
+                   reason="dead letter: a delivery failed for good", detail={"failed": counts[D.FAILED]})
+
+
+def lock_message(session: Session, message_id: str) -> None:
+    """Take the message's row lock first. Every finishing transaction inserts a trace event (a
+    foreign-key share lock on the message) and may then settle the message (FOR UPDATE); two lanes
+    finishing rows of one message in the other order deadlocked on PostgreSQL."""
+    session.exec(select(Message.id).where(Message.id == message_id).with_for_update())
+
+
+def _owned(job: Job, owner: str) -> ColumnElement[bool]:
+    return and_(col(Delivery.id) == job.id, col(Delivery.lease_owner) == owner,
+                col(Delivery.status) == D.SENDING)
+
+
+def _detail(job: Job, **extra: object) -> dict[str, object]:
+    return {"delivery": job.id, "recipient": job.recipient, "channel": job.channel, "attempt": job.attempts,
+            **extra}
+
+
+def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *, owner: str) -> bool:
+    """The commit after a successful send: row delivered, trace with the reply, message settled.
+    False when the lease ran out and another worker took the row over (nothing changed)."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        done = cast(CursorResult[Any], session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=reply[:500],
+                    lease_owner=None, lease_expires_at=None)
+        ))
+        if not done.rowcount:
+            return False
+        record(session, job.message_id, "delivery_sent", actor=ACTOR, reason=reply[:500],
+               detail=_detail(job, message_id=message_id))
+        settle(session, job.message_id)
+    return True
+
+
+def backoff(attempt: int, settings: DeliverySettings, rng: random.Random | None = None) -> float:
+    """Exponential delay with equal jitter: half fixed, half random, capped."""
+    ceiling = min(settings.retry_max_seconds, settings.retry_base_seconds * 2.0 ** max(0, attempt - 1))
+    jitter: float = (rng or random).uniform(0, ceiling / 2)
+    return ceiling / 2 + jitter
+
+
+def mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySettings, *, owner: str,
+               now: dt.datetime) -> str:
+    """Transient failure: back off (state in next_attempt_at), or dead-letter after max attempts.
+    Returns the outcome label: retry or failed."""
+    if job.attempts >= settings.max_attempts:
+        mark_failed(store, job, f"gave up after {job.attempts} attempts: {error}", owner=owner)
+        return "failed"
+    delay = backoff(job.attempts, settings)
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.PENDING, next_attempt_at=now + dt.timedelta(seconds=delay),
+                    last_reply=str(error)[:500], lease_owner=None, lease_expires_at=None)
+        )
+        record(session, job.message_id, "delivery_retry", actor=ACTOR, reason=str(error)[:500],
+               detail=_detail(job, retry_in_seconds=round(delay, 1)))
+    return "retry"
+
+
+def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
+    """Dead letter: the row failed for good, with the reply in the trace; the message settles."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.FAILED, last_reply=reply[:500], lease_owner=None, lease_expires_at=None)
+        )
+        record(session, job.message_id, "delivery_failed", actor=ACTOR, reason=reply[:500],
+               detail=_detail(job, dead_letter=True))
+        settle(session, job.message_id)
+
+
+def hold(store: Store, job: Job, reason: str) -> None:
+    """Hold the job's recipient (this row included) and send its messages back for re-routing."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        hold_recipient(session, job.organisation, job.recipient, reason=reason, actor=ACTOR, include=job.id)
+
+
+def release(store: Store, job: Job, *, owner: str, at: dt.datetime) -> None:
+    """Give a claimed row back untried (its channel is paused): the attempt does not count."""
+    with store.transaction() as session:
+        session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.PENDING, attempts=col(Delivery.attempts) - 1, next_attempt_at=at,
+                    lease_owner=None, lease_expires_at=None)
+        )
+
+
+def release_all(store: Store, jobs: list[Job], *, owner: str, at: dt.datetime) -> None:
+    """Give back rows claimed but never started (the run was cancelled)."""
+    for job in jobs:
+        release(store, job, owner=owner, at=at)
+
+
+def hold_recipient(session: Session, org: str, rid: str, *, reason: str, actor: str,
+                   include: str | None = None) -> list[str]:
+    """Hold the recipient's pending outbox rows (and `include`, a row being sent) and send their
+    messages back to held for re-routing, in the caller's transaction. Returns the messages' ids."""
+    waiting = [D.PENDING] + ([D.SENDING] if include else [])
+    rows = list(session.exec(
+        select(Delivery).where(Delivery.organisation_cvr == org, Delivery.recipient == rid,
+                               col(Delivery.status).in_(waiting)).with_for_update()
+    ))
+    rows = [r for r in rows if r.status == D.PENDING or r.id == include]
+    if not rows:
+        return []
+    session.execute(update(Delivery).where(col(Delivery.id).in_([r.id for r in rows]))
+                    .values(status=D.HELD, last_reply=reason[:500], lease_owner=None,
+                            lease_expires_at=None))
+    message_ids = sorted({r.message_id for r in rows})
+    messages = session.exec(select(Message).where(col(Message.id).in_(message_ids))
+                            .order_by(col(Message.id)).with_for_update())
+    for message in messages:
+        channels = sorted({r.channel for r in rows if r.message_id == message.id})
+        detail = {"recipient": rid, "channels": channels}
+        if MessageStatus.HELD in ALLOWED[MessageStatus(message.status)]:
+            transition(session, message, MessageStatus.HELD, kind="held", actor=actor, reason=reason,
+                       detail=detail)
+        else:
+            record(session, message.id, "delivery_held", actor=actor, reason=reason, detail=detail)
+    return message_ids

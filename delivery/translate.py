@@ -1,0 +1,77 @@
+"""The one place where aiosmtplib, ssl and httpx exceptions (and remote replies) become delivery errors."""
+
+from __future__ import annotations
+
+import ssl
+
+import aiosmtplib
+import httpx
+
+from delivery.errors import (
+    DeliveryError,
+    SmtpAuthFailed,
+    SmtpPermanent,
+    SmtpTransient,
+    TlsRequired,
+    WebhookPermanent,
+    WebhookTransient,
+)
+
+# what smtp.py and webhook.py catch and hand to the functions below
+SMTP_FAULTS = (aiosmtplib.SMTPException, OSError)  # ssl.SSLError is an OSError
+HTTP_FAULTS = (httpx.TransportError,)
+
+_WEBHOOK_TRANSIENT_STATUS = {408, 425, 429}
+
+
+def smtp_reply_error(code: int, text: str) -> SmtpTransient | SmtpPermanent:
+    """A refusal in the transaction: 4xx retry later, anything else dead-letters the letter."""
+    if 400 <= code < 500:
+        return SmtpTransient(text, code=code)
+    return SmtpPermanent(text, code=code)
+
+
+def smtp_connect_error(exc: BaseException, *, host: str, port: int) -> DeliveryError:
+    """A failure while connecting, saying hello, starting TLS or logging in: nothing was sent."""
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return SmtpAuthFailed(exc.message, code=exc.code)
+    if isinstance(exc, ssl.SSLError) or _ssl_cause(exc):
+        return TlsRequired(f"TLS with {host}:{port} failed: {exc}; nothing sent")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        # a refused greeting/EHLO is the server's state, not this message's fault: retry later
+        return SmtpTransient(exc.message, code=exc.code)
+    return SmtpTransient(f"cannot connect to {host}:{port}: {exc}")
+
+
+def smtp_transaction_error(exc: BaseException) -> SmtpTransient | SmtpPermanent:
+    """A failure during MAIL/RCPT/DATA. A reply error carries the server's code (the connection is
+    still usable); anything else lost the connection (code None)."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return smtp_reply_error(exc.code, exc.message)
+    return SmtpTransient(f"connection lost during the transaction: {type(exc).__name__}")
+
+
+def webhook_transport_error(exc: httpx.TransportError) -> DeliveryError:
+    """A request that got no HTTP status back."""
+    if isinstance(exc, httpx.ConnectError):
+        if _ssl_cause(exc):
+            return TlsRequired(f"TLS with the webhook endpoint failed: {exc}; nothing sent")
+        return WebhookTransient(f"cannot connect to the webhook endpoint: {exc}")
+    return WebhookTransient(f"webhook transport error: {type(exc).__name__}")
+
+
+def webhook_status_error(status: int, text: str) -> WebhookTransient | WebhookPermanent:
+    """A non-2xx status: the endpoint's trouble (retry) or its refusal of this letter (dead-letter)."""
+    if status >= 500 or status in _WEBHOOK_TRANSIENT_STATUS:
+        return WebhookTransient(text, code=status)
+    return WebhookPermanent(text, code=status)
+
+
+def _ssl_cause(exc: BaseException) -> bool:
+    # libraries wrap the ssl error (aiosmtplib in SMTPConnectError, httpx in ConnectError)
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
