@@ -16,11 +16,11 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
+from connectors import safexml
+
 NS = "urn:eboks:mobile:1.0.0"
-_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)["']""")
 _CHARSET = re.compile(r"charset=\"?([A-Za-z0-9._-]+)", re.IGNORECASE)
-_DOCTYPE = re.compile(r"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 _COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 
 
@@ -92,6 +92,13 @@ class ErrorInfo:
 
 def decode(raw: bytes, content_type: str | None) -> str:
     """Body bytes as text: the declared charset, else UTF-8, else Latin-1 (bodies come undeclared, §1.4)."""
+    proven = safexml.unicode_family(raw)
+    if proven is not None and proven != "utf-8":
+        # The bytes themselves prove UTF-16/32, whatever a header says.
+        try:
+            return raw.decode(proven)
+        except UnicodeDecodeError:
+            pass
     declared = _CHARSET.search(content_type or "")
     in_xml = _DECLARED_ENCODING.match(raw)
     for encoding in (declared.group(1) if declared else None, in_xml.group(1).decode() if in_xml else None):
@@ -111,17 +118,12 @@ def parse(raw: bytes, content_type: str | None = None) -> etree._Element:
     if "html" in (content_type or "").lower() or not raw.strip():
         raise XmlError(f"expected XML, got {content_type or 'no content type'} ({len(raw)} bytes)",
                        XmlProblem.NOT_XML)
-    text = _DECLARATION.sub("", decode(raw, content_type), count=1)
-    if _DOCTYPE.search(text):
-        raise XmlError("the XML carries a DOCTYPE or entity declaration; refused", XmlProblem.UNSAFE)
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
     try:
-        root = etree.fromstring(text, parser)
+        return safexml.parse_text(decode(raw, content_type))
+    except safexml.UnsafeXmlError as exc:
+        raise XmlError(f"the XML carries a DOCTYPE or entity declaration; refused ({exc})", XmlProblem.UNSAFE) from None
     except etree.XMLSyntaxError as exc:
         raise XmlError(f"not well-formed XML: {exc}", XmlProblem.MALFORMED) from exc
-    if root is None:
-        raise XmlError("empty XML document", XmlProblem.NOT_XML)
-    return root
 
 
 def _local(el: etree._Element) -> str:

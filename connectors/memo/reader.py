@@ -7,6 +7,7 @@ from decimal import Decimal, InvalidOperation
 
 from lxml import etree
 
+from connectors import safexml
 from connectors.memo.errors import MemoError
 from connectors.memo.fields import (
     ACTION_KEYS,
@@ -84,23 +85,14 @@ def _parse_xml(raw: bytes, max_bytes: int) -> etree._Element:
         raise MemoError(f"message is {len(raw)} bytes, over the limit of {max_bytes}")
     if not raw.strip():
         raise MemoError("message is empty")
-    # Cheap early refusal; the docinfo check below also catches DOCTYPEs in other encodings.
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise MemoError("DOCTYPE/entities are not allowed")
     # huge_tree lifts libxml2's 10 MB text-node cap, so a real attachment over ~7.5 MB is not refused;
-    # it is safe here because no DOCTYPE (hence no entity) gets through and the size is bounded above.
-    parser = etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, collect_ids=False
-    )
+    # it is safe here because no DTD (hence no entity) gets through and the size is bounded above.
     try:
-        root = etree.fromstring(raw, parser)
+        return safexml.parse(raw, huge_tree=True)
+    except safexml.UnsafeXmlError as error:
+        raise MemoError(str(error)) from None
     except etree.XMLSyntaxError as error:
         raise MemoError(_syntax_reason(str(error))) from None
-    docinfo = root.getroottree().docinfo
-    # `doctype` is missing from lxml-stubs but present at runtime.
-    if getattr(docinfo, "doctype", "") or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise MemoError("DOCTYPE/entities are not allowed")
-    return root
 
 
 def _syntax_reason(message: str) -> str:
