@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import logging
 import random
@@ -19,9 +20,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from collector import leases
-from collector.breaker import CircuitBreaker
+from collector.breaker import Backoff
 from collector.ledger import MailboxKey
-from collector.poll import poll_mailbox
+from collector.poll import PollResult, poll_mailbox
 from connectors.base import AuthError, Connector, TransientError
 from core.config import CollectorSettings
 from core.logs import correlation_id
@@ -41,9 +42,14 @@ class MailboxRuntime:
     fingerprint: str
 
 
-def settings_fingerprint(settings: Mapping[str, Any]) -> str:
-    """Identifies a mailbox's configured credentials, so a re-authentication stop can lift when they change."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def settings_fingerprint(settings: Mapping[str, Any], *, key: bytes = b"postbud credentials") -> str:
+    """Identifies a mailbox's configured credentials, so a re-authentication stop can lift when they change.
+
+    `settings` must carry the secrets' revealed values (not their `{ file = ... }` references): a
+    corrected password in the same file is a change. Keyed, so the stored value reveals nothing.
+    """
+    data = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
 
 
 def utcnow() -> datetime:
@@ -69,12 +75,12 @@ class Dispatcher:
         self.owner = owner
         self.jitter = jitter
         self.clock = clock
-        self.breaker = CircuitBreaker(
-            threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown_seconds
-        )
+        self.backoff = Backoff(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown_seconds,
+                               max_cooldown=settings.breaker_max_cooldown_seconds)
         self.mailboxes: dict[int, MailboxRuntime] = {}
         self.running: dict[int, asyncio.Task[None]] = {}
         self._lost: set[int] = set()
+        self._unfinished: set[int] = set()  # polls that ended on their budget after making progress
         self._provider_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.max_concurrent_per_provider)
         )
@@ -84,13 +90,13 @@ class Dispatcher:
     def ttl(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def dispatch(self, *, all_due: bool = False) -> list[int]:
-        """Lease what is due (everything with `all_due`) up to the free slots and start polling it."""
+    async def dispatch(self, *, all_due: bool = False, only: set[int] | None = None) -> list[int]:
+        """Lease what is due (everything with `all_due`; among `only` when given) up to the free slots
+        and start polling it."""
         free = self.settings.max_concurrent_polls - len(self.running)
         candidates = [
-            mailbox_id
-            for mailbox_id, mb in self.mailboxes.items()
-            if mailbox_id not in self.running and not self.breaker.is_open(mb.key.provider)
+            mailbox_id for mailbox_id in self.mailboxes
+            if mailbox_id not in self.running and (only is None or mailbox_id in only)
         ]
         now = self.clock()
         claimed = await asyncio.to_thread(
@@ -120,15 +126,21 @@ class Dispatcher:
             await asyncio.sleep(0.05)  # let a few more polls finish: one claim for all their slots
 
     async def run_all_once(self) -> None:
-        """Poll every mailbox once, whatever its due time (cron mode and tests)."""
+        """Poll every mailbox once, whatever its due time (cron mode and tests); a poll that ended on
+        its request budget with progress is polled again. Ends when no mailbox has work it can do,
+        whatever state the others are in (stopped, leased elsewhere, failing)."""
         pending = set(self.mailboxes)
-        while pending:
-            claimed = await self.dispatch(all_due=True)
+        while True:
+            claimed = await self.dispatch(all_due=True, only=pending) if pending else []
             pending -= set(claimed)
-            if self.running:
-                await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
-            elif not claimed:
-                break  # the rest are leased by another instance, stopped, or their provider is down
+            if not self.running:
+                if not claimed:
+                    break  # the rest are leased by another instance, stopped, or cannot start
+                continue
+            await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+            again = self._unfinished & set(self.mailboxes)
+            self._unfinished -= again
+            pending |= again
         await self.wait_idle()
 
     async def wait_idle(self) -> None:
@@ -149,43 +161,78 @@ class Dispatcher:
         provider = mb.key.provider
         correlation_id.set(f"{mb.key.organisation_cvr}/{mb.key.name}")
         heartbeat = asyncio.create_task(self._heartbeat(mb.key.id, asyncio.current_task()))
-        outcome, delay, error = "ok", mb.interval, None
+        outcome, error, retry_after = "ok", None, None
+        result: PollResult | None = None
         try:
             async with self._provider_slots[provider]:
-                await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
-                                   retries=self.settings.retries)
-            self.breaker.success(provider)
+                result = await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
+                                            retries=self.settings.retries, budget=self.settings.poll_request_budget)
+            retry_after = result.retry_after
+            if result.failed:
+                outcome = "partial"
         except AuthError as exc:
             outcome = "auth"
+            error = f"needs re-authentication: {exc}"[:500]
             await asyncio.to_thread(self._needs_reauth, mb, str(exc))
         except TransientError as exc:
-            outcome, error = "transient", str(exc)[:500]
-            self.breaker.failure(provider)
-            delay = max(mb.interval, exc.retry_after or 0.0)
-            log.warning("poll failed, next attempt in %.0fs: %s", delay, exc)
+            outcome, error, retry_after = "transient", str(exc)[:500], exc.retry_after
         except asyncio.CancelledError:
             if mb.key.id not in self._lost:
                 raise
             outcome = "lease_lost"
             log.warning("lease lost to another instance; poll abandoned")
-        except Exception:
-            outcome = "error"
+        except Exception as exc:
+            outcome, error = "error", f"unexpected: {type(exc).__name__}: {exc}"[:500]
             self.metrics.stage_errors.labels("collect").inc()
-            log.exception("poll failed unexpectedly; the mailbox is polled again at its next turn")
+            log.exception("poll failed unexpectedly")
         finally:
             heartbeat.cancel()
             self._lost.discard(mb.key.id)
             self.running.pop(mb.key.id, None)
-            self._slot_freed.set()
             self.metrics.polls.labels(provider, outcome).inc()
-            now = self.clock()
+            more = result is not None and result.more and result.progressed
+            if more:
+                self._unfinished.add(mb.key.id)
+            released = await asyncio.to_thread(
+                self._release, mb, outcome, error, retry_after, more)
+            self._slot_freed.set()
+        if released is not None:
+            self._log_outcome(mb, outcome, error, released, result)
+
+    def _release(self, mb: MailboxRuntime, outcome: str, error: str | None, retry_after: float | None,
+                 more: bool) -> leases.Released | None:
+        failed = outcome in ("auth", "transient", "error")
+
+        def delay(failures: int) -> tuple[float, bool]:
+            if more:
+                return 0.0, False  # work left that the budget cut short: due again at once
+            seconds, paused = self.backoff.delay(failures if failed else 0, interval=mb.interval,
+                                                 retry_after=retry_after)
             # Jitter spreads polls around the interval (not after it), so the mean period stays the interval.
-            spread = random.uniform(-self.jitter, self.jitter) / 2
-            next_poll = now + timedelta(seconds=max(0.0, delay + spread))
-            await asyncio.to_thread(
-                leases.release, self.store, mb.key.id, self.owner, now=now,
-                next_poll_at=next_poll, failed=outcome not in ("ok", "lease_lost"), error=error,
-            )
+            return max(0.0, seconds + random.uniform(-self.jitter, self.jitter) / 2), paused
+
+        return leases.release(self.store, mb.key.id, self.owner, now=self.clock(), delay=delay,
+                              failed=failed, error=error)
+
+    def _log_outcome(self, mb: MailboxRuntime, outcome: str, error: str | None, released: leases.Released,
+                     result: PollResult | None) -> None:
+        """The log says what happened and, truthfully, when the next attempt is."""
+        wait = max(0.0, (released.next_poll_at - self.clock()).total_seconds())
+        at = released.next_poll_at.strftime("%H:%M:%S")
+        if outcome == "transient":
+            if released.status == MailboxStatus.PAUSED:
+                log.warning("poll failed %d times in a row; mailbox paused, next attempt in %.0fs (%s UTC): %s",
+                            released.failures, wait, at, error)
+            else:
+                log.warning("poll failed (%d in a row), next attempt in %.0fs (%s UTC): %s",
+                            released.failures, wait, at, error)
+        elif outcome == "partial" and result is not None:
+            log.warning("poll partly failed: %d of its requests still failed after retries (kept: %d collected, "
+                        "%d acknowledged); next attempt in %.0fs (%s UTC)", result.failed, result.collected,
+                        result.acknowledged, wait, at)
+        elif outcome == "error":
+            log.error("poll failed unexpectedly (%d in a row); next attempt in %.0fs (%s UTC)",
+                      released.failures, wait, at)
 
     async def _heartbeat(self, mailbox_id: int, poll: asyncio.Task[Any] | None) -> None:
         interval = self.settings.lease_seconds / 3
@@ -205,12 +252,12 @@ class Dispatcher:
             if row is None:
                 return
             row.status = MailboxStatus.NEEDS_REAUTH
-            row.last_error = reason[:500]
+            row.last_error = f"needs re-authentication: {reason}"[:500]
             row.credentials_fingerprint = mb.fingerprint
-        log.error("mailbox needs re-authentication; polling stopped until its credentials change")
+        log.error("mailbox needs re-authentication; polling stopped until its credentials change: %s", reason)
         self.notifier.notify(
             mb.key.organisation_cvr,
             f"Mailbox {mb.key.name} ({mb.key.provider}) needs re-authentication",
-            "postbud stopped polling this mailbox because the provider refused its credentials. "
+            f"postbud stopped polling this mailbox because the provider refused its credentials: {reason}\n"
             "Update the credentials in the configuration; polling resumes when they change.",
         )

@@ -8,7 +8,8 @@ serve the single instance.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
@@ -16,6 +17,10 @@ from sqlmodel import col, select
 
 from core.storage.db import Store
 from core.storage.models import Mailbox, MailboxStatus
+
+
+# A paused mailbox (its circuit open after repeated failures) is polled again when its pause ends.
+POLLED = (MailboxStatus.ACTIVE, MailboxStatus.PAUSED)
 
 
 def _free(now: datetime):  # type: ignore[no-untyped-def]
@@ -42,7 +47,7 @@ def claim_due(
             select(Mailbox.id)
             .where(
                 col(Mailbox.id).in_(list(candidates)),
-                Mailbox.status == MailboxStatus.ACTIVE,
+                col(Mailbox.status).in_(POLLED),
                 or_(col(Mailbox.next_poll_at).is_(None), col(Mailbox.next_poll_at) <= due_before),
                 _free(now),
             )
@@ -74,24 +79,40 @@ def renew(store: Store, mailbox_id: int, owner: str, *, now: datetime, ttl: time
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def release(store: Store, mailbox_id: int, owner: str, *, now: datetime, next_poll_at: datetime,
-            failed: bool, error: str | None = None) -> None:
+@dataclass(frozen=True)
+class Released:
+    """What the release decided: the mailbox's failures in a row, its status and next due time."""
+
+    failures: int
+    status: str
+    next_poll_at: datetime
+
+
+def release(store: Store, mailbox_id: int, owner: str, *, now: datetime, delay: Callable[[int], tuple[float, bool]],
+            failed: bool, error: str | None = None) -> Released | None:
     """Give the mailbox back with the poll's outcome and its next due time (so an overrunning poll is
-    not queued up twice)."""
+    not queued up twice). `delay(failures in a row)` gives the seconds until the next poll and whether
+    that is a pause (the circuit opened). A stop set during the poll (needs_reauth, error) and its
+    reason are kept: only a failure with its own `error` replaces `last_error`."""
     with store.transaction() as session:
         row = session.get(Mailbox, mailbox_id)
         if row is None or row.lease_owner != owner:
-            return
+            return None
         row.lease_owner = None
         row.lease_expires_at = None
-        row.next_poll_at = next_poll_at
         if failed:
             row.consecutive_failures += 1
-            row.last_error = error
+            if error is not None:
+                row.last_error = error
         else:
             row.consecutive_failures = 0
             row.last_success_at = now
             row.last_error = None
+        seconds, paused = delay(row.consecutive_failures)
+        row.next_poll_at = now + timedelta(seconds=seconds)
+        if row.status in POLLED:
+            row.status = MailboxStatus.PAUSED if paused else MailboxStatus.ACTIVE
+        return Released(row.consecutive_failures, row.status, row.next_poll_at)
 
 
 def release_all(store: Store, owner: str) -> int:

@@ -1,16 +1,26 @@
-"""One poll of one mailbox: page through the listing, persist each new message, then acknowledge it."""
+"""One poll of one mailbox: page through the listing, persist each new message, then acknowledge it.
+
+A poll is bounded: it spends at most `budget` requests at the provider (every attempt counts) and
+then ends, saying whether work is left. Transient failures are retried per request, inside the poll,
+honouring Retry-After; a request that still fails costs only its own message (it is retried at the
+next poll), never the rest of the listing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import stop_any, wait_exponential_jitter
+from tenacity.stop import stop_base
 
 from collector import ledger
 from collector.ledger import MailboxKey
-from connectors.base import Connector, MessageRef, PermanentError, TransientError
+from connectors.base import Connector, MessageRef, Page, PermanentError, TransientError
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.storage.db import Store
@@ -18,59 +28,131 @@ from core.storage.db import Store
 log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 10_000
+# A Retry-After longer than this is not waited out inside the poll: the poll ends, and the
+# dispatcher schedules the mailbox's next attempt no earlier than the provider asked.
+MAX_WAIT_IN_POLL = 60.0
 sleep = asyncio.sleep  # the back-off's sleep; tests replace it to observe the waits
 _BACKOFF = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0)
+T = TypeVar("T")
+
+
+class BudgetSpent(Exception):
+    """The poll used its request budget; the rest waits for the next poll."""
 
 
 class PollResult:
-    def __init__(self) -> None:
+    def __init__(self, budget: int) -> None:
         self.collected = 0
         self.quarantined = 0
         self.skipped = 0
+        self.acknowledged = 0
         self.awaiting_delivery = 0
+        self.failed = 0  # messages whose fetch or acknowledgement still failed after the retries
+        self.budget = budget
+        self.requests = 0
+        self.more = False  # stopped by the budget with listing left
+        self.retry_after: float | None = None  # the longest wait a provider asked for
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.collected or self.quarantined or self.acknowledged)
+
+    def spend(self) -> None:
+        if self.requests >= self.budget:
+            raise BudgetSpent()
+        self.requests += 1
 
 
-async def _retrying(call, *, attempts: int):  # type: ignore[no-untyped-def]
+async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int, result: PollResult) -> T:
     """Transient errors are retried with exponential back-off and jitter, honouring Retry-After."""
+
+    async def counted() -> T:
+        result.spend()
+        return await call()
+
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
-        stop=stop_after_attempt(attempts),
+        stop=stop_any(stop_after_attempt(attempts), _AskedToWaitLong()),
         wait=_wait,
         sleep=lambda seconds: sleep(seconds),
         reraise=True,
     ):
         with attempt:
-            return await call()
+            return await counted()
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
-def _wait(retry_state) -> float:  # type: ignore[no-untyped-def]
+class _AskedToWaitLong(stop_base):
+    """Stop retrying inside the poll when the provider asks for a longer wait than a poll should take."""
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        return isinstance(exc, TransientError) and (exc.retry_after or 0.0) > MAX_WAIT_IN_POLL
+
+
+def _wait(retry_state: RetryCallState) -> float:
     exc = retry_state.outcome.exception() if retry_state.outcome else None
     if isinstance(exc, TransientError) and exc.retry_after is not None:
-        return min(exc.retry_after, 300.0)
+        return min(exc.retry_after, MAX_WAIT_IN_POLL)
     return float(_BACKOFF(retry_state))
 
 
-async def poll_mailbox(
-    store: Store, mailbox: MailboxKey, connector: Connector, metrics: Metrics, *, retries: int = 3
-) -> PollResult:
-    """Collect everything the mailbox lists. AuthError and exhausted TransientError propagate.
+def _note_wait(result: PollResult, exc: TransientError) -> None:
+    if exc.retry_after is not None:
+        result.retry_after = max(result.retry_after or 0.0, exc.retry_after)
 
+
+async def poll_mailbox(
+    store: Store, mailbox: MailboxKey, connector: Connector, metrics: Metrics, *, retries: int = 3,
+    budget: int = 1000,
+) -> PollResult:
+    """Collect what the mailbox lists, within `budget` requests. AuthError propagates, and so does a
+    TransientError of the first listing request (nothing could be done); later failures end the poll
+    early with its progress kept (`result.failed`, the cursor saved).
+
+    A poll that resumed mid-list from a saved cursor goes round once more from the start, up to where
+    it began, so messages listed early are acknowledged without waiting for the listing to wrap.
     The caller records the poll's success (with the lease release, in one transaction).
     """
-    result = PollResult()
+    result = PollResult(budget)
     started = time.monotonic()
-    cursor = await asyncio.to_thread(ledger.load_cursor, store, mailbox)
-    for _ in range(MAX_PAGES_PER_POLL):
-        page = await _retrying(lambda: connector.list_new(cursor), attempts=retries)
-        for ref in page.refs:
-            await _collect_one(store, mailbox, connector, ref, metrics, result, retries)
-        if page.cursor != cursor:
-            cursor = page.cursor
-            await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
-        if not page.more:
-            break
+    start = await asyncio.to_thread(ledger.load_cursor, store, mailbox)
+    cursor, wrapped = start, start is None
+    try:
+        for _ in range(MAX_PAGES_PER_POLL):
+            page = await _list(connector, cursor, retries, result)
+            if page is None:
+                break
+            for ref in page.refs:
+                await _collect_one(store, mailbox, connector, ref, metrics, result, retries)
+            if page.cursor != cursor:
+                cursor = page.cursor
+                await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
+            if not page.more:
+                if wrapped:
+                    break
+                cursor, wrapped = None, True  # round once more, from the start up to where we began
+            elif wrapped and start is not None and page.cursor == start:
+                break  # back where this poll began: the rest was read above
+    except BudgetSpent:
+        result.more = True
+        log.info("poll used its budget of %d requests; it resumes at the next poll", budget)
     metrics.poll_seconds.labels(mailbox.provider).observe(time.monotonic() - started)
+    metrics.poll_requests.labels(mailbox.provider).observe(result.requests)
     return result
+
+
+async def _list(connector: Connector, cursor: str | None, retries: int, result: PollResult) -> Page | None:
+    """One listing page; None when it failed after something was done already (the poll ends there)."""
+    try:
+        return await _retrying(lambda: connector.list_new(cursor), attempts=retries, result=result)
+    except TransientError as exc:
+        if not (result.progressed or result.skipped or result.failed):
+            raise
+        _note_wait(result, exc)
+        result.failed += 1
+        log.warning("listing failed after %d attempts; what was listed is kept: %s", retries, exc)
+        return None
 
 
 async def _collect_one(
@@ -86,7 +168,7 @@ async def _collect_one(
     correlation_id.set(known.message_id if known else f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
     if known is None:
         try:
-            fetched = await _retrying(lambda: connector.fetch(ref), attempts=retries)
+            fetched = await _retrying(lambda: connector.fetch(ref), attempts=retries, result=result)
         except PermanentError as exc:
             log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key, exc)
             known = await asyncio.to_thread(
@@ -94,6 +176,12 @@ async def _collect_one(
             )
             metrics.messages_quarantined.labels(mailbox.provider, "collect").inc()
             result.quarantined += 1
+        except TransientError as exc:
+            # This message only: the rest of the listing goes on, and the next poll retries it.
+            _note_wait(result, exc)
+            result.failed += 1
+            log.warning("fetch failed after %d attempts; retried at the next poll: %s", retries, exc)
+            return
         else:
             known = await asyncio.to_thread(ledger.save_collected, store, mailbox, fetched)
             correlation_id.set(known.message_id)
@@ -108,7 +196,13 @@ async def _collect_one(
     if not known.may_acknowledge(mailbox):
         result.awaiting_delivery += 1
         return
-    await _retrying(lambda: connector.acknowledge(ref), attempts=retries)
+    try:
+        await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
+    except TransientError as exc:
+        _note_wait(result, exc)
+        result.failed += 1
+        log.warning("acknowledgement failed after %d attempts; retried at the next poll: %s", retries, exc)
+        return
+    result.acknowledged += 1
     if not known.acknowledged:
         await asyncio.to_thread(ledger.mark_acknowledged, store, known.message_id)
-

@@ -162,6 +162,8 @@ class CollectorSettings(Frozen):
     retries: int = Field(default=3, ge=1)
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
+    breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
+    poll_request_budget: int = Field(default=1000, ge=10)
 
 
 class RulesSettings(Frozen):

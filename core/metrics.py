@@ -31,6 +31,10 @@ class Metrics:
         self.poll_seconds = Histogram(
             "postbud_poll_duration_seconds", "Time one mailbox poll took.", ["provider"], registry=r
         )
+        self.poll_requests = Histogram(
+            "postbud_poll_requests", "Requests one mailbox poll made at its provider (retries included).",
+            ["provider"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=r,
+        )
         self.routing_decisions = Counter(
             "postbud_routing_decisions_total",
             "Routing decisions by who decided (rule, model, default, hand) and outcome (route, hold).",
@@ -111,6 +115,7 @@ class MailboxReading:
     status: str
     last_success: float | None
     oldest_unacknowledged_age: float | None
+    pause: float = 0.0  # seconds left of a paused mailbox's pause
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,12 @@ class DatabaseGauges(Collector):
         )
         last = GaugeMetricFamily(
             "postbud_mailbox_last_success_timestamp_seconds",
-            "Unix time of each mailbox's last successful poll (alert when it grows old).",
+            "Unix time of each mailbox's last successful poll, 0 if it never had one (alert when it grows old).",
+            labels=["provider", "mailbox"],
+        )
+        pause = GaugeMetricFamily(
+            "postbud_mailbox_pause_seconds",
+            "Seconds left of a mailbox's pause (its circuit opened after repeated failed polls), 0 when not paused.",
             labels=["provider", "mailbox"],
         )
         oldest = GaugeMetricFamily(
@@ -151,14 +161,18 @@ class DatabaseGauges(Collector):
         )
         by_status: dict[tuple[str, str], int] = {}
         for mb in reading.mailboxes:
-            if mb.last_success is not None:
-                last.add_metric([mb.provider, mb.mailbox], mb.last_success)
+            # A mailbox that never succeeded (cannot start, refused at once) has a series too: 0.
+            last.add_metric([mb.provider, mb.mailbox], mb.last_success or 0.0)
+            pause.add_metric([mb.provider, mb.mailbox], mb.pause)
             oldest.add_metric([mb.provider, mb.mailbox], mb.oldest_unacknowledged_age or 0.0)
             by_status[(mb.provider, mb.status)] = by_status.get((mb.provider, mb.status), 0) + 1
         yield last
         yield oldest
+        yield pause
         mailboxes = GaugeMetricFamily(
-            "postbud_mailboxes", "Mailboxes by status (needs_reauth: stopped until credentials change).",
+            "postbud_mailboxes",
+            "Mailboxes by status (paused: circuit open; needs_reauth: stopped until credentials change; "
+            "error: cannot start).",
             labels=["provider", "status"],
         )
         for (provider, status), n in sorted(by_status.items()):

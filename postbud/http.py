@@ -1,4 +1,5 @@
-"""The daemon's HTTP listener: /metrics for Prometheus, /healthz (alive), /readyz (started and database reachable)."""
+"""The daemon's HTTP listener: /metrics for Prometheus, /healthz (alive), /readyz (started, database reachable,
+every mailbox able to run)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 import uvicorn
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from core.metrics import Metrics
 from core.storage.db import Store
+from core.storage.models import Mailbox, MailboxStatus, Organisation
 
 
 def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool],
@@ -32,9 +34,12 @@ def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool],
         if not is_ready():
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            await asyncio.to_thread(_ping, store)
+            stopped = await asyncio.to_thread(_stopped_mailboxes, store)
         except Exception as exc:
             return JSONResponse({"status": "database unreachable", "error": type(exc).__name__}, 503)
+        if stopped:
+            # Not ready to do its job for these mailboxes: a person must act (the reason says how).
+            return JSONResponse({"status": "mailboxes cannot run", "mailboxes": stopped}, 503)
         return JSONResponse({"status": "ready"})
 
     return Starlette(
@@ -47,9 +52,17 @@ def make_app(metrics: Metrics, store: Store, is_ready: Callable[[], bool],
     )
 
 
-def _ping(store: Store) -> None:
-    with store.engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+def _stopped_mailboxes(store: Store) -> list[dict[str, str]]:
+    """Mailboxes that cannot run until a person acts (needs_reauth, error), with their reason."""
+    with store.read() as session:
+        rows = session.exec(
+            select(Mailbox, Organisation.cvr)
+            .join(Organisation, col(Organisation.id) == col(Mailbox.organisation_id))
+            .where(col(Mailbox.status).in_([MailboxStatus.NEEDS_REAUTH, MailboxStatus.ERROR]))
+            .order_by(col(Organisation.cvr), col(Mailbox.name))
+        ).all()
+    return [{"mailbox": f"{cvr}/{mb.name}", "provider": mb.provider, "status": mb.status,
+             "reason": mb.last_error or ""} for mb, cvr in rows]
 
 
 class EmbeddedServer(uvicorn.Server):

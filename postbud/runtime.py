@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from starlette.routing import BaseRoute
 
@@ -13,8 +15,8 @@ from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
 from connectors.base import ConnectorContext
-from connectors.registry import build
-from core.config import Config, MailboxConfig
+from connectors.registry import build, is_secret_ref
+from core.config import Config, MailboxConfig, SecretRef
 from core.metrics import DatabaseGauges, Metrics, OpsGauges
 from core.notify import TraceNotifier
 from core.storage import migrate
@@ -50,6 +52,20 @@ def open_models(config: Config, store: Store) -> Models:
         key = hmac.new(active, b"postbud model signing", hashlib.sha256).digest()
     return Models(store, settings.folder, key,
                   SuggesterSettings(target_precision=settings.target_precision, min_examples=settings.min_examples))
+
+
+def revealed_settings(mailbox: MailboxConfig, base_dir: Path) -> dict[str, Any]:
+    """The mailbox's settings with each secret's value in place of its reference (for the fingerprint
+    only, never logged); an unreadable secret stands as its reference and the error."""
+    out: dict[str, Any] = {}
+    for name, value in mailbox.connector_settings.items():
+        if is_secret_ref(value):
+            try:
+                value = {"value": SecretRef.model_validate(value, context={"base_dir": base_dir}).reveal()}
+            except (LookupError, ValueError) as exc:
+                value = {"ref": value, "missing": str(exc)}
+        out[name] = value
+    return out
 
 
 def open_store(config: Config, *, upgrade: bool = True) -> Store:
@@ -104,8 +120,10 @@ class Runtime:
     def connect_mailboxes(self) -> None:
         """Sync mailbox rows with the config; build a connector for each new or changed mailbox.
 
-        A mailbox stopped for re-authentication starts again when its configured credentials differ
-        from those that failed.
+        A mailbox stopped for re-authentication starts again when its configured credentials (the
+        secrets' values, not their references) differ from those that failed. A mailbox that cannot
+        start is marked `error` with the reason (logged, notified, on /readyz and /metrics); it starts
+        when a reload fixes it.
         """
         self.mailboxes = sync_mailboxes(self.store, self.config)
         configs: dict[tuple[str, str], MailboxConfig] = {
@@ -115,12 +133,12 @@ class Runtime:
         wanted: dict[int, MailboxRuntime] = {}
         for key in self.mailboxes:
             mb_config = configs[(key.organisation_cvr, key.name)]
-            fingerprint = settings_fingerprint(mb_config.connector_settings)
+            fingerprint = settings_fingerprint(revealed_settings(mb_config, self.config.base_dir),
+                                               key=self._fingerprint_key())
             existing = current.get(key.id)
             if existing is not None and existing.fingerprint == fingerprint:
                 wanted[key.id] = existing
                 continue
-            self._resume_if_credentials_changed(key, fingerprint)
             context = ConnectorContext(
                 mailbox=key.name,
                 organisation=key.organisation_cvr,
@@ -130,20 +148,46 @@ class Runtime:
             try:
                 connector = build(mb_config, context)
             except Exception as exc:  # one misconfigured mailbox must not stop the others
-                log.error("mailbox %s/%s cannot start: %s", key.organisation_cvr, key.name, exc)
+                self._cannot_start(key, fingerprint, exc)
                 continue
+            self._resume_if_startable(key, fingerprint)
             interval = mb_config.poll_interval_seconds or self.config.schedule.poll_interval_seconds
             wanted[key.id] = MailboxRuntime(key, connector, interval, fingerprint)
         self.dispatcher.mailboxes = wanted
 
-    def _resume_if_credentials_changed(self, key: MailboxKey, fingerprint: str) -> None:
+    def _fingerprint_key(self) -> bytes:
+        active = self.store.vault.keyring.keys[self.store.vault.keyring.active]
+        return hmac.new(active, b"postbud credentials fingerprint", hashlib.sha256).digest()
+
+    def _cannot_start(self, key: MailboxKey, fingerprint: str, exc: Exception) -> None:
+        reason = f"cannot start: {type(exc).__name__}: {exc}"[:500]
+        log.error("mailbox %s/%s %s", key.organisation_cvr, key.name, reason)
         with self.store.transaction() as session:
             row = session.get(Mailbox, key.id)
-            if row is not None and row.status == MailboxStatus.NEEDS_REAUTH \
-                    and row.credentials_fingerprint != fingerprint:
+            if row is None:
+                return
+            changed = row.status != MailboxStatus.ERROR or row.last_error != reason
+            row.status = MailboxStatus.ERROR
+            row.last_error = reason
+            row.credentials_fingerprint = fingerprint
+        if changed:
+            self.notifier.notify(
+                key.organisation_cvr, f"Mailbox {key.name} ({key.provider}) cannot start",
+                f"postbud cannot start polling this mailbox: {reason}\n"
+                "Fix its configuration (or the secret it names) and reload (SIGHUP) or restart postbud.")
+
+    def _resume_if_startable(self, key: MailboxKey, fingerprint: str) -> None:
+        with self.store.transaction() as session:
+            row = session.get(Mailbox, key.id)
+            if row is None:
+                return
+            if row.status == MailboxStatus.ERROR or (
+                    row.status == MailboxStatus.NEEDS_REAUTH and row.credentials_fingerprint != fingerprint):
+                log.info("mailbox %s/%s: %s lifted (its configuration changed); polling resumes",
+                         key.organisation_cvr, key.name, row.status)
                 row.status = MailboxStatus.ACTIVE
+                row.last_error = None
                 row.next_poll_at = None
-                log.info("mailbox %s/%s credentials changed: polling resumes", key.organisation_cvr, key.name)
 
     async def reconfigure(self, config: Config) -> None:
         """Take a reloaded configuration: new mailboxes start polling, removed ones stop."""

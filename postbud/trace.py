@@ -12,7 +12,7 @@ from sqlmodel import col, select
 
 from core.storage.db import Store
 from core.metrics import MailboxReading, Reading
-from core.storage.models import Delivery, Mailbox, Message, Organisation, RoutingDecision, TraceEvent
+from core.storage.models import Delivery, Mailbox, MailboxStatus, Message, Organisation, RoutingDecision, TraceEvent
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,13 @@ def count_by_status(store: Store) -> list[tuple[str, int]]:
     return [(status, int(n)) for status, n in rows]
 
 
+def _pause_left(mailbox: Mailbox, now: datetime) -> float:
+    if mailbox.status != MailboxStatus.PAUSED or mailbox.next_poll_at is None:
+        return 0.0
+    due = mailbox.next_poll_at if mailbox.next_poll_at.tzinfo else mailbox.next_poll_at.replace(tzinfo=timezone.utc)
+    return max(0.0, (due - now).total_seconds())
+
+
 def metrics_reading(store: Store) -> Reading:
     """The database side of /metrics: counts by status and each mailbox's freshness."""
     now = datetime.now(timezone.utc)
@@ -218,6 +225,7 @@ def metrics_reading(store: Store) -> Reading:
                 status=mailbox.status,
                 last_success=mailbox.last_success_at.timestamp() if mailbox.last_success_at else None,
                 oldest_unacknowledged_age=(now - first).total_seconds() if first else None,
+                pause=_pause_left(mailbox, now),
             )
         )
     held_age = (now - oldest_held).total_seconds() if oldest_held else 0.0

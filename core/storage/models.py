@@ -54,7 +54,9 @@ class MessageStatus(StrEnum):
 
 class MailboxStatus(StrEnum):
     ACTIVE = "active"
+    PAUSED = "paused"  # its circuit is open after repeated failures; polled again at next_poll_at
     NEEDS_REAUTH = "needs_reauth"
+    ERROR = "error"  # cannot start (a secret missing, settings the connector refuses); last_error says why
     DISABLED = "disabled"
 
 

@@ -112,16 +112,21 @@ async def test_backoff_grows_then_the_poll_gives_up_until_next_time(store: Store
     assert row.lease_owner is None
 
 
-async def test_circuit_breaker_stops_polling_a_provider_that_is_down(store: Store, waits: list[float]) -> None:
+async def test_circuit_breaker_pauses_only_the_failing_mailbox(store: Store, waits: list[float]) -> None:
     connectors = [ScriptedConnector([["x"]], ident=f"b{i}") for i in range(4)]
-    for connector in connectors:
-        connector.faults["list"].extend(TransientError("down") for _ in range(10))
+    connectors[0].faults["list"].extend(TransientError("down") for _ in range(30))
     d = dispatcher(store)
     attach(d, store, connectors)
-    await d.dispatch(all_due=True)
-    await d.wait_idle()
-    assert d.breaker.is_open("folder")
-    assert await d.dispatch(all_due=True) == []  # nobody polls a provider whose circuit is open
+    for _ in range(3):  # threshold 2: the second failure in a row opens mailbox 0's circuit
+        await d.dispatch(all_due=True)
+        await d.wait_idle()
+    with store.read() as session:
+        rows = session.exec(select(Mailbox).order_by(Mailbox.id)).all()  # type: ignore[arg-type]
+    assert [r.status for r in rows] == ["paused", "active", "active", "active"]
+    assert rows[0].consecutive_failures == 3 and rows[0].last_error == "down"
+    # The pause doubles per failure from the cooldown (60 s, then 120 s), and is on the row for all to see.
+    assert rows[0].next_poll_at is not None and rows[0].next_poll_at > utcnow() + timedelta(seconds=110)
+    assert sorted(c.ident for c in connectors if c.acked) == ["b1", "b2", "b3"]  # the others went on
 
 
 async def test_auth_failure_stops_polling_notifies_and_resumes_when_credentials_change(
