@@ -1,4 +1,4 @@
-"""What every `postbud` sub-command shares: consoles, the common options, the config, who is acting."""
+"""What the `postbud` command modules share: consoles, common options, the config, who acts, time and trace views."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -64,10 +65,18 @@ def load_or_exit(path: Path) -> Config:
         raise typer.Exit(1) from None
 
 
+def context_of(ctx: typer.Context, explicit: Path | None = None) -> CliContext:
+    """The context a command runs in: its own -c if given (so -c works after the sub-command too),
+    else the root's."""
+    if explicit is not None:
+        return CliContext(explicit)
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, CliContext) else CliContext(None)
+
+
 def config_of(ctx: typer.Context, explicit: Path | None = None) -> Config:
     """The command's own -c, else the root's -c, else $POSTBUD_CONFIG, else ./postbud.toml."""
-    obj = ctx.find_root().obj
-    return (obj if isinstance(obj, CliContext) else CliContext(None)).config(explicit)
+    return context_of(ctx, explicit).config()
 
 
 def print_json(data: Any) -> None:
@@ -82,3 +91,40 @@ def actor(by: str | None = None) -> str:
         return os.environ.get("POSTBUD_USER") or getpass.getuser()
     except (KeyError, OSError):
         return "cli"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A --since/--until value: an ISO date/time (UTC unless it says otherwise), or an age like 30d / 12h."""
+    if not value:
+        return None
+    if value[-1] in "dh" and value[:-1].isdigit():
+        unit = {"d": "days", "h": "hours"}[value[-1]]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(value[:-1])})
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def show_message(config: Config, message_id: str, *, as_json: bool) -> None:
+    """Print one message and its timeline, oldest first (`trace show`, `queue show`); exit 1 if unknown."""
+    from postbud.runtime import open_store
+    from postbud.trace import show
+
+    found = show(open_store(config), message_id)
+    if found is None:
+        err.print(f"no message {message_id}")
+        raise typer.Exit(1)
+    if as_json:
+        print_json(found)
+        return
+    out.print(f"[bold]{found['title']}[/bold]  ({found['id']})", highlight=False)
+    out.print(f"from {found['sender']} · {found['organisation']}/{found['mailbox']} · status {found['status']}",
+              highlight=False)
+    for event in found["events"]:
+        change = f"{event['from_status'] or ''} → {event['to_status']}" if event["to_status"] else ""
+        line = f"{event['at'][:19]}  {event['kind']:<13} {event['actor']:<10} {change}"
+        if event["reason"]:
+            line += f"  ({event['reason']})"
+        out.print(line, highlight=False)
+        explanation = event["detail"].get("explanation")
+        if explanation:
+            out.print(f"    why: {json.dumps(explanation, ensure_ascii=False)}", highlight=False)

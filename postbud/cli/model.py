@@ -1,14 +1,67 @@
-"""`postbud model …`: the suggester's `evaluate` plus `train`, which needs the stored placements."""
+"""`postbud model …`: evaluate the ML suggester on a labelled corpus, train it on the stored placements."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
-from postbud.cli.common import config_of, err, out
+from postbud.cli.common import ConfigOpt, config_of, err, out
 
-from router.suggester.cli import app
+app = typer.Typer(help="The ML suggester: evaluate it on a labelled corpus.", no_args_is_help=True)
+
+_ROWS = (
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("macro_f1", "macro-F1", "{:.4f}"),
+    ("coverage_at_99", "auto-routed at 99 % precision", "{:.1%}"),
+    ("precision_at_99", "  precision reached on test", "{:.4f}"),
+    ("coverage_at_95", "auto-routed at 95 % precision", "{:.1%}"),
+    ("precision_at_95", "  precision reached on test", "{:.4f}"),
+    ("train_seconds", "training time (s)", "{:.1f}"),
+    ("predict_ms", "prediction per message (ms)", "{:.2f}"),
+    ("n_train", "training messages", "{}"),
+    ("n_test", "test messages", "{}"),
+)
+
+
+@app.callback()
+def _group() -> None:
+    """The ML suggester: evaluate it on a labelled corpus."""
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        Path, typer.Argument(help="JSONL (plain or .gz): label, split, title, sender, body.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Train on the corpus's train split, score its test split (or a stratified 20 % hold-out)."""
+    from router.suggester.errors import SuggesterError
+    from router.suggester.evaluation import evaluate as run_evaluation
+
+    try:
+        report = run_evaluation(dataset, progress=lambda text: err.print(f"[dim]{text}[/dim]"))
+    except SuggesterError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(report, sort_keys=True))
+        return
+    table = Table(title=f"suggester on {dataset.name}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label, template in _ROWS:
+        value = report[key]
+        table.add_row(label, "—" if value is None else template.format(value))
+    Console().print(table)
 
 
 @app.command("train")
@@ -16,13 +69,14 @@ def train_cmd(
     ctx: typer.Context,
     org: Annotated[Optional[str], typer.Option("--org", help="Only this organisation (CVR).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Train even if the placements did not change.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Train each organisation's model on its confirmed placements (skipped when nothing changed)."""
     from postbud.runtime import open_models, open_store
 
-    config = config_of(ctx)
-    models = open_models(config, open_store(config))
-    cvrs = [org] if org else [o.cvr for o in config.organisations]
+    cfg = config_of(ctx, config)
+    models = open_models(cfg, open_store(cfg))
+    cvrs = [org] if org else [o.cvr for o in cfg.organisations]
     for cvr in cvrs:
         err.print(f"training {cvr} ...")
         outcome = models.train(cvr, force=force)

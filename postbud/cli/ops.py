@@ -1,23 +1,19 @@
-"""Operator commands: `purge`, `erase`, `stats` (ops_app) and `trace download` / `trace resend` (trace_extra).
-
-Both apps are mounted by `postbud.cli.app` (their commands join the root and the `trace` group); each
-command also takes -c/--config itself, so the apps run standalone in tests.
-"""
+"""`postbud purge`, `erase` and `stats`: retention, erasure of one data subject, and the figures."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from postbud.cli.common import ConfigOpt, JsonOpt, actor, config_of, err, out, print_json
+from postbud.cli.common import ConfigOpt, JsonOpt, config_of, err, out, print_json
+
+if TYPE_CHECKING:
+    from postbud.stats import By
 
 ops_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Retention, erasure and statistics.")
-trace_extra = typer.Typer(no_args_is_help=True, add_completion=False, help="Download and resend messages.")
-
 
 
 # -- retention and erasure --------------------------------------------------------------------
@@ -89,6 +85,8 @@ def erase_command(
 
 # -- statistics -------------------------------------------------------------------------------
 
+_PERIODS: dict[str, By] = {"day": "day", "month": "month", "year": "year"}
+
 
 @ops_app.command("stats")
 def stats_command(
@@ -102,11 +100,12 @@ def stats_command(
     from postbud.runtime import open_store
     from postbud.stats import stats
 
-    if by not in ("day", "month", "year"):
+    period = _PERIODS.get(by)
+    if period is None:
         err.print(f"[red]error[/red] --by is day, month or year, not {by!r}", highlight=False)
         raise typer.Exit(2)
     store = open_store(config_of(ctx, config))
-    periods = stats(store, org, by, datetime.now(timezone.utc))  # type: ignore[arg-type]
+    periods = stats(store, org, period, datetime.now(timezone.utc))
     if as_json:
         print_json([p.to_json() for p in periods])
         return
@@ -119,50 +118,3 @@ def stats_command(
         table.add_row(p.period, str(p.collected), str(p.routed_by_rule), str(p.routed_by_model),
                       str(p.routed_by_hand), str(p.held), str(p.delivered), str(p.failed), rate, median, channels)
     out.print(table)
-
-
-# -- trace download / resend ------------------------------------------------------------------
-
-
-@trace_extra.command("download")
-def trace_download(
-    ctx: typer.Context,
-    message_id: Annotated[str, typer.Argument(metavar="ID", help="Message id (or a unique prefix).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write the documents into.")],
-    config: ConfigOpt = None,
-) -> None:
-    """Write the decrypted original documents of one message into a folder (recorded in its trace)."""
-    from postbud.runtime import open_store
-    from postbud.trace_actions import TraceActionError, download
-
-    store = open_store(config_of(ctx, config))
-    try:
-        result = download(store, message_id, output, actor=actor())
-    except TraceActionError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    for path in result.files:
-        out.print(str(path), highlight=False)
-    err.print(f"{len(result.files)} files written; the download is recorded in the trace")
-
-
-@trace_extra.command("resend")
-def trace_resend(
-    ctx: typer.Context,
-    message_id: Annotated[str, typer.Argument(metavar="ID", help="Message id (or a unique prefix).")],
-    to: Annotated[Optional[str], typer.Option("--to", help="Send to this recipient instead.")] = None,
-    channel: Annotated[Optional[str], typer.Option("--channel", help="Channel for --to (default: the message's).")] = None,
-    config: ConfigOpt = None,
-) -> None:
-    """Queue a delivered or failed message for delivery again (to its recipients, or --to one more)."""
-    from postbud.runtime import open_store
-    from postbud.trace_actions import TraceActionError, resend
-
-    store = open_store(config_of(ctx, config))
-    try:
-        result = resend(store, message_id, actor=actor(), to=to, channel=channel)
-    except TraceActionError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
-    targets = list(result.requeued) + ([result.added] if result.added else [])
-    out.print(f"message {result.message_id} queued again for {', '.join(targets)}", highlight=False)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from postbud.cli.common import actor, config_of, err, out, print_json
+from postbud.cli.common import ConfigOpt, actor, config_of, err, out, print_json, show_message
 
 app = typer.Typer(no_args_is_help=True, help="The manual queue: messages waiting for a person.")
 
@@ -21,6 +21,7 @@ def list_cmd(
     ctx: typer.Context,
     org: Annotated[Optional[str], typer.Option("--org", help="Only this organisation (CVR).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Held messages, oldest first, with age, reason and the top suggestions."""
     from rich.table import Table
@@ -28,7 +29,7 @@ def list_cmd(
     from postbud.runtime import open_store
     from router.queue import held
 
-    items = held(open_store(config_of(ctx)), organisation=org)
+    items = held(open_store(config_of(ctx, config)), organisation=org)
     if as_json:
         print_json([i.to_json() for i in items])
         return
@@ -47,11 +48,10 @@ def show_cmd(
     ctx: typer.Context,
     message_id: Annotated[str, typer.Argument(metavar="ID")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """One held message: the trace timeline with the suggestions."""
-    from postbud.cli.app import trace_show
-
-    trace_show(ctx, message_id, None, as_json)
+    show_message(config_of(ctx, config), message_id, as_json=as_json)
 
 
 @app.command("assign")
@@ -60,19 +60,20 @@ def assign_cmd(
     message_id: Annotated[str, typer.Argument(metavar="ID")],
     recipients: Annotated[list[str], typer.Argument(metavar="RECIPIENT...", help="Ids or names (fuzzy).")],
     by: Annotated[Optional[str], typer.Option("--by", help="Who assigns (default: $POSTBUD_USER or the login).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Place a held message with one or more approved recipients, matched by id or name."""
     from postbud.runtime import load_recipient_directory, open_store
     from postbud.trace import show
     from router.queue import NotHeld, assign, resolve_recipient
 
-    config = config_of(ctx)
-    store = open_store(config)
+    cfg = config_of(ctx, config)
+    store = open_store(cfg)
     found = show(store, message_id)
     if found is None:
         err.print(f"no message {message_id}")
         raise typer.Exit(1)
-    directory = load_recipient_directory(config)
+    directory = load_recipient_directory(cfg)
     names = directory.names(found["organisation"]) if directory else {}
     chosen = []
     for query in recipients:

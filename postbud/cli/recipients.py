@@ -6,11 +6,12 @@ import asyncio
 import json
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from postbud.cli.common import actor, config_of, err, out
+from postbud.cli.common import ConfigOpt, actor, config_of, err, out
 
 if TYPE_CHECKING:
     from delivery.recipients import RecipientDirectory
@@ -25,13 +26,13 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _setup(ctx: typer.Context, *,
+def _setup(ctx: typer.Context, explicit: Path | None, *,
            need_directory: bool = True) -> tuple[Config, Store, RecipientDirectory | None]:
     from delivery.errors import RecipientsFileError
     from delivery.recipients import load_recipients
     from postbud.runtime import open_store
 
-    config: Config = config_of(ctx)
+    config: Config = config_of(ctx, explicit)
     directory = None
     if config.recipients.file is not None:
         try:
@@ -49,6 +50,7 @@ def invite_cmd(
     org: Annotated[str, typer.Argument(metavar="ORG", help="The organisation's CVR number.")],
     name: Annotated[str, typer.Argument(metavar="NAME", help="Recipient id, name or alias (or a new name).")],
     email: Annotated[str, typer.Argument(metavar="EMAIL")],
+    config: ConfigOpt = None,
 ) -> None:
     """Send an invitation with a one-time confirmation link and code (no document is sent)."""
     from delivery.approval import ApprovalError, invite, send_invitation
@@ -56,19 +58,19 @@ def invite_cmd(
     from delivery.errors import DeliveryError
     from delivery.smtp import SmtpSender
 
-    config, store, directory = _setup(ctx, need_directory=False)
+    cfg, store, directory = _setup(ctx, config, need_directory=False)
     try:
-        org_name = config.organisation(org).name
+        org_name = cfg.organisation(org).name
     except KeyError:
         raise _fail(f"organisation {org} is not in the configuration") from None
     try:
-        invitation = invite(store, directory, config.delivery, org, name, email, actor=actor())
+        invitation = invite(store, directory, cfg.delivery, org, name, email, actor=actor())
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
 
     async def send() -> str:
-        async with SmtpSender(smtp_settings(config.delivery)) as sender:
-            return await send_invitation(sender, invitation, config.delivery, organisation_name=org_name)
+        async with SmtpSender(smtp_settings(cfg.delivery)) as sender:
+            return await send_invitation(sender, invitation, cfg.delivery, organisation_name=org_name)
 
     try:
         asyncio.run(send())
@@ -83,13 +85,14 @@ def invite_cmd(
 
 
 @app.command("confirm")
-def confirm_cmd(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar="CODE")]) -> None:
+def confirm_cmd(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar="CODE")],
+                config: ConfigOpt = None) -> None:
     """Confirm an invitation with the code from its e-mail; approves at once when the key is valid."""
     from delivery.approval import ApprovalError, confirm
 
-    config, store, directory = _setup(ctx, need_directory=False)
+    cfg, store, directory = _setup(ctx, config, need_directory=False)
     try:
-        row = confirm(store, code, directory=directory, trust_store=config.delivery.trust_store,
+        row = confirm(store, code, directory=directory, trust_store=cfg.delivery.trust_store,
                       actor=actor())
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
@@ -103,14 +106,15 @@ def approve_cmd(
     rid: Annotated[str, typer.Argument(metavar="ID")],
     vouch: Annotated[bool, typer.Option("--vouch", help="Approve without a confirmed invitation: you "
                                         "vouch for the address (webhooks, demo recipients).")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Approve a confirmed recipient once its key checks out (validity, key usage, trust store)."""
     from delivery.approval import ApprovalError, approve
 
-    config, store, directory = _setup(ctx)
+    cfg, store, directory = _setup(ctx, config)
     assert directory is not None
     try:
-        row = approve(store, directory, org, rid, actor=actor(), trust_store=config.delivery.trust_store,
+        row = approve(store, directory, org, rid, actor=actor(), trust_store=cfg.delivery.trust_store,
                       vouch=vouch)
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
@@ -122,11 +126,12 @@ def revoke_cmd(
     ctx: typer.Context,
     org: Annotated[str, typer.Argument(metavar="ORG")],
     rid: Annotated[str, typer.Argument(metavar="ID")],
+    config: ConfigOpt = None,
 ) -> None:
     """Revoke a recipient: nothing more is sent to them, their pending deliveries are held."""
     from delivery.approval import revoke
 
-    _, store, _ = _setup(ctx, need_directory=False)
+    _, store, _ = _setup(ctx, config, need_directory=False)
     held = revoke(store, org, rid, actor=actor())
     out.print(f"{rid} of {org} is revoked; {len(held)} messages held for re-routing", highlight=False)
 
@@ -181,13 +186,14 @@ def list_cmd(
     ctx: typer.Context,
     org: Annotated[str | None, typer.Option("--org", help="Only this organisation (CVR).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Every recipient with approval status and key status (days to expiry)."""
     from rich.table import Table
 
 
-    config, store, directory = _setup(ctx, need_directory=False)
-    items = listing(store, directory, config, org)
+    cfg, store, directory = _setup(ctx, config, need_directory=False)
+    items = listing(store, directory, cfg, org)
     if as_json:
         sys.stdout.write(json.dumps([asdict(i) for i in items], ensure_ascii=False, indent=2) + "\n")
         return

@@ -40,7 +40,7 @@ from delivery.approval import (
 from delivery.channels import smtp_settings
 from delivery.recipients import RecipientDirectory
 from delivery.smtp import SmtpSender
-from postbud.cli.app import CliContext
+from postbud.cli.common import CliContext
 from postbud.confirm_page import confirm_route
 from postbud.cli.recipients import app as recipients_app
 from postbud.runtime import Runtime

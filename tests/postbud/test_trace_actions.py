@@ -11,7 +11,8 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from postbud.cli.ops import ops_app, trace_extra
+from postbud.cli.ops import ops_app
+from postbud.cli.trace import app as trace_app
 from core.config import Config
 from core.domain import Attention
 from core.lifecycle import IllegalTransition
@@ -72,7 +73,7 @@ def test_download_writes_decrypted_originals_and_says_so(setup: tuple[Config, St
                           raw=b"<memo>original</memo>"))
     target = tmp_path / "out"
 
-    result = runner.invoke(trace_extra, ["download", mid[:10], "-o", str(target), "-c", str(config.path)],
+    result = runner.invoke(trace_app, ["download", mid[:10], "-o", str(target), "-c", str(config.path)],
                            env={"POSTBUD_USER": "mette"})
 
     assert result.exit_code == 0, result.output
@@ -85,7 +86,7 @@ def test_download_writes_decrypted_originals_and_says_so(setup: tuple[Config, St
     assert events[-1]["actor"] == "mette"  # who downloaded it: $POSTBUD_USER, else the login
     with pytest.raises(TraceActionError, match="exists already"):
         download(store, mid, target, actor="test")
-    missing = runner.invoke(trace_extra, ["download", "ffffffffff", "-o", str(target), "-c", str(config.path)])
+    missing = runner.invoke(trace_app, ["download", "ffffffffff", "-o", str(target), "-c", str(config.path)])
     assert missing.exit_code == 1
 
 
@@ -94,7 +95,7 @@ def test_resend_requeues_the_outbox_through_the_state_machine(setup: tuple[Confi
     mid = add(store, Spec(days_ago(1), decided_by="rule", status="delivered",
                           outbox=[Out("a@a.dk"), Out("b@a.dk", status="failed", after_seconds=None)]))
 
-    result = runner.invoke(trace_extra, ["resend", mid, "-c", str(config.path)])
+    result = runner.invoke(trace_app, ["resend", mid, "-c", str(config.path)])
     assert result.exit_code == 0, result.output
 
     with store.read() as session:
@@ -108,7 +109,7 @@ def test_resend_requeues_the_outbox_through_the_state_machine(setup: tuple[Confi
     assert (last["kind"], last["from_status"], last["to_status"]) == ("resent", "delivered", "delivering")
 
     # a message still being delivered is not resent
-    refused = runner.invoke(trace_extra, ["resend", mid, "--to", "c@a.dk", "-c", str(config.path)])
+    refused = runner.invoke(trace_app, ["resend", mid, "--to", "c@a.dk", "-c", str(config.path)])
     assert refused.exit_code == 1 and "only delivered or failed" in refused.stderr
 
     failed = add(store, Spec(days_ago(1), decided_by="rule", status="failed", outbox=[Out("a@a.dk", status="failed")]))

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from router.suggester import evaluate
-from router.suggester.cli import app
+from postbud.cli.model import app
 from router.suggester.dataset import read_records, split_records
 from router.suggester.errors import DatasetError
 from tests.router.test_suggester_fixtures import make_examples

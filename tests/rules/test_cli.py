@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from typer.testing import CliRunner
 
-from rules.cli import app
+from postbud.cli.rules import app
 
 if TYPE_CHECKING:
     from .conftest import FakeDirectory, WriteRules

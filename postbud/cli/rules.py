@@ -1,8 +1,7 @@
-"""`postbud rules ...`: check a rule directory, try it on one message, run the rules' unit tests.
+"""`postbud rules …`: check a rule directory, try it on one message, run rule tests, replay stored mail.
 
-The root CLI mounts `app` and may put `rules_dir` (the configured rule directory) and `recipients`
-(a RecipientDirectory) into `ctx.obj` (a dict or an object with those attributes); an explicit
-DIR / --rules wins over them.
+The rule directory and recipients come from the config (-c before or after the command; in tests,
+`ctx.obj` may be a dict with `rules_dir` and `recipients`); an explicit DIR / --rules wins.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from postbud.cli.common import ConfigOpt, config_of, context_of, err, out, parse_time
 from rules.base import RecipientDirectory
 from rules.facts import MessageFacts
 from rules.loader import check, load
@@ -29,23 +29,23 @@ RulesOpt = Annotated[
 ]
 
 
-def _obj(ctx: typer.Context, key: str) -> Any:
-    obj = ctx.obj
+def _obj(ctx: typer.Context, config: Path | None, key: str) -> Any:
+    obj = context_of(ctx, config) if config is not None else ctx.obj
     if isinstance(obj, dict):
         return obj.get(key)
     return getattr(obj, key, None)
 
 
-def _rules_dir(ctx: typer.Context, explicit: Path | None) -> Path:
-    chosen = explicit or _obj(ctx, "rules_dir")
+def _rules_dir(ctx: typer.Context, explicit: Path | None, config: Path | None) -> Path:
+    chosen = explicit or _obj(ctx, config, "rules_dir")
     if not chosen:
         typer.echo("error: no rule directory: give DIR / --rules, or configure one", err=True)
         raise typer.Exit(2)
     return Path(chosen)
 
 
-def _recipients(ctx: typer.Context) -> RecipientDirectory | None:
-    found = _obj(ctx, "recipients")
+def _recipients(ctx: typer.Context, config: Path | None) -> RecipientDirectory | None:
+    found = _obj(ctx, config, "recipients")
     return found if isinstance(found, RecipientDirectory) else None
 
 
@@ -53,15 +53,17 @@ def _recipients(ctx: typer.Context) -> RecipientDirectory | None:
 def check_cmd(
     ctx: typer.Context,
     directory: Annotated[Path | None, typer.Argument(metavar="[DIR]", help="Rule directory.")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print every problem of the rule files as file:line:col: message; exit 1 if there is any."""
-    rules_dir = _rules_dir(ctx, directory)
-    issues = check(rules_dir, _recipients(ctx))
+    rules_dir = _rules_dir(ctx, directory, config)
+    recipients = _recipients(ctx, config)
+    issues = check(rules_dir, recipients)
     for issue in issues:
         typer.echo(str(issue))
     if issues:
         raise typer.Exit(1)
-    ruleset = load(rules_dir, _recipients(ctx))
+    ruleset = load(rules_dir, recipients)
     typer.echo(f"{rules_dir}: ok ({len(ruleset.rules)} rules, version {ruleset.version})")
 
 
@@ -79,13 +81,14 @@ def test_cmd(
         str | None, typer.Option(help="Arrival time, ISO 8601 (default: sent time, else now).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
 ) -> None:
     """Run the rules on one message file and print the decision with its full explanation."""
     from connectors.base import ConnectorError
 
-    rules_dir = _rules_dir(ctx, rules)
+    rules_dir = _rules_dir(ctx, rules, config)
     try:
-        ruleset = load(rules_dir, _recipients(ctx))
+        ruleset = load(rules_dir, _recipients(ctx, config))
     except RuleErrors as e:
         for issue in e.issues:
             typer.echo(str(issue), err=True)
@@ -120,9 +123,10 @@ def test_suite_cmd(
     ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Folder of *.toml test files.")],
     rules: RulesOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Run rule unit tests ([[case]] tables); exit 1 if any case fails."""
-    result = run_test_suite(directory, _rules_dir(ctx, rules), _recipients(ctx))
+    result = run_test_suite(directory, _rules_dir(ctx, rules, config), _recipients(ctx, config))
     for error in result.errors:
         typer.echo(f"error: {error}")
     for case in result.cases:
@@ -132,6 +136,52 @@ def test_suite_cmd(
     typer.echo(f"{len(result.cases) - len(result.failed)} passed, {len(result.failed)} failed")
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option(help="Messages received since (ISO date, or 30d / 12h ago).")] = "30d",
+    until: Annotated[str | None, typer.Option(help="... and before (ISO date, or 7d ago).")] = None,
+    rules: Annotated[Path | None, typer.Option("--rules", help="Candidate rule directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """What-if: run a candidate rule set over the stored messages and report what would change."""
+    from postbud.runtime import load_recipient_directory, open_store
+    from router.by_rules import RulesDecider
+    from router.default import DefaultRoute
+    from router.replay import replay
+
+    cfg = config_of(ctx, config)
+    directory = rules or cfg.rules.directory
+    if directory is None:
+        err.print("error: no rule directory: give --rules DIR, or configure [rules] directory")
+        raise typer.Exit(2)
+    recipients = load_recipient_directory(cfg)
+    try:
+        ruleset = load(directory, recipients)
+    except RuleErrors as exc:
+        for issue in exc.issues:
+            err.print(str(issue), highlight=False)
+        raise typer.Exit(1) from None
+    store = open_store(cfg)
+    start, end = parse_time(since), parse_time(until)
+    assert start is not None  # --since has a default
+    decider = RulesDecider(lambda: ruleset, recipients, DefaultRoute(cfg))
+    report = replay(store, decider, since=start, until=end)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False, indent=2) + "\n")
+        return
+    out.print(f"{report.examined} messages replayed against {directory} (version {ruleset.version})",
+              highlight=False)
+    for org, counts in sorted(report.by_organisation.items()):
+        summary = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+        out.print(f"  {org}: {summary}", highlight=False)
+    for change in report.changes[:50]:
+        before, after = change["before"], change["after"]
+        out.print(f"  {change['id'][:12]} {change['change']:<17} {before['action']} {before['recipients']} → "
+                  f"{after['action']} {after['recipients']}  {change['title']}", highlight=False)
 
 
 def describe(evaluation: Evaluation) -> list[str]:

@@ -1,0 +1,45 @@
+"""`postbud reply ID --file F`: answer a Digital Post message through the organisation's NgDP mailbox."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from postbud.cli.common import ConfigOpt, actor, config_of, err, out
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command("reply")
+def reply_cmd(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="ID", help="The message to answer.")],
+    file: Annotated[Path, typer.Option("--file", exists=True, dir_okay=False, help="The answer (e.g. a PDF).")],
+    text: Annotated[Optional[str], typer.Option("--text", help="A short text sent with it.")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Who replies (default: $POSTBUD_USER or the login).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Reply to a Digital Post message that allows it, through the organisation's NgDP mailbox."""
+    from connectors.base import ConnectorError
+    from postbud.reply import ReplyRefused, send_reply
+    from postbud.runtime import open_store
+    from postbud.trace import show
+
+    cfg = config_of(ctx, config)
+    store = open_store(cfg)
+    found = show(store, message_id)
+    if found is None:
+        err.print(f"no message {message_id}")
+        raise typer.Exit(1)
+    try:
+        sent = asyncio.run(send_reply(cfg, store, found["id"], file, text=text, actor=actor(by)))
+    except ReplyRefused as exc:
+        err.print(f"[red]refused[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except ConnectorError as exc:
+        err.print(f"[red]not sent[/red] {type(exc).__name__}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"reply {sent.reply_uuid} sent through {sent.mailbox}", highlight=False)
