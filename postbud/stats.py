@@ -3,10 +3,11 @@
 Figures belong to the period in which a message was received (UTC unless told otherwise):
 
 - `routed_by_rule` / `_model` / `_hand`: messages whose latest routing decision routed them, by who
-  decided. The organisation's default route (`decided_by = "default"`) is a configured rule that needs
-  no person, so it counts as `routed_by_rule`.
+  decided. `routed_by_fallback`: routed by the organisation's `default_route` because neither a rule
+  nor the model decided; it is counted apart, since it is what happens when automation did not work.
 - `held`: messages waiting in the manual queue now. `delivered` / `failed`: messages in that state now.
-- `automation_rate`: (rule + model) / (rule + model + hand + held); null when nothing was decided.
+- `automation_rate`: (rule + model) / (rule + model + fallback + hand + held); null when nothing was
+  decided.
 - `delivered_by_channel`: outbox rows delivered, per channel (a message may go to several people).
 - `median_delivery_seconds`: from collection to the last delivery of each delivered message.
 """
@@ -36,8 +37,9 @@ from core.storage.models import (
 )
 
 By = Literal["day", "month", "year"]
-FIGURES = ("collected", "routed_by_rule", "routed_by_model", "routed_by_hand", "held", "delivered", "failed")
-AUTOMATED = {"rule": "routed_by_rule", "default": "routed_by_rule", "model": "routed_by_model",
+FIGURES = ("collected", "routed_by_rule", "routed_by_model", "routed_by_hand", "held", "delivered", "failed",
+           "routed_by_fallback")
+ROUTED_BY = {"rule": "routed_by_rule", "default": "routed_by_fallback", "model": "routed_by_model",
              "hand": "routed_by_hand"}
 
 
@@ -54,6 +56,7 @@ class PeriodStats:
     automation_rate: float | None = None
     delivered_by_channel: dict[str, int] = field(default_factory=dict)
     median_delivery_seconds: float | None = None
+    routed_by_fallback: int = 0  # last: the older keys keep their place in the JSON
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,8 +162,8 @@ def _collect(
         s = bucket.stats
         s.collected += 1
         action, decided_by = latest.get(message_id, ("", ""))
-        if action == "route" and decided_by in AUTOMATED:
-            setattr(s, AUTOMATED[decided_by], getattr(s, AUTOMATED[decided_by]) + 1)
+        if action == "route" and decided_by in ROUTED_BY:
+            setattr(s, ROUTED_BY[decided_by], getattr(s, ROUTED_BY[decided_by]) + 1)
         if status == MessageStatus.HELD:
             s.held += 1
         elif status == MessageStatus.DELIVERED:
@@ -177,7 +180,7 @@ def _collect(
 def _finish(bucket: _Bucket) -> PeriodStats:
     s = bucket.stats
     automated = s.routed_by_rule + s.routed_by_model
-    decided = automated + s.routed_by_hand + s.held
+    decided = automated + s.routed_by_fallback + s.routed_by_hand + s.held
     s.automation_rate = round(automated / decided, 4) if decided else None
     s.median_delivery_seconds = statistics.median(bucket.latencies) if bucket.latencies else None
     s.delivered_by_channel = dict(sorted(s.delivered_by_channel.items()))

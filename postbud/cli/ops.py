@@ -96,7 +96,7 @@ def stats_command(
     by: Annotated[str, typer.Option("--by", help="day, month or year.")] = "day",
     as_json: JsonOpt = False,
 ) -> None:
-    """Messages collected, routed by rule / model / hand, held, delivered, failed, per period."""
+    """Messages collected, routed by rule / model / the fallback route / hand, held, delivered, failed."""
     from postbud.runtime import open_store
     from postbud.stats import stats
 
@@ -109,12 +109,13 @@ def stats_command(
     if as_json:
         print_json([p.to_json() for p in periods])
         return
-    table = Table("period", "collected", "rule", "model", "hand", "held", "delivered", "failed", "automation",
+    table = Table("period", "collected", "rule", "model", "fallback", "hand", "held", "delivered", "failed",
+                  "automation",
                   "median to delivery", "per channel")
     for p in periods:
         rate = "" if p.automation_rate is None else f"{p.automation_rate:.0%}"
         median = "" if p.median_delivery_seconds is None else f"{p.median_delivery_seconds:.0f} s"
         channels = ", ".join(f"{c} {n}" for c, n in p.delivered_by_channel.items())
         table.add_row(p.period, str(p.collected), str(p.routed_by_rule), str(p.routed_by_model),
-                      str(p.routed_by_hand), str(p.held), str(p.delivered), str(p.failed), rate, median, channels)
+                      str(p.routed_by_fallback), str(p.routed_by_hand), str(p.held), str(p.delivered), str(p.failed), rate, median, channels)
     out.print(table)

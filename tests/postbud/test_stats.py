@@ -19,7 +19,7 @@ from tests.conftest import MakeConfig
 from tests.postbud.ops_testkit import NOW, ORG_A, ORG_B, Out, Spec, add, store_for
 
 KEYS = {"period", "collected", "routed_by_rule", "routed_by_model", "routed_by_hand", "held", "delivered",
-        "failed", "automation_rate", "delivered_by_channel", "median_delivery_seconds"}
+        "failed", "automation_rate", "delivered_by_channel", "median_delivery_seconds", "routed_by_fallback"}
 DAY1 = NOW.replace(hour=0) - timedelta(days=2) + timedelta(hours=9)  # 2026-05-30 09:00
 TODAY = NOW - timedelta(hours=2)  # 2026-06-01 10:00
 
@@ -54,13 +54,27 @@ def test_daily_figures_for_one_organisation(known: tuple[Config, Store]) -> None
         "period": "2026-05-30", "collected": 5, "routed_by_rule": 1, "routed_by_model": 1, "routed_by_hand": 1,
         "held": 1, "delivered": 2, "failed": 1, "automation_rate": 0.5,
         "delivered_by_channel": {"email": 2, "webhook": 1}, "median_delivery_seconds": 120.0,
+        "routed_by_fallback": 0,
     }
     assert periods[1]["collected"] == 0 and periods[1]["automation_rate"] is None
     assert periods[2] == {
-        "period": "2026-06-01", "collected": 2, "routed_by_rule": 1, "routed_by_model": 0, "routed_by_hand": 1,
-        "held": 0, "delivered": 1, "failed": 0, "automation_rate": 0.5,
-        "delivered_by_channel": {"email": 1}, "median_delivery_seconds": 300.0,
+        "period": "2026-06-01", "collected": 2, "routed_by_rule": 0, "routed_by_model": 0, "routed_by_hand": 1,
+        "held": 0, "delivered": 1, "failed": 0, "automation_rate": 0.0,
+        "delivered_by_channel": {"email": 1}, "median_delivery_seconds": 300.0, "routed_by_fallback": 1,
     }
+
+
+def test_the_organisations_fallback_route_is_not_counted_as_automation(make_config: MakeConfig) -> None:
+    """GIVEN 14 letters, 12 routed by rules and 2 by the organisation's default route
+    WHEN the stats are read THEN the fallbacks are counted apart and the automation rate is 12/14."""
+    store = store_for(make_config())
+    for _ in range(12):
+        add(store, Spec(TODAY, decided_by="rule", status="delivered", outbox=[Out("a@a.dk")]))
+    for _ in range(2):
+        add(store, Spec(TODAY, decided_by="default", status="delivered", outbox=[Out("d@a.dk")]))
+    (today,) = stats(store, ORG_A, "day", NOW, since=TODAY)
+    assert (today.routed_by_rule, today.routed_by_fallback, today.routed_by_model) == (12, 2, 0)
+    assert today.automation_rate == round(12 / 14, 4)
 
 
 def test_monthly_and_yearly_figures_for_every_organisation(known: tuple[Config, Store]) -> None:
@@ -83,7 +97,8 @@ def test_the_same_figures_are_prometheus_gauges(known: tuple[Config, Store]) -> 
     value = metrics.registry.get_sample_value
     assert value("postbud_stats_messages", {"figure": "collected"}) == 2
     assert value("postbud_stats_messages", {"figure": "routed_by_hand"}) == 1
-    assert value("postbud_stats_automation_ratio") == 0.5
+    assert value("postbud_stats_automation_ratio") == 0.0
+    assert value("postbud_stats_messages", {"figure": "routed_by_fallback"}) == 1
     assert value("postbud_stats_delivered", {"channel": "email"}) == 1
     assert value("postbud_stats_delivery_median_seconds") == 300
     assert value("postbud_outbox_deliveries", {"channel": "email", "status": "pending"}) == 1
