@@ -134,11 +134,11 @@ def test_image_runs_as_non_root_on_a_slim_base() -> None:
         assert (ROOT / source).exists(), source
 
 
-def test_compose_runs_postbud_with_postgres_prometheus_and_grafana() -> None:
+def test_compose_runs_postbud_with_postgres_prometheus_alertmanager_and_grafana() -> None:
     yaml = pytest.importorskip("yaml")
     compose: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"postbud", "postgres", "prometheus", "grafana"}
+    assert set(services) == {"postbud", "postgres", "prometheus", "alertmanager", "grafana"}
     for service in services.values():
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), port
@@ -147,6 +147,49 @@ def test_compose_runs_postbud_with_postgres_prometheus_and_grafana() -> None:
             if source.startswith("./"):
                 assert (DEPLOY / source).exists(), source
     assert services["postbud"]["read_only"] is True and services["postbud"]["cap_drop"] == ["ALL"]
+
+
+def test_prometheus_sends_the_alert_rules_to_the_compose_alertmanager() -> None:
+    yaml = pytest.importorskip("yaml")
+    prometheus: dict[str, Any] = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    compose: dict[str, Any] = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    targets = [t for am in prometheus["alerting"]["alertmanagers"] for c in am["static_configs"] for t in c["targets"]]
+    assert targets == ["alertmanager:9093"]
+    alertmanager = compose["services"]["alertmanager"]
+    assert "./alertmanager/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in alertmanager["volumes"]
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+    assert "alertmanager" in compose["services"]["prometheus"]["depends_on"]
+
+
+def amtool() -> str:
+    path = shutil.which("amtool")
+    if path is None:
+        pytest.skip("amtool is not installed (apt-get install prometheus-alertmanager)")
+    return path
+
+
+def test_amtool_checks_the_alertmanager_config_and_routes_every_alert() -> None:
+    """Every alert in alerts.yml reaches a receiver: critical and warning ones the operators."""
+    tool = amtool()
+    config = DEPLOY / "alertmanager" / "alertmanager.yml"
+    check = subprocess.run([tool, "check-config", str(config)], capture_output=True, text=True, timeout=60,
+                           check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    alerts = re.findall(r"- alert: (\w+)\n(?:.*\n)*?\s+labels: \{severity: (\w+)\}", rules)
+    assert len(alerts) == len(re.findall(r"- alert: ", rules))
+    for name, severity in alerts:
+        routed = subprocess.run([tool, "config", "routes", "test", f"--config.file={config}",
+                                 f"alertname={name}", f"severity={severity}"],
+                                capture_output=True, text=True, timeout=60, check=False)
+        expected = "null" if severity == "info" else "operators"
+        assert routed.stdout.strip() == expected, (name, routed.stdout + routed.stderr)
+
+
+def test_systemd_unit_reloads_by_checking_the_config_then_sighup() -> None:
+    unit = (DEPLOY / "systemd" / "postbud.service").read_text()
+    reloads = re.findall(r"^ExecReload=(.+)$", unit, flags=re.MULTILINE)
+    assert reloads == ["/opt/postbud/bin/postbud config check", "/bin/kill -HUP $MAINPID"]
 
 
 def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
