@@ -112,6 +112,8 @@ def validate_mailbox(mailbox: Any, base_dir: Path) -> list[tuple[tuple[str | int
 def _message(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
+    if error["type"] == "missing":  # worded as the config's own missing keys are
+        return "required key is missing"
     message: str = error["msg"]
     return message.removeprefix("Value error, ")
 

@@ -371,21 +371,39 @@ def parse_config(
         )
     except ValidationError as exc:
         problems.extend(_problems(exc, path, locator))
-    if config is not None and check_connectors:
+    if check_connectors:
         from connectors.registry import validate_mailbox
 
-        for i, org in enumerate(config.organisations):
-            for j, mailbox in enumerate(org.mailboxes):
-                prefix: KeyPath = ("organisations", i, "mailboxes", j)
-                for sub, message in validate_mailbox(mailbox, base_dir):
-                    full = prefix + sub
-                    problems.append(
-                        ConfigProblem(path, locator.line(full), format_path(full), message)
-                    )
+        # From the raw data when the whole failed: an unknown key elsewhere must not hide the
+        # mailboxes' own problems until it is fixed.
+        mailboxes = _mailboxes(config) if config is not None else _raw_mailboxes(data)
+        for (i, j), mailbox in mailboxes:
+            prefix: KeyPath = ("organisations", i, "mailboxes", j)
+            for sub, message in validate_mailbox(mailbox, base_dir):
+                full = prefix + sub
+                problems.append(ConfigProblem(path, locator.line(full), format_path(full), message))
     if problems:
         raise ConfigError(problems)
     assert config is not None
     return config
+
+
+def _mailboxes(config: Config) -> list[tuple[tuple[int, int], MailboxConfig]]:
+    return [((i, j), mb) for i, org in enumerate(config.organisations) for j, mb in enumerate(org.mailboxes)]
+
+
+def _raw_mailboxes(data: dict[str, Any]) -> list[tuple[tuple[int, int], MailboxConfig]]:
+    """The mailboxes that validate on their own; the others' errors are already reported."""
+    found = []
+    orgs = data.get("organisations")
+    for i, org in enumerate(orgs if isinstance(orgs, list) else []):
+        mailboxes = org.get("mailboxes") if isinstance(org, dict) else None
+        for j, raw in enumerate(mailboxes if isinstance(mailboxes, list) else []):
+            try:
+                found.append(((i, j), MailboxConfig.model_validate(raw)))
+            except ValidationError:
+                continue
+    return found
 
 
 def _problems(exc: ValidationError, path: Path, locator: KeyLocator) -> list[ConfigProblem]:

@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from delivery.worker import deliver_pending
 from core.config import Config, ConfigError, load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
+from postbud.preflight import check_config
 from postbud.runtime import Runtime
 from postbud.retention import escalate_to, run_housekeeping
 from router.escalation import escalate_held
@@ -148,6 +149,11 @@ class Daemon:
             config = await asyncio.to_thread(load_config, path)
         except ConfigError as exc:
             log.error("configuration reload refused; keeping the running one:\n%s", exc)
+            return
+        fatal = [p for p in await asyncio.to_thread(check_config, config) if p.fatal]
+        if fatal:
+            log.error("configuration reload refused; keeping the running one:\n%s",
+                      "\n".join(str(p) for p in fatal))
             return
         await self.rt.reconfigure(config)
         self.config = config

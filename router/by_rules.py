@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.metrics import Metrics
 from router.decision import Action, Decider, Decision, Facts
-from rules import RecipientDirectory, RuleIssue, RuleSet, RuleWatcher, compact_explanation
+from rules import RecipientDirectory, RuleErrors, RuleIssue, RuleSet, RuleWatcher, compact_explanation
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,12 @@ class RuleSource:
     def __init__(self, directory: Path, recipients: RecipientDirectory | None, metrics: Metrics) -> None:
         self._watcher = RuleWatcher(directory, recipients)
         self._metrics = metrics
-        self.current: RuleSet | None = None
-        self.refresh()
-        if self.current is None:
-            raise ValueError(f"the rules in {directory} do not load; run `postbud rules check`")
+        # The first load is not a "change": there is no last good rule set to keep.
+        first = self._watcher.poll()
+        if not isinstance(first, RuleSet):
+            raise RuleErrors(first or [])
+        self.current: RuleSet | None = first
+        self._metrics.rules_reloads.labels("ok").inc()
 
     def refresh(self) -> None:
         found = self._watcher.poll()

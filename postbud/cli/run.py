@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of
+from postbud.cli.common import ConfigOpt, config_of, err
 
 app = typer.Typer(add_completion=False)
 
@@ -20,8 +20,17 @@ def run_cmd(
 ) -> None:
     """Run the daemon (or one pass of every stage with --once)."""
     from core import logs
+    from postbud.preflight import check_config
     from postbud.service import serve
 
     cfg = config_of(ctx, config)
+    problems = check_config(cfg)
+    for problem in problems:
+        level = "[red]error[/red]" if problem.fatal else "[yellow]warning[/yellow]"
+        err.print(f"{level} {problem}" + ("" if problem.fatal else f" ({problem.mailbox} does not start)"),
+                  highlight=False)
+    if any(p.fatal for p in problems):
+        err.print("postbud does not start with these problems; `postbud config check` lists them", highlight=False)
+        raise typer.Exit(1)
     logs.configure(cfg.logging.level, cfg.logging.format)
     asyncio.run(serve(cfg, once=once))

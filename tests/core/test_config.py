@@ -66,7 +66,10 @@ name = "B"
     assert f"{path}:3: database.colour: unknown key" in found
     assert any(p.startswith(f"{path}:6: schedule.poll_interval_seconds:") for p in found)
     assert f"{path}:9: organisations[0].cvr: a CVR number is 8 digits, not '1234'" in found
-    assert len(found) == 3  # the mailbox is checked only once the organisation tree is valid
+    # The mailbox's own settings are checked too, though other sections have errors (issue 16).
+    assert f"{path}:18: organisations[1].mailboxes[0].pathh: unknown key" in found
+    assert f"{path}:15: organisations[1].mailboxes[0].path: required key is missing" in found
+    assert len(found) == 5
 
 
 def test_connector_settings_are_validated_per_mailbox(tmp_path: Path) -> None:
@@ -90,7 +93,7 @@ name = "B"
     )
     found = problems(path)
     assert f"{path}:11: organisations[0].mailboxes[1].pathh: unknown key" in found
-    assert f"{path}:8: organisations[0].mailboxes[1].path: Field required" in found
+    assert f"{path}:8: organisations[0].mailboxes[1].path: required key is missing" in found
     assert any(p.startswith(f"{path}:14: organisations[0].mailboxes[2].type: unknown connector 'nosuch'") for p in found)
 
 
