@@ -45,6 +45,7 @@ class Daemon:
     # -- stages -------------------------------------------------------------------------------
 
     async def route(self) -> int:
+        await asyncio.to_thread(self.rt.refresh_recipients)  # hot reload, refused if invalid
         if self.rt.rule_source is not None:
             await asyncio.to_thread(self.rt.rule_source.refresh)  # hot reload, refused if invalid
         routed = 0

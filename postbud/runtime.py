@@ -30,7 +30,11 @@ from router.decision import Decider
 from router.learning import ModelDecider, Models
 from router.suggester.settings import SuggesterSettings
 from router.default import DefaultRoute
-from rules import RecipientDirectory
+from delivery.errors import RecipientsFileError
+from postbud.reload import (RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED, RecipientsWatcher,
+                            record_reload)
+from rules import RecipientDirectory, RuleErrors, RuleIssue, RuleSet
+from rules import load as load_rules
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class Runtime:
     models: Models | None = None
     recipients: RecipientDirectory | None = None
     mailboxes: list[MailboxKey] = field(default_factory=list)
+    recipients_watcher: RecipientsWatcher | None = None
 
     @classmethod
     def create(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:
@@ -103,9 +108,18 @@ class Runtime:
         runtime.connect_mailboxes()
         return runtime
 
-    def configure_routing(self) -> None:
-        """The decision chain: rules (when configured), the model (when sure), the organisation's fallback."""
-        self.recipients = load_recipient_directory(self.config)
+    def configure_routing(self, recipients: RecipientDirectory | None = None) -> None:
+        """The decision chain: rules (when configured), the model (when sure), the organisation's fallback.
+
+        Without `recipients` the configured recipients file is (re)read and watched from now on.
+        """
+        if recipients is None:
+            path = self.config.recipients.file
+            self.recipients_watcher = RecipientsWatcher(path) if path is not None else None
+            if self.recipients_watcher is not None:
+                recipients = self.recipients_watcher.load()
+                record_reload(self.store, RECIPIENTS_LOADED, "recipients file loaded", {"file": str(path)})
+        self.recipients = recipients
         fallback: Decider = DefaultRoute(self.config)
         self.models = open_models(self.config, self.store) if self.config.model.enabled else None
         if self.models is not None:
@@ -113,9 +127,41 @@ class Runtime:
         if self.config.rules.directory is None:
             self.rule_source, self.decider = None, fallback
             return
-        source = RuleSource(self.config.rules.directory, self.recipients, self.metrics)
+        source = RuleSource(self.config.rules.directory, self.recipients, self.metrics, on_change=self._rules_changed)
         self.rule_source = source
         self.decider = RulesDecider(lambda: source.current, self.recipients, fallback)
+
+    def _rules_changed(self, found: RuleSet | list[RuleIssue]) -> None:
+        directory = str(self.config.rules.directory)
+        if isinstance(found, RuleSet):
+            record_reload(self.store, RULES_LOADED, f"rules version {found.version} active",
+                          {"directory": directory, "version": found.version, "rules": len(found.rules)})
+        else:
+            record_reload(self.store, RULES_REFUSED, "changed rules refused; the last good rules stay active",
+                          {"directory": directory, "issues": [str(i) for i in found[:20]]})
+
+    def refresh_recipients(self) -> None:
+        """Take a changed recipients file when it loads and the rules still check against it."""
+        watcher = self.recipients_watcher
+        found = watcher.poll() if watcher is not None else None
+        if watcher is None or found is None:
+            return
+        problem = None
+        if isinstance(found, RecipientsFileError):
+            problem = str(found)
+        elif self.config.rules.directory is not None:
+            try:
+                load_rules(self.config.rules.directory, found)
+            except RuleErrors as exc:
+                problem = "the rules do not check against it: " + "; ".join(str(i) for i in exc.issues[:5])
+        if isinstance(found, RecipientsFileError) or problem is not None:
+            log.error("changed recipients file refused, the last good one stays active: %s", problem)
+            record_reload(self.store, RECIPIENTS_REFUSED, "changed recipients file refused; the last good one "
+                          "stays active", {"file": str(watcher.path), "problem": problem})
+            return
+        log.info("recipients file reloaded: %s", watcher.path)
+        record_reload(self.store, RECIPIENTS_LOADED, "recipients file reloaded", {"file": str(watcher.path)})
+        self.configure_routing(found)
 
     def connect_mailboxes(self) -> None:
         """Sync mailbox rows with the config; build a connector for each new or changed mailbox.

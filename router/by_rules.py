@@ -16,15 +16,19 @@ log = logging.getLogger(__name__)
 class RuleSource:
     """The active rule set, swapped atomically when the files change and the new set checks clean."""
 
-    def __init__(self, directory: Path, recipients: RecipientDirectory | None, metrics: Metrics) -> None:
+    def __init__(self, directory: Path, recipients: RecipientDirectory | None, metrics: Metrics, *,
+                 on_change: Callable[[RuleSet | list[RuleIssue]], None] | None = None) -> None:
         self._watcher = RuleWatcher(directory, recipients)
         self._metrics = metrics
+        self._on_change = on_change
         # The first load is not a "change": there is no last good rule set to keep.
         first = self._watcher.poll()
         if not isinstance(first, RuleSet):
             raise RuleErrors(first or [])
         self.current: RuleSet | None = first
         self._metrics.rules_reloads.labels("ok").inc()
+        if on_change is not None:
+            on_change(first)
 
     def refresh(self) -> None:
         found = self._watcher.poll()
@@ -35,11 +39,12 @@ class RuleSource:
                 log.info("rules reloaded: version %s", found.version)
             self.current = found
             self._metrics.rules_reloads.labels("ok").inc()
-            return
-        issues: list[RuleIssue] = found
-        self._metrics.rules_reloads.labels("refused").inc()
-        log.error("changed rules refused, the last good rules stay active:\n%s",
-                  "\n".join(str(i) for i in issues))
+        else:
+            self._metrics.rules_reloads.labels("refused").inc()
+            log.error("changed rules refused, the last good rules stay active:\n%s",
+                      "\n".join(str(i) for i in found))
+        if self._on_change is not None:
+            self._on_change(found)
 
 
 class RulesDecider:

@@ -18,6 +18,7 @@ from postbud.cli import (
     rules,
     run,
     sandbox,
+    status,
     trace,
 )
 from postbud.cli.common import CliContext, ConfigOpt
@@ -38,7 +39,7 @@ GROUPS: dict[str, tuple[typer.Typer, str | None]] = {
     "recipients": (recipients.app, "Approved recipients: invite, confirm, list, approve, revoke."),
 }
 # modules whose commands sit on the root itself
-ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, inspect.app, reply.app, sandbox.app)
+ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, status.app, inspect.app, reply.app, sandbox.app)
 
 for _name, (_group, _help) in GROUPS.items():
     if _help is None:
