@@ -8,11 +8,29 @@ from typing import Any
 
 from sqlalchemy import func, or_
 from sqlalchemy.orm import defer
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core.storage.db import Store
 from core.metrics import MailboxReading, Reading
 from core.storage.models import Delivery, Mailbox, MailboxStatus, Message, Organisation, RoutingDecision, TraceEvent
+
+
+MIN_PREFIX = 6  # shorter prefixes match too much to be meant as one message
+
+
+class MessageNotFound(LookupError):
+    """What was typed names no one message; `candidates` are the ids it is the start of (ambiguous)."""
+
+    def __init__(self, typed: str, message: str, candidates: tuple[tuple[str, str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.typed = typed
+        self.candidates = candidates  # (id, received_at, title)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    rows: list[dict[str, Any]]
+    truncated: bool  # more messages match than the limit let through
 
 
 @dataclass(frozen=True)
@@ -25,7 +43,7 @@ class SearchFilter:
     since: datetime | None = None
     until: datetime | None = None
     text: str | None = None
-    limit: int = 100
+    limit: int | None = 100  # None: every match
     # Appended last so positional construction (the CLI's) keeps working.
     recipient: str | None = None
     channel: str | None = None
@@ -58,7 +76,12 @@ def _contains(value: str) -> str:
 
 
 def search(store: Store, flt: SearchFilter) -> list[dict[str, Any]]:
-    """Messages matching every given filter, newest first.
+    """Messages matching every given filter, newest first, at most `flt.limit`."""
+    return search_page(store, flt).rows
+
+
+def search_page(store: Store, flt: SearchFilter) -> SearchPage:
+    """Messages matching every given filter, newest first, and whether the limit cut some off.
 
     Two steps: the matching ids come from a covering index (`ix_message_org_search` within an
     organisation, else `ix_message_search`: every filtered column, in time order), so a scan never
@@ -106,7 +129,9 @@ def search(store: Store, flt: SearchFilter) -> list[dict[str, Any]]:
                 func.lower(Message.sender_name).like(pattern, escape="\\"),
             )
         )
-    page = ids.order_by(col(Message.received_at).desc()).limit(flt.limit)
+    page = ids.order_by(col(Message.received_at).desc())
+    if flt.limit is not None:
+        page = page.limit(flt.limit + 1)  # one more than shown tells whether there are more
     query = (
         select(Message, Mailbox.name)
         .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
@@ -115,24 +140,47 @@ def search(store: Store, flt: SearchFilter) -> list[dict[str, Any]]:
         .order_by(col(Message.received_at).desc(), col(Message.id))
     )
     with store.read() as session:
-        return [message_summary(m, name) for m, name in session.exec(query)]
+        rows = [message_summary(m, name) for m, name in session.exec(query)]
+    if flt.limit is not None and len(rows) > flt.limit:
+        return SearchPage(rows[:flt.limit], True)
+    return SearchPage(rows, False)
+
+
+def find_message(session: Session, typed: str, *, organisation: str | None = None) -> Message:
+    """The message with id `typed`, or the one whose id starts with it (at least MIN_PREFIX characters);
+    raises MessageNotFound saying why not. With `organisation`, another organisation's is not found."""
+    message = session.get(Message, typed)
+    if message is not None and (organisation is None or message.organisation_cvr == organisation):
+        return message
+    if len(typed) < MIN_PREFIX:
+        raise MessageNotFound(typed, f"no message {typed}; give the whole id or at least its first {MIN_PREFIX} "
+                                     "characters (`postbud trace search` lists ids)")
+    query = select(Message).where(col(Message.id).startswith(typed, autoescape=True))
+    if organisation is not None:
+        query = query.where(Message.organisation_cvr == organisation)
+    matches = list(session.exec(query.order_by(col(Message.received_at).desc()).limit(10)))
+    if not matches:
+        raise MessageNotFound(typed, f"no message {typed} (`postbud trace search` lists ids)")
+    if len(matches) > 1:
+        count = f"{len(matches)}" if len(matches) < 10 else "10 or more"
+        raise MessageNotFound(typed, f"{typed} is the start of {count} message ids; give more characters",
+                              tuple((m.id, m.received_at.isoformat(), m.title) for m in matches))
+    return matches[0]
 
 
 def show(store: Store, message_id: str, *, organisation: str | None = None) -> dict[str, Any] | None:
-    """One message with its timeline (oldest first), routing decisions and outbox rows.
+    """One message with its timeline (oldest first), routing decisions and outbox rows; None when
+    `message_id` names no one message (`show_message` says why)."""
+    try:
+        return show_message(store, message_id, organisation=organisation)
+    except MessageNotFound:
+        return None
 
-    A unique id prefix works too. With `organisation`, another organisation's message is not found.
-    """
+
+def show_message(store: Store, message_id: str, *, organisation: str | None = None) -> dict[str, Any]:
+    """As `show`; a unique id prefix works too. Raises MessageNotFound with the reason and candidates."""
     with store.read() as session:
-        message = session.get(Message, message_id)
-        if message is None and len(message_id) >= 6:
-            prefixed = select(Message).where(col(Message.id).startswith(message_id, autoescape=True))
-            if organisation is not None:
-                prefixed = prefixed.where(Message.organisation_cvr == organisation)
-            matches = list(session.exec(prefixed.limit(2)))
-            message = matches[0] if len(matches) == 1 else None
-        if message is None or (organisation is not None and message.organisation_cvr != organisation):
-            return None
+        message = find_message(session, message_id, organisation=organisation)
         mailbox = session.get(Mailbox, message.mailbox_id)
         events = session.exec(
             select(TraceEvent)

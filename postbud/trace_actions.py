@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlmodel import Session, col, select
 
 from core import codec
+from postbud import trace
 from core.lifecycle import ALLOWED, record, transition
 from core.storage.db import Store
 from core.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, new_id, utcnow
@@ -26,7 +27,9 @@ class TraceActionError(Exception):
 
 
 class NotFound(TraceActionError):
-    pass
+    def __init__(self, message: str, candidates: tuple[tuple[str, str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates  # (id, received_at, title) when the prefix was ambiguous
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,10 @@ class Resend:
 
 def find_message(session: Session, message_id: str) -> Message:
     """By id or unique prefix (at least 6 characters), as `trace show` does."""
-    message = session.get(Message, message_id)
-    if message is None and len(message_id) >= 6:
-        matches = list(session.exec(
-            select(Message).where(col(Message.id).startswith(message_id, autoescape=True)).limit(2)
-        ))
-        message = matches[0] if len(matches) == 1 else None
-    if message is None:
-        raise NotFound(f"no message {message_id}")
-    return message
+    try:
+        return trace.find_message(session, message_id)
+    except trace.MessageNotFound as exc:
+        raise NotFound(str(exc), exc.candidates) from None
 
 
 def safe_name(name: str, fallback: str) -> str:

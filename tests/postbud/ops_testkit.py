@@ -57,6 +57,7 @@ class Spec:
     action: str = "route"
     outbox: Sequence[Out] = ()
     quarantined: bool = False
+    id: str | None = None  # default: a new random id
 
 
 def store_for(config: Config) -> Store:
@@ -86,6 +87,7 @@ def add(store: Store, spec: Spec) -> str:
     row = Message(
         mailbox_id=box, organisation_cvr=spec.org, provider="folder", provider_message_id=uuid.uuid4().hex,
         status=spec.status, received_at=received, updated_at=received, raw_media_type="application/xml",
+        **({"id": spec.id} if spec.id else {}),
     )
     message = NormalizedMessage(
         message_id=uuid.uuid4().hex, message_type=MessageType.DIGITALPOST, title=spec.title,
