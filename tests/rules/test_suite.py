@@ -22,16 +22,16 @@ def test_example_suite_passes_with_the_real_parser() -> None:
 
 def test_with_a_directory_the_attention_person_wins(directory: FakeDirectory) -> None:
     directory.recipients = {"finance": ["Økonomi"], "payroll": ["Løn"], "legal": ["Jura"],
-                            "frontdesk": ["Reception"], "mette": ["Mette Kjær Hansen"]}
-    directory.orgs = {"12345674"}  # the fixtures' recipient
+                            "frontdesk": ["Reception"], "birgitte": ["Birgitte Holm"]}
+    directory.orgs = {"12345678"}  # the fixtures' recipient
     result = run_test_suite(EXAMPLES / "tests", EXAMPLES, directory)
     [kommune] = [c for c in result.cases if "kommune" in c.name or "municipality" in c.name]
     assert not kommune.passed
     assert kommune.failures == (
-        "recipients: expected ['frontdesk'], got ['mette']",
+        "recipients: expected ['frontdesk'], got ['birgitte']",
         "rule: expected 'municipality to the front desk', got 'attention to a person or unit'",
     )
-    assert kommune.evaluation is not None and kommune.evaluation.recipients == ("mette",)
+    assert kommune.evaluation is not None and kommune.evaluation.recipients == ("birgitte",)
 
 
 def test_failures_and_bad_cases_are_reported(
