@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from sqlalchemy.exc import IntegrityError
@@ -166,14 +167,50 @@ def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason:
     return Known(row.id, False, MessageStatus.QUARANTINED)
 
 
-def mark_acknowledged(store: Store, message_id: str) -> None:
+def mark_ack_intent(store: Store, message_id: str, ref: MessageRef) -> None:
+    """Record, before acting at the provider, that this message is being acknowledged and how to do it
+    again: a crash after the provider forgot it (moved, deleted, marked read) is then reconciled."""
+    sealed_ref = json.dumps({"key": ref.key, "handle": ref.handle, "meta": dict(ref.meta)}).encode("utf-8")
+    with store.transaction() as session:
+        row = session.get(Message, message_id)
+        if row is None or row.acknowledged_at is not None:
+            return
+        if row.ack_requested_at is None:
+            row.ack_requested_at = utcnow()
+        row.ack_ref = store.vault.encrypt(sealed_ref, codec.ack_ref_aad(message_id))
+        session.add(row)
+
+
+def pending_acks(store: Store, mailbox: MailboxKey) -> list[tuple[str, MessageRef]]:
+    """Acknowledgements begun but never recorded (the process died in between), oldest first."""
+    with store.read() as session:
+        rows = session.exec(
+            select(Message.id, Message.ack_ref).where(
+                Message.mailbox_id == mailbox.id,
+                Message.ack_requested_at.is_not(None),  # type: ignore[union-attr]
+                Message.acknowledged_at.is_(None),  # type: ignore[union-attr]
+            ).order_by(Message.ack_requested_at)  # type: ignore[arg-type]
+        ).all()
+    pending = []
+    for message_id, blob in rows:
+        if blob is None:
+            continue
+        data = json.loads(store.vault.decrypt(blob, codec.ack_ref_aad(message_id)))
+        pending.append((message_id, MessageRef(data["key"], data["handle"], data.get("meta") or {})))
+    return pending
+
+
+def mark_acknowledged(store: Store, message_id: str, *, reconciled: bool = False) -> None:
+    """The provider has forgotten the message: recorded once, with the intent's ref dropped."""
     with store.transaction() as session:
         row = session.get(Message, message_id)
         if row is None or row.acknowledged_at is not None:
             return
         row.acknowledged_at = utcnow()
+        row.ack_ref = None
         session.add(row)
-        record(session, message_id, "acknowledged", actor=ACTOR)
+        record(session, message_id, "acknowledged", actor=ACTOR,
+               detail={"reconciled_after_restart": True} if reconciled else {})
 
 
 def save_cursor(store: Store, mailbox: MailboxKey, cursor: str | None) -> None:

@@ -119,6 +119,7 @@ async def poll_mailbox(
     start = await asyncio.to_thread(ledger.load_cursor, store, mailbox)
     cursor, wrapped = start, start is None
     try:
+        await _reconcile_acks(store, mailbox, connector, result, retries)
         for _ in range(MAX_PAGES_PER_POLL):
             page = await _list(connector, cursor, retries, result)
             if page is None:
@@ -153,6 +154,24 @@ async def _list(connector: Connector, cursor: str | None, retries: int, result: 
         result.failed += 1
         log.warning("listing failed after %d attempts; what was listed is kept: %s", retries, exc)
         return None
+
+
+async def _reconcile_acks(store: Store, mailbox: MailboxKey, connector: Connector, result: PollResult,
+                          retries: int) -> None:
+    """Finish acknowledgements a crash interrupted: the provider may already have forgotten the
+    message (so it is never listed again), and acknowledging twice is harmless by contract."""
+    for message_id, ref in await asyncio.to_thread(ledger.pending_acks, store, mailbox):
+        correlation_id.set(message_id)
+        try:
+            await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
+        except TransientError as exc:
+            _note_wait(result, exc)
+            result.failed += 1
+            log.warning("reconciling an acknowledgement failed; retried at the next poll: %s", exc)
+            continue
+        await asyncio.to_thread(ledger.mark_acknowledged, store, message_id, reconciled=True)
+        result.acknowledged += 1
+        log.info("acknowledgement reconciled id=%s mailbox=%s", message_id, mailbox.name)
 
 
 async def _collect_one(
@@ -196,6 +215,9 @@ async def _collect_one(
     if not known.may_acknowledge(mailbox):
         result.awaiting_delivery += 1
         return
+    if not known.acknowledged:
+        # the intent first: a crash after the provider acted is then reconciled at the next poll
+        await asyncio.to_thread(ledger.mark_ack_intent, store, known.message_id, ref)
     try:
         await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
     except TransientError as exc:

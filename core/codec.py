@@ -34,6 +34,10 @@ def attachment_aad(attachment_id: str) -> str:
     return f"attachment:{attachment_id}:content"
 
 
+def ack_ref_aad(message_id: str) -> str:
+    return f"message:{message_id}:ack_ref"
+
+
 def mailbox_state_aad(mailbox_id: int | None) -> str:
     return f"mailbox:{mailbox_id}:state"
 

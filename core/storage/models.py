@@ -132,6 +132,10 @@ class Message(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     acknowledged_at: datetime | None = _ts(nullable=True)
+    # Acknowledgement intent, written before acting at the provider (migration 0004): a crash between
+    # the provider's side and `acknowledged_at` is reconciled at the next poll from the sealed ref.
+    ack_requested_at: datetime | None = _ts(nullable=True)
+    ack_ref: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     raw_media_type: str | None = None
     # Encrypted: the normalized message (header, attention, text) as JSON, and the original bytes.
     content: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
@@ -195,6 +199,9 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
     delivered_at: datetime | None = _ts(nullable=True)
+    # When the current attempt's send to the relay began (migration 0004); None while the row waits,
+    # so a crash before it charges nothing and one after it may have completed the send.
+    send_started_at: datetime | None = _ts(nullable=True)
     last_reply: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = _ts(nullable=True)

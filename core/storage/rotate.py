@@ -24,7 +24,8 @@ def reencrypt_all(store: Store, *, batch_size: int = 500,
     report = RotationReport()
     vault = store.vault
     _rotate_rows(store, vault, Message, batch_size, report, progress,
-                 lambda m: [("content", codec.content_aad(m.id)), ("raw", codec.raw_aad(m.id))])
+                 lambda m: [("content", codec.content_aad(m.id)), ("raw", codec.raw_aad(m.id)),
+                            ("ack_ref", codec.ack_ref_aad(m.id))])
     _rotate_rows(store, vault, Attachment, batch_size, report, progress,
                  lambda a: [("content", codec.attachment_aad(a.id))])
     _rotate_rows(store, vault, Mailbox, batch_size, report, progress,
