@@ -1,8 +1,10 @@
 """The folder connector: a drop folder of `.eml` and MeMo `.xml` files, as scanners and exports produce.
 
 A file's identity is the SHA-256 of its bytes, so the same file dropped twice is one message. A file
-is moved to `processed/` only when postbud acknowledges it, which it does after the commit; a crash in
-between leaves the file in place, and the next poll finds it already stored and only moves it.
+is deleted when postbud acknowledges it, which it does once its content is stored encrypted (after the
+commit, or after delivery where the mailbox says so): no plaintext original stays on disk, so
+retention and erasure, which cover the encrypted copy, cover everything kept. A crash in between
+leaves the file in place, and the next poll finds it already stored and only deletes it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from connectors.base import (
     Capability,
@@ -32,10 +34,19 @@ _MEDIA_TYPES = {".xml": "application/xml", ".eml": "message/rfc822"}
 
 class FolderSettings(ConnectorSettings):
     path: Path
+    # Earlier versions moved collected files here, in clear, for ever; refused so nobody relies on it.
     processed: Path | None = None
     settle_seconds: float = Field(default=2.0, ge=0)
     max_files_per_poll: int = Field(default=1000, gt=0)
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+
+    @field_validator("processed")
+    @classmethod
+    def _no_processed_folder(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            raise ValueError("drop folders no longer keep collected files (they were plaintext at rest): "
+                             "remove `processed` and delete that folder; the original is kept encrypted")
+        return value
 
 
 class FolderConnector:
@@ -51,7 +62,6 @@ class FolderConnector:
         self.settings = settings
         self.context = context
         self.folder = settings.path
-        self.processed = settings.processed or settings.path / "processed"
 
     async def list_new(self, cursor: str | None) -> Page:
         refs = await asyncio.to_thread(self._scan)
@@ -105,20 +115,20 @@ class FolderConnector:
         return Fetched(ref=ref, raw=raw, raw_media_type=media_type, message=message)
 
     async def acknowledge(self, ref: MessageRef) -> None:
-        await asyncio.to_thread(self._move_processed, ref.handle)
+        await asyncio.to_thread(self._remove, ref)
 
-    def _move_processed(self, name: str) -> None:
-        source = self.folder / name
-        if not source.exists():
-            return  # already moved: acknowledging twice is harmless
-        self.processed.mkdir(parents=True, exist_ok=True)
-        target = self.processed / name
-        if target.exists():
-            target = self.processed / f"{target.stem}.{int(time.time() * 1000)}{target.suffix}"
+    def _remove(self, ref: MessageRef) -> None:
+        """Delete the original, but only if it still holds the bytes that were stored: a file of the same
+        name dropped since (another letter) is left for the next poll."""
+        path = self.folder / ref.handle
         try:
-            os.replace(source, target)
+            if _sha256(path) != ref.key.removeprefix("sha256:"):
+                return
+            path.unlink()
+        except FileNotFoundError:
+            return  # already deleted: acknowledging twice is harmless
         except OSError as exc:
-            raise TransientError(f"cannot move {name} to {self.processed}: {exc.strerror}") from None
+            raise TransientError(f"cannot delete {ref.handle}: {exc.strerror}") from None
 
     async def aclose(self) -> None:
         return None

@@ -30,7 +30,7 @@ FAST = CollectorSettings(lease_seconds=3, retries=3, breaker_threshold=2, breake
 def write_config(folder: Path, database_url: str, mailboxes: int, token: str = "one") -> Config:
     boxes = "".join(
         f'  [[organisations.mailboxes]]\n  name = "mb{i}"\n  type = "folder"\n  path = "in{i}"\n'
-        f'  processed = "{token}"\n'
+        f'  max_files_per_poll = {sum(map(ord, token))}\n'
         for i in range(mailboxes)
     )
     path = folder / "postbud.toml"

@@ -62,7 +62,7 @@ def test_migration_from_empty_reaches_head_and_matches_the_models(runtime: Runti
     assert migrate.pending_model_changes(runtime.store.engine) == []
 
 
-def test_dropped_file_is_collected_routed_traced_and_moved(runtime: Runtime) -> None:
+def test_dropped_file_is_collected_routed_traced_and_deleted(runtime: Runtime) -> None:
     base = runtime.config.base_dir
     drop(base, "a.eml", EML)
     asyncio.run(run_once(runtime))
@@ -75,7 +75,6 @@ def test_dropped_file_is_collected_routed_traced_and_moved(runtime: Runtime) -> 
     timeline = show(runtime.store, found["id"])
     assert timeline is not None
     assert [e["kind"] for e in timeline["events"]][:3] == ["collected", "acknowledged", "routed"]
-    assert (base / "drop" / "processed" / "a.eml").exists()
     assert not (base / "drop" / "a.eml").exists()
     with runtime.store.read() as session:
         outbox = list(session.exec(select(Delivery)))
@@ -89,7 +88,7 @@ def test_same_file_twice_is_one_message(runtime: Runtime) -> None:
     drop(base, "again.eml", EML)
     asyncio.run(run_once(runtime))
     assert len(messages(runtime)) == 1
-    assert (base / "drop" / "processed" / "again.eml").exists()
+    assert not (base / "drop" / "again.eml").exists()
 
 
 def test_crash_between_commit_and_move_leaves_no_duplicate(
@@ -111,7 +110,7 @@ def test_crash_between_commit_and_move_leaves_no_duplicate(
     asyncio.run(run_once(runtime))  # the restart
     (message,) = messages(runtime)
     assert message.acknowledged_at is not None
-    assert not path.exists() and (base / "drop" / "processed" / "a.eml").exists()
+    assert not path.exists()
 
 
 def test_malformed_files_are_quarantined_and_the_next_is_collected(runtime: Runtime) -> None:
@@ -161,3 +160,33 @@ def test_trace_events_are_written_with_each_transition(runtime: Runtime) -> None
     transitions = [(e.from_status, e.to_status) for e in events if e.to_status]
     assert transitions == [(None, "collected"), ("collected", "routed"), ("routed", "delivering"),
                            ("delivering", "held")]
+
+
+def test_no_plaintext_original_stays_on_disk_after_commit(runtime: Runtime) -> None:
+    # GIVEN a dropped letter about a data subject
+    base = runtime.config.base_dir
+    drop(base, "a.eml", EML)
+    # WHEN it is collected (committed encrypted)
+    asyncio.run(run_once(runtime))
+    on_disk = [p for p in (base / "drop").rglob("*") if p.is_file()]
+    # THEN no file under the drop folder holds the original in clear, not even in a processed/ folder
+    assert not [p for p in on_disk if b"0102031234" in p.read_bytes()]
+    assert not (base / "drop" / "processed").exists()
+
+
+def test_a_processed_folder_setting_is_refused_with_a_reason(make_config: MakeConfig) -> None:
+    from connectors.folder import FolderSettings
+
+    with pytest.raises(ValueError, match="plaintext at rest"):
+        FolderSettings(path=Path("drop"), processed=Path("drop/processed"))
+
+
+def test_a_new_file_under_an_acknowledged_name_is_not_deleted(runtime: Runtime) -> None:
+    base = runtime.config.base_dir
+    path = drop(base, "scan.eml", EML)
+    (mailbox,) = runtime.dispatcher.mailboxes.values()
+    connector = mailbox.connector
+    (ref,) = asyncio.run(connector.list_new(None)).refs
+    path.write_bytes(EML.replace(b"moms-1", b"moms-2"))  # the scanner reused the name meanwhile
+    asyncio.run(connector.acknowledge(ref))
+    assert path.exists()
