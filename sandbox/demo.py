@@ -4,7 +4,9 @@ TLS mail server keeping what it receives, and demo recipients whose keys are gen
 Credentials the fakes generate are written as one file each under `<folder>/secrets/`
 (`<provider>.<key>`, mode 0600), so the config names them as `{ file = "…" }` secrets like any other.
 The fakes are seeded, so ids, paths and credentials are the same on every start. The demo
-recipients file (`<folder>/recipients.toml`) is written on start from the demo keys.
+recipients file (`<folder>/recipients.toml`) is written on the first start from the demo keys, and
+only demo recipients never decided on are approved: what an administrator changed since (the file,
+a revocation) survives restarts.
 """
 
 from __future__ import annotations
@@ -73,8 +75,12 @@ def write_secrets(folder: Path, handle: SandboxHandle) -> None:
 
 
 def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
-    lines = ["# Written by the sandbox at every start: demo recipients sharing the demo keys.\n"]
+    """Write the demo recipients file, adding organisations it lacks; an existing entry is left as is."""
+    present = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = [present or "# Written by the sandbox: demo recipients sharing the demo keys.\n"]
     for cvr in cvrs:
+        if f"[org.{cvr}]" in present:
+            continue
         lines.append(f'\n[org.{cvr}]\ndefault_channel = "email"\n')
         for rid, (name, aliases, kind) in DEMO_RECIPIENTS.items():
             key = (f'smime_cert = "{keys.smime_cert}"' if kind == "smime"
@@ -87,12 +93,20 @@ def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
 
 
 def approve_demo_recipients(store: Store, config: Config, directory: object) -> int:
-    """The sandbox vouches for its demo recipients, so `make run` delivers without invitations."""
+    """The sandbox vouches for its demo recipients, so `make run` delivers without invitations; only
+    for those nobody decided on yet, so a revocation (or a pending invitation) survives restarts."""
+    from sqlmodel import select
+
+    from core.storage.models import RecipientApproval
     from delivery.approval import approve
 
+    with store.read() as session:
+        decided = {(r.organisation_cvr, r.recipient) for r in session.exec(select(RecipientApproval))}
     approved = 0
     for org in config.organisations:
         for rid in DEMO_RECIPIENTS:
+            if (org.cvr, rid) in decided:
+                continue
             approve(store, directory, org.cvr, rid, actor="sandbox", vouch=True)  # type: ignore[arg-type]
             approved += 1
     return approved
