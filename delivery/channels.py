@@ -15,8 +15,9 @@ import httpx
 from pydantic import SecretStr
 
 from core.config import DeliverySettings
-from core.domain import NormalizedMessage
-from delivery.compose import encrypted_email, message_id_for
+from core.domain import File, NormalizedMessage
+from delivery.compose import cover_for, encrypted_email, message_id_for
+from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
 from delivery.recipients import Recipient
 from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
@@ -128,7 +129,7 @@ class WebhookChannel:
         body = await asyncio.to_thread(
             build_envelope, delivery_id=item.token, trace_id=item.trace_id,
             sender=message.sender.name or message.sender.id or "", title=message.title,
-            received_at=item.received_at, files=message.files(), key_kind=kind, key=item.key,
+            received_at=item.received_at, files=_files_with_text(item), key_kind=kind, key=item.key,
         )
         secret = resolve_secret(target.secret, base_dir=self._secrets_dir)
         status = await post_webhook(self._client, target.url, body, secret)
@@ -136,6 +137,17 @@ class WebhookChannel:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _files_with_text(item: Outbound) -> tuple[File, ...]:
+    """The documents, plus the cover note as an encrypted `message.txt` when the message carries text
+    no document holds (a NemSMS, a notice, a MeMo without files): that content must arrive too."""
+    message = item.message
+    files = message.files()
+    if not (message.notification or "").strip() and (files or not message.text.strip()):
+        return files
+    cover = cover_for(message, trace_id=item.trace_id, received_at=item.received_at)
+    return (*files, File("message.txt", "text/plain", cover_text(cover).encode("utf-8"), None))
 
 
 def smtp_settings(settings: DeliverySettings) -> SmtpSettings:

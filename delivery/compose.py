@@ -26,7 +26,8 @@ def message_id_for(outbox_id: int | str, *, domain: str) -> str:
 def cover_for(message: NormalizedMessage, *, trace_id: str, received_at: dt.datetime) -> Cover:
     """The cover note's facts about a message (sender's name or id, title, when it came in)."""
     sender = message.sender.name or message.sender.id or "unknown sender"
-    return Cover(sender=sender, title=message.title, received_at=received_at, trace_id=trace_id)
+    return Cover(sender=sender, title=message.title, received_at=received_at, trace_id=trace_id,
+                 notification=message.notification, text=message.text, has_files=bool(message.files()))
 
 
 def encrypted_email(message: NormalizedMessage, recipient: Recipient, *, key: bytes,

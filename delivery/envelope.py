@@ -19,17 +19,22 @@ from core.domain import File
 
 @dataclass(frozen=True)
 class Cover:
-    """What the cover note says. Deliberately no body text of the letter: only the documents carry it."""
+    """What the cover note says. The documents carry a letter's body; `notification` (a NemSMS's whole
+    text, a MeMo's notice) and `text` (the text of a message without documents) travel in the note, so
+    no content a provider delivered is left behind. The note is inside the encryption."""
 
     sender: str
     title: str
     received_at: dt.datetime
     trace_id: str
+    notification: str | None = None
+    text: str = ""
+    has_files: bool = True
 
 
 def cover_text(cover: Cover) -> str:
     """The plain-text note shown above the attachments."""
-    return (
+    parts = [
         "Official digital mail forwarded by postbud.\n"
         "\n"
         f"From:        {cover.sender}\n"
@@ -37,8 +42,16 @@ def cover_text(cover: Cover) -> str:
         f"Received:    {cover.received_at.isoformat(timespec='seconds')}\n"
         f"Trace id:    {cover.trace_id}\n"
         "\n"
-        "The original documents are attached.\n"
-    )
+    ]
+    notification = (cover.notification or "").strip()
+    if notification:
+        parts.append(f"Notification:\n\n{notification}\n\n")
+    text = cover.text.strip()
+    if not cover.has_files and text and text != notification:
+        parts.append(f"Text:\n\n{text}\n\n")
+    parts.append("The original documents are attached.\n" if cover.has_files
+                 else "This message has no documents; all of its content is above.\n")
+    return "".join(parts)
 
 
 def build_inner(*, from_addr: str, to_addrs: Sequence[str], message_id: str, date: dt.datetime,
