@@ -8,6 +8,11 @@ Only an approved recipient whose key is valid today, at the address that confirm
 anything; a confirmed recipient becomes approved as soon as its key checks out (at confirmation,
 on `postbud recipients approve`, or before its first send). The token travels only in the
 invitation; the database keeps its SHA-256.
+
+Approval binds the key's fingerprint: a recipient whose key file changes goes back to invited with a
+new confirmation code mailed to the address on file, and their deliveries are held until they
+confirm (or an administrator vouches). An S/MIME certificate must name the recipient's address,
+unless the administrator vouches for it.
 """
 
 from __future__ import annotations
@@ -33,9 +38,9 @@ from core.storage.models import (
     RecipientApproval,
     utcnow,
 )
-from delivery.keys import KeyStatus, check_recipient_key
+from delivery.keys import KeyStatus, check_recipient_key, smime_cert_addresses
 from delivery.outbox import hold_recipient
-from delivery.recipients import Recipient, RecipientDirectory, UnknownRecipient
+from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
 from delivery.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,21 @@ def key_fingerprint(recipient: Recipient) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def address_problem(recipient: Recipient) -> str | None:
+    """Why the recipient's S/MIME certificate may not be bound to its address, or None."""
+    if recipient.key_kind is not KeyKind.SMIME or recipient.key_path is None or recipient.email is None:
+        return None
+    try:
+        named = smime_cert_addresses(recipient.key_path.read_bytes())
+    except OSError as exc:
+        return f"cannot read {recipient.key_path}: {exc.strerror}"
+    if recipient.email.lower() in named:
+        return None
+    shown = ", ".join(sorted(named)) or "no address"
+    return (f"recipient {recipient.id}'s certificate names {shown}, not {recipient.email}; "
+            "give their own certificate, or an administrator may vouch for it")
 
 
 def _slug(name: str) -> str:
@@ -192,7 +212,7 @@ def confirm(store: Store, token: str, *, directory: RecipientDirectory | None = 
         record(session, None, "recipient_confirmed", actor=actor,
                detail={"organisation": row.organisation_cvr, "recipient": row.recipient})
         recipient = _listed(directory, row)
-        if recipient is not None and _same_address(row, recipient):
+        if recipient is not None and _same_address(row, recipient) and address_problem(recipient) is None:
             status = _check(recipient, trust_store, when)
             if status.valid:
                 _approve_row(session, row, recipient, status, actor=actor, now=when)
@@ -227,6 +247,9 @@ def approve(store: Store, directory: RecipientDirectory, org: str, rid: str, *, 
     status = _check(recipient, trust_store, when)
     if not status.valid:
         raise ApprovalError(f"{rid} cannot be approved: key not usable: {status.reason}")
+    problem = address_problem(recipient)
+    if problem is not None and not vouch:
+        raise ApprovalError(f"{problem} (--vouch)")
     with store.transaction() as session:
         row = _row(session, org, rid)
         if row is None or row.status in (A.INVITED, A.REVOKED):
@@ -259,9 +282,12 @@ def revoke(store: Store, org: str, rid: str, *, actor: str, now: dt.datetime | N
 
 
 def admission(session: Session, org: str, recipient: Recipient, status: KeyStatus, *, actor: str,
-              now: dt.datetime) -> str | None:
+              now: dt.datetime, settings: DeliverySettings | None = None,
+              invitations: list[Invitation] | None = None) -> str | None:
     """Why `recipient` may not be sent to now, or None; promotes a confirmed recipient with a
-    valid key to approved (and re-binds a changed key) in the caller's transaction."""
+    valid key to approved in the caller's transaction. A key changed since approval sends the
+    recipient back to invited with a new code (appended to `invitations` for the caller to mail
+    after the commit)."""
     row = _row(session, org, recipient.id)
     if row is None:
         return f"recipient {recipient.id} is not approved (never invited)"
@@ -273,9 +299,42 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
         return f"recipient {recipient.id}'s address changed since confirmation; invite again"
     if not status.valid:
         return f"recipient {recipient.id}'s key is not usable: {status.reason}"
-    if row.status != A.APPROVED or row.key_fingerprint != key_fingerprint(recipient):
+    current = key_fingerprint(recipient)
+    if row.status == A.APPROVED and row.key_fingerprint is not None and row.key_fingerprint != current:
+        return _key_changed(session, row, recipient, current, actor=actor, now=now, settings=settings,
+                            invitations=invitations)
+    if row.status != A.APPROVED:
+        problem = address_problem(recipient)
+        if problem is not None:
+            return problem
         _approve_row(session, row, recipient, status, actor=actor, now=now)
+    elif row.key_fingerprint is None:
+        _approve_row(session, row, recipient, status, actor=actor, now=now)  # bound by an older version
     return None
+
+
+def _key_changed(session: Session, row: RecipientApproval, recipient: Recipient, current: str | None, *,
+                 actor: str, now: dt.datetime, settings: DeliverySettings | None,
+                 invitations: list[Invitation] | None) -> str:
+    """The key is not the one approved: back to invited with a new one-time code, nothing sent."""
+    token = secrets.token_urlsafe(24)
+    hours = settings.invitation_valid_hours if settings is not None else 72
+    expires = now + dt.timedelta(hours=hours)
+    row.status, row.token_hash, row.invited_at, row.expires_at = A.INVITED, token_hash(token), now, expires
+    row.approved_at, row.confirmed_at, row.updated_at = None, None, now
+    session.add(row)
+    reason = (f"recipient {recipient.id}'s key changed since approval; held until {recipient.id} confirms "
+              "again (a new confirmation code was sent to the address on file)")
+    record(session, None, "recipient_key_changed", actor=actor, reason=reason,
+           detail={"organisation": row.organisation_cvr, "recipient": row.recipient,
+                   "approved_key": (row.key_fingerprint or "")[:16], "new_key": (current or "")[:16]})
+    if invitations is not None and recipient.email is not None:
+        base = settings.approval_base_url if settings is not None else ""
+        invitations.append(Invitation(row.organisation_cvr, row.recipient, recipient.name, recipient.email, token,
+                                      f"{base}/recipients/confirm/{token}", expires, True))
+    log.warning("recipient %s of %s: key changed since approval; deliveries held until confirmed again",
+                row.recipient, row.organisation_cvr)
+    return reason
 
 
 def pending_invitation(store: Store, token: str, *, now: dt.datetime | None = None) -> RecipientApproval | None:

@@ -79,6 +79,11 @@ class EmailChannel:
         self._from = from_address
         self._domain = message_id_domain
 
+    @property
+    def sender(self) -> SmtpSender:
+        """The TLS-only sender, for the few plain notices postbud mails itself (confirmation codes)."""
+        return self._sender
+
     async def send(self, item: Outbound) -> Sent:
         if item.recipient.email is None:
             raise EncryptionError(f"recipient {item.recipient.id} has no e-mail address")

@@ -98,6 +98,22 @@ def check_smime_cert(cert_pem: bytes, *, trust_store: bytes | None = None,
     return KeyStatus(True, "ok", expires, _days_left(expires, when))
 
 
+def smime_cert_addresses(cert_pem: bytes) -> set[str]:
+    """The e-mail addresses a certificate names (subjectAltName rfc822Name, subject emailAddress),
+    lower-cased; empty when it names none or is unreadable."""
+    try:
+        cert = x509.load_pem_x509_certificates(cert_pem)[0]
+    except (ValueError, IndexError):
+        return set()
+    names = {str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.EMAIL_ADDRESS)}
+    try:
+        names.update(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                     .get_values_for_type(x509.RFC822Name))
+    except x509.ExtensionNotFound:
+        pass
+    return {n.strip().lower() for n in names}
+
+
 def _usage_problem(cert: x509.Certificate) -> str | None:
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value

@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from sqlmodel import select
 
 from core import codec
-from core.config import Config
+from core.config import Config, DeliverySettings
 from core.domain import NormalizedMessage
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import Attachment, Message, utcnow
 from delivery import outbox
-from delivery.approval import admission
+from delivery.approval import Invitation, admission, send_invitation
 from delivery.channels import Channel, Outbound, build_channels, delivery_token
 from delivery.errors import Action, DeliveryError
 from delivery.keys import (
@@ -40,9 +40,11 @@ from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownR
 log = logging.getLogger(__name__)
 
 
-def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime) -> str | None:
+def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
+           settings: DeliverySettings, invitations: list[Invitation]) -> str | None:
     with store.transaction() as session:
-        return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now)
+        return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now, settings=settings,
+                         invitations=invitations)
 
 
 def _content(store: Store, message_id: str) -> tuple[NormalizedMessage, dt.datetime] | None:
@@ -61,6 +63,8 @@ class _Run:
                  channels: Mapping[str, Channel], owner: str, now: dt.datetime) -> None:
         self.store, self.settings, self.directory = store, config.delivery, directory
         self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
+        self.config = config
+        self.invitations: list[Invitation] = []  # new confirmation codes, mailed after their commit
         self.paused: set[str] = set()
         self.days_left: dict[str, int] = {}
         self.contents: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = {}
@@ -93,6 +97,7 @@ class _Run:
             reason = problem or "nothing to send"
             log.warning("delivery %s held: %s", job.id, reason)
             await asyncio.to_thread(outbox.hold, self.store, job, reason)
+            await self._send_invitations()
             return "held"
         channel = self.channels[job.channel]
         started = time.perf_counter()
@@ -141,7 +146,7 @@ class _Run:
             # the bytes encrypted to
             key, status = self._key(recipient)
             self._note_key(job, status)
-            problem = _admit(self.store, job, recipient, status, self.now)
+            problem = _admit(self.store, job, recipient, status, self.now, self.settings, self.invitations)
             admitted = self.admitted[(job.organisation, job.recipient)] = (problem, key)
         problem, key = admitted
         if problem is not None or key is None:
@@ -154,6 +159,24 @@ class _Run:
         message, received_at = content
         return None, Outbound(delivery_token(job.idempotency_key), message, recipient, key,
                               job.message_id, received_at)
+
+    async def _send_invitations(self) -> None:
+        """Mail the confirmation codes a changed key called for, over the e-mail channel's TLS sender."""
+        while self.invitations:
+            invitation = self.invitations.pop()
+            sender = getattr(self.channels.get("email"), "sender", None)
+            try:
+                name = self.config.organisation(invitation.organisation).name
+            except KeyError:
+                name = invitation.organisation
+            if sender is None:
+                log.warning("no e-mail channel: the new confirmation code of %s was not sent; invite again",
+                            invitation.recipient)
+                continue
+            try:
+                await send_invitation(sender, invitation, self.settings, organisation_name=name)
+            except DeliveryError as exc:
+                log.warning("confirmation code for %s not sent (%s); invite again", invitation.recipient, exc)
 
     def _key(self, recipient: Recipient) -> tuple[bytes | None, KeyStatus]:
         kind, path = recipient.key_kind, recipient.key_path
