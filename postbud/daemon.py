@@ -143,6 +143,7 @@ class Daemon:
 
     async def reload(self) -> None:
         """SIGHUP: read the config file again; a bad file is refused and the running config stays."""
+        await asyncio.to_thread(self.rt.store.vault.refresh)  # a keyring rotated meanwhile
         path = self.config.path
         if path is None:
             return

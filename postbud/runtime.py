@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def open_store(config: Config, *, upgrade: bool = True) -> Store:
     engine = make_engine(config.database_url, echo=config.database.echo)
     if upgrade:
         migrate.upgrade(engine)
-    return Store(engine, Vault(keyring))
+    # A keyring from the environment cannot change under us; a file can (`postbud keys rotate`).
+    source = None if os.environ.get("POSTBUD_KEYRING") else config.encryption.keyring
+    return Store(engine, Vault(keyring, source=source))
 
 
 @dataclass

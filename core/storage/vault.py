@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _VERSION = 1
 _NONCE = 12
+# How often encrypt() looks at the keyring file for a rotation done by `postbud keys rotate`.
+_CHECK_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
 
 
 class VaultError(Exception):
@@ -84,19 +90,56 @@ def save_keyring(path: Path, keyring: Keyring) -> None:
 
 
 class Vault:
-    def __init__(self, keyring: Keyring) -> None:
-        self.keyring = keyring
-        self._ciphers = {kid: AESGCM(key) for kid, key in keyring.keys.items()}
+    """Seals and opens blobs. With `source` (the keyring file), a keyring rotated on disk while the
+    process runs is taken up by itself: at once for a blob under a key not yet known, within
+    about a second for new blobs, and on `refresh()` (SIGHUP). Keys once read are never dropped,
+    so blobs under an old key stay readable until rotation has re-encrypted every one of them."""
+
+    def __init__(self, keyring: Keyring, *, source: Path | None = None) -> None:
+        self._state = (keyring, {kid: AESGCM(key) for kid, key in keyring.keys.items()})
+        self.source = source
+        self._stamp = _stamp(source)
+        self._checked = time.monotonic()
+
+    @property
+    def keyring(self) -> Keyring:
+        return self._state[0]
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Read the keyring file again if it changed (or `force`); True when a new keyring was taken."""
+        self._checked = time.monotonic()
+        if self.source is None:
+            return False
+        stamp = _stamp(self.source)
+        if stamp == self._stamp and not force:
+            return False
+        try:
+            fresh = Keyring.from_json(self.source.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, VaultError) as exc:
+            log.error("keyring %s could not be read again; keeping the one in use: %s", self.source,
+                      type(exc).__name__)
+            return False
+        keys = {**self.keyring.keys, **fresh.keys}
+        self._state = (Keyring(fresh.active, keys), {kid: AESGCM(key) for kid, key in keys.items()})
+        self._stamp = stamp
+        if fresh.active != self.keyring.active or len(keys) != len(self.keyring.keys):
+            log.info("keyring reloaded: active key %s, %d keys", fresh.active, len(keys))
+        return True
 
     def encrypt(self, plaintext: bytes, aad: str) -> bytes:
-        kid = self.keyring.active.encode("ascii")
+        if self.source is not None and time.monotonic() - self._checked > _CHECK_SECONDS:
+            self.refresh()
+        keyring, ciphers = self._state
+        kid = keyring.active.encode("ascii")
         nonce = os.urandom(_NONCE)
-        sealed = self._ciphers[self.keyring.active].encrypt(nonce, plaintext, aad.encode("utf-8"))
+        sealed = ciphers[keyring.active].encrypt(nonce, plaintext, aad.encode("utf-8"))
         return bytes([_VERSION, len(kid)]) + kid + nonce + sealed
 
     def decrypt(self, blob: bytes, aad: str) -> bytes:
         kid = self.key_id(blob)
-        cipher = self._ciphers.get(kid)
+        cipher = self._state[1].get(kid)
+        if cipher is None and self.refresh(force=True):
+            cipher = self._state[1].get(kid)  # rotated on disk since this process read the keyring
         if cipher is None:
             raise VaultError(f"blob was encrypted with key {kid!r}, which the keyring does not hold")
         start = 2 + len(kid)
@@ -113,4 +156,16 @@ class Vault:
         return blob[2 : 2 + blob[1]].decode("ascii")
 
     def needs_rotation(self, blob: bytes) -> bool:
+        if self.source is not None and time.monotonic() - self._checked > _CHECK_SECONDS:
+            self.refresh()
         return self.key_id(blob) != self.keyring.active
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)

@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Encryption keys for content at res
 def rotate_cmd(
     ctx: typer.Context,
     config: ConfigOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Rows re-encrypted per transaction.")] = 500,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows re-encrypted per transaction.")] = 500,
 ) -> None:
     """Make a new active key and re-encrypt all stored content with it, in batches."""
     from core.storage.rotate import reencrypt_all
@@ -26,7 +26,7 @@ def rotate_cmd(
     keyring = load_keyring(cfg.encryption.keyring, create=False).rotated()
     save_keyring(cfg.encryption.keyring, keyring)
     store = open_store(cfg)
-    store.vault = Vault(keyring)
+    store.vault = Vault(keyring, source=store.vault.source)
     report = reencrypt_all(
         store, batch_size=batch_size,
         progress=lambda r: err.print(f"  {r.reencrypted} blobs re-encrypted ({r.batches} batches)"),

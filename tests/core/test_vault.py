@@ -42,3 +42,21 @@ def test_keyring_created_owner_only(tmp_path: Path) -> None:
     assert load_keyring(path, create=False) == first
     with pytest.raises(VaultError, match="does not exist"):
         load_keyring(tmp_path / "none.json", create=False)
+
+
+def test_a_running_vault_takes_up_a_keyring_rotated_on_disk(tmp_path: Path) -> None:
+    from core.storage.vault import save_keyring
+
+    # GIVEN a process whose vault read the keyring file
+    path = tmp_path / "keyring.json"
+    running = Vault(load_keyring(path, create=True), source=path)
+    old_blob = running.encrypt(b"old letter", "a")
+    # WHEN `postbud keys rotate` writes a new active key and re-encrypts a blob under it
+    rotated = load_keyring(path, create=False).rotated()
+    save_keyring(path, rotated)
+    new_blob = Vault(rotated).encrypt(b"re-encrypted letter", "b")
+    # THEN the running vault reads it at once, and the old key stays readable
+    assert running.decrypt(new_blob, "b") == b"re-encrypted letter"
+    assert running.decrypt(old_blob, "a") == b"old letter"
+    assert running.keyring.active == rotated.active
+    assert Vault.key_id(running.encrypt(b"new", "c")) == rotated.active

@@ -96,3 +96,32 @@ def test_inspect_reports_invalid_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["inspect", str(path)])
     assert result.exit_code == 1
     assert "bad.xml" in result.stderr
+
+
+def test_keys_rotate_while_the_daemon_runs_keeps_every_letter_readable(make_config: MakeConfig) -> None:
+    from postbud.daemon import Daemon
+    from postbud.runtime import Runtime
+
+    # GIVEN a running daemon that has read the keyring and stored a letter
+    path = collect_one(make_config)
+    runtime = Runtime.create(load_config(path))
+    try:
+        # WHEN the operator rotates the key meanwhile
+        result = runner.invoke(app, ["-c", str(path), "keys", "rotate", "--batch-size", "1"])
+        assert result.exit_code == 0, result.output
+        # THEN the daemon reads the re-encrypted letter without a restart, and new work goes on
+        with runtime.store.read() as session:
+            message = session.exec(select(Message)).one()
+            attachments = list(session.exec(select(Attachment)))
+        assert "Momsangivelse" in codec.unseal(runtime.store.vault, message, attachments).title
+        asyncio.run(Daemon(runtime).run_once())
+    finally:
+        asyncio.run(runtime.aclose())
+
+
+def test_keys_rotate_refuses_a_batch_size_below_one(make_config: MakeConfig) -> None:
+    path = collect_one(make_config)
+    before = load_config(path).encryption.keyring.read_text()
+    result = runner.invoke(app, ["-c", str(path), "keys", "rotate", "--batch-size", "0"])
+    assert result.exit_code == 2
+    assert load_config(path).encryption.keyring.read_text() == before  # no new active key
