@@ -143,7 +143,7 @@ def main() -> None:
         print(f"  {'/metrics database gauges':<32} {timed(lambda: ops_reading(store, NOW), args.runs):8.1f} ms")
         config = Config(organisations=tuple(OrganisationConfig(cvr=c, name=c, retention_days=90) for c in ORGS))
         started = time.perf_counter()
-        report = purge(store, config, NOW, batch_size=1000, escalate=lambda _: None)
+        report = purge(store, config, NOW, batch_size=1000)
         elapsed = time.perf_counter() - started
         t = report.totals
         rows = t.content + t.attachment + t.trace_event

@@ -78,10 +78,12 @@ class Known:
 
     def may_acknowledge(self, mailbox: MailboxKey) -> bool:
         """Committed is enough, unless the mailbox waits for delivery; a quarantined message's
-        evidence is kept, so the provider need not hold it either."""
+        evidence is kept, so the provider need not hold it either; an expired or erased letter
+        will never be delivered, and its tombstone keeps it from being collected again."""
         if self.acknowledged or not mailbox.ack_after_delivery:
             return True
-        return self.status in (MessageStatus.DELIVERED, MessageStatus.QUARANTINED)
+        return self.status in (MessageStatus.DELIVERED, MessageStatus.QUARANTINED, MessageStatus.EXPIRED,
+                               MessageStatus.ERASED)
 
 
 def find(store: Store, mailbox: MailboxKey, key: str) -> Known | None:

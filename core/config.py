@@ -230,6 +230,23 @@ class DeliverySettings(Frozen):
         return value.rstrip("/")
 
 
+class NoticeSettings(Frozen):
+    """Notices to people (administrators, processors) by e-mail through the delivery relay (TLS always)."""
+
+    enabled: bool = True
+    console_url: str | None = None  # None: [delivery] approval_base_url, the daemon's listener
+    max_attempts: int = Field(default=8, ge=1)
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("console_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("console_url must start with https:// (or http:// on localhost)")
+        return value.rstrip("/") if value is not None else None
+
+
 class LoggingSettings(Frozen):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -270,9 +287,37 @@ class OrganisationConfig(Frozen):
     name: str
     default_route: tuple[str, ...] = ()
     administrators: tuple[str, ...] = ()
+    # Who places held letters; reminders go to them (to the administrators when none are given).
+    processors: tuple[str, ...] = ()
     retention_days: int = Field(default=90, gt=0)
-    escalate_held_after_hours: float = Field(default=24.0, gt=0)
+    # A held letter's life: reminders while it waits, escalation at the decision deadline, a final
+    # warning `final_warning_days` before retention purges it (postbud.deadlines).
+    held_reminders_hours: tuple[Annotated[float, Field(gt=0)], ...] = (24.0, 120.0)
+    decision_deadline_days: float = Field(default=7.0, gt=0)
+    final_warning_days: float = Field(default=7.0, gt=0)
+    notices_show_senders: bool = False  # senders' names in notices (a sender may be a person)
     mailboxes: tuple[MailboxConfig, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_escalation_key(cls, data: Any) -> Any:
+        # Before the schedule, one escalation after `escalate_held_after_hours`; it is the first reminder now.
+        if isinstance(data, dict) and "escalate_held_after_hours" in data:
+            data = dict(data)
+            hours = data.pop("escalate_held_after_hours")
+            data.setdefault("held_reminders_hours", [hours])
+        return data
+
+    @model_validator(mode="after")
+    def _schedule_in_order(self) -> OrganisationConfig:
+        deadline_hours = self.decision_deadline_days * 24
+        late = [h for h in self.held_reminders_hours if h >= deadline_hours]
+        if late:
+            raise ValueError(f"held_reminders_hours must come before the decision deadline "
+                             f"({deadline_hours:g} h): {', '.join(f'{h:g}' for h in late)}")
+        if self.final_warning_days >= self.retention_days:
+            raise ValueError("final_warning_days must be shorter than retention_days")
+        return self
 
     @model_validator(mode="after")
     def _unique_mailboxes(self) -> OrganisationConfig:
@@ -297,6 +342,7 @@ class Config(Frozen):
     api: ApiSettings = section()
     recipients: RecipientsSettings = section()
     delivery: DeliverySettings = section()
+    notices: NoticeSettings = section()
     logging: LoggingSettings = section()
     sandbox: SandboxSettings = section()
     organisations: tuple[OrganisationConfig, ...] = ()
@@ -326,6 +372,10 @@ class Config(Frozen):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             url = prefix + str((self.base_dir / url[len(prefix):]).resolve())
         return url
+
+    @property
+    def console_url(self) -> str:
+        return self.notices.console_url or self.delivery.approval_base_url
 
     def organisation(self, cvr: str) -> OrganisationConfig:
         for org in self.organisations:

@@ -3,6 +3,10 @@
     collected ─┬─> routed ──> delivering ─┬─> delivered
                ├─> held ───> routed        ├─> failed (dead letter) ──> delivering (resend)
                └─> quarantined             └─> held (recipient revoked: re-route)
+
+    any state not yet delivered ──> expired (retention purged it)     any state ──> erased (on request)
+
+Expired and erased letters are tombstones: nothing acts on them again (`gone_reason` says why).
 """
 
 from __future__ import annotations
@@ -23,12 +27,24 @@ ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.FAILED: frozenset({S.DELIVERING, S.ROUTED, S.HELD}),
     S.DELIVERED: frozenset({S.DELIVERING}),
     S.QUARANTINED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.ERASED: frozenset(),
 }
 
 
+def gone_reason(message: Message) -> str | None:
+    """One line saying why no command may act on this letter any more, or None when it may."""
+    when = f" on {message.purged_at:%Y-%m-%d}" if message.purged_at is not None else ""
+    if message.status == S.ERASED:
+        return f"message {message.id} was erased on a data subject's request{when}; nothing is left of it"
+    if message.status == S.EXPIRED or message.purged_at is not None:
+        return f"message {message.id} was purged by retention{when}; its content is gone"
+    return None
+
+
 class IllegalTransition(Exception):
-    def __init__(self, message_id: str, current: str, target: str) -> None:
-        super().__init__(f"message {message_id}: {current} → {target} is not an allowed transition")
+    def __init__(self, message_id: str, current: str, target: str, why: str | None = None) -> None:
+        super().__init__(why or f"message {message_id}: {current} → {target} is not an allowed transition")
 
 
 def record(
@@ -68,6 +84,9 @@ def transition(
 ) -> None:
     """Move `message` to `target`, with the trace event saying who did it and why."""
     current = MessageStatus(message.status)
+    gone = gone_reason(message)
+    if gone is not None:
+        raise IllegalTransition(message.id, current, target, gone)
     if target not in ALLOWED[current]:
         raise IllegalTransition(message.id, current, target)
     message.status = target

@@ -74,6 +74,19 @@ class Metrics:
             "Held messages escalated because retention is about to purge them.",
             registry=r,
         )
+        self.notices = Counter(
+            "postbud_notices_total",
+            "Notices e-mailed to administrators and processors, by kind (reminder, escalation, final_warning, "
+            "notification) and outcome (sent, retry, failed).",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.held_notices = Counter(
+            "postbud_held_notices_total",
+            "Held letters named in a schedule notice, by stage (reminder, escalation, final_warning).",
+            ["stage"],
+            registry=r,
+        )
         self.erased_messages = Counter(
             "postbud_erased_messages_total", "Messages erased on a data subject's request.", registry=r
         )

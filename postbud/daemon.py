@@ -14,6 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from delivery.worker import deliver_pending
@@ -21,8 +25,8 @@ from core.config import Config, ConfigError, load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
 from postbud.runtime import Runtime
-from postbud.retention import escalate_to, run_housekeeping
-from router.escalation import escalate_held
+from delivery.notices import send_notices
+from postbud.retention import run_housekeeping
 from router.stage import route_next
 
 log = logging.getLogger(__name__)
@@ -34,8 +38,9 @@ EXECUTOR_THREADS = 8
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.rt = runtime
+        self.clock = clock  # the housekeeping's and notices' "now"; tests make time pass with it
         self.config: Config = runtime.config
         self._stop = asyncio.Event()
         self._ready = False
@@ -82,12 +87,16 @@ class Daemon:
                 self.rt.metrics.model_trainings.labels("skipped").inc()
 
     async def housekeeping(self) -> None:
-        """Queue escalations, and (once a day, whichever instance comes first) the retention purge."""
-        escalated = await asyncio.to_thread(escalate_held, self.rt.store, self.config, self.rt.notifier)
-        if escalated:
-            log.warning("%d held messages escalated to their administrators", escalated)
-        await asyncio.to_thread(run_housekeeping, self.rt.store, self.config, self.rt.metrics,
-                                datetime.now(timezone.utc), escalate=escalate_to(self.rt.notifier))
+        """The held letters' schedule, and (once a day, whichever instance comes first) the retention
+        purge; then the notices they queued go out."""
+        await asyncio.to_thread(run_housekeeping, self.rt.store, self.config, self.rt.metrics, self.clock())
+        await self.notify()
+
+    async def notify(self) -> int:
+        """E-mail the queued notices that are due (each once; failures back off)."""
+        run = await send_notices(self.rt.store, self.config, self.rt.metrics, owner=self.config.service.instance,
+                                 clock=self.clock)
+        return run.sent
 
     # -- running ------------------------------------------------------------------------------
 
@@ -175,6 +184,7 @@ class Daemon:
         jobs: list[tuple[str, Callable[[], Awaitable[object]], float]] = [
             ("route", self.route, s.route_interval_seconds),
             ("deliver", self.deliver, s.deliver_interval_seconds),
+            ("notify", self.notify, s.deliver_interval_seconds),
             ("housekeeping", self.housekeeping, s.housekeeping_interval_seconds),
         ]
         if self.rt.models is not None:

@@ -5,6 +5,11 @@ sender id, the attention person, or any ContentData / reply id; for a CPR also w
 message's text or original. A quarantined message has no parsed content, so its original is searched.
 The receipt names counts and SHA-256 hashes of the erased message ids, never the subject's number:
 a hash of a CPR could be reversed by trying every birth date.
+
+Each erased letter leaves a tombstone with the provider's identity only (mailbox and provider
+message id, status `erased`): the collector then never collects it again, and acknowledges it at
+the provider (deletes or marks it, as that provider does) at its next poll if it was not already.
+The receipt says which of the two each letter needed.
 """
 
 from __future__ import annotations
@@ -18,14 +23,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 
 from core import codec
 from core.lifecycle import record
 from core.metrics import Metrics
 from core.storage.db import Store
-from core.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
+from core.storage.models import Attachment, Delivery, Message, MessageStatus, RoutingDecision, TraceEvent
 from core.storage.vault import VaultError
 
 log = logging.getLogger(__name__)
@@ -50,6 +55,10 @@ class ErasureReceipt:
     trace_events: int
     message_id_hashes: tuple[str, ...]
     unreadable: int = 0  # messages whose sealed content could not be decrypted, so not checked
+    # At the provider: letters it had already let go of (acknowledged), and letters it still holds,
+    # which the collector acknowledges at the next poll of their mailbox (and never collects again).
+    provider_acknowledged: int = 0
+    provider_acknowledged_at_next_poll: int = 0
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -87,6 +96,7 @@ def erase(
     now = now or datetime.now(timezone.utc)
     matched, unreadable = scan(store, kind, value)
     totals = {"attachments": 0, "deliveries": 0, "decisions": 0, "trace_events": 0}
+    acknowledged = 0
     for start in range(0, len(matched), batch_size):
         ids = matched[start:start + batch_size]
         with store.transaction() as session:
@@ -94,7 +104,20 @@ def erase(
                                ("decisions", RoutingDecision), ("trace_events", TraceEvent)):
                 result = session.exec(delete(table).where(col(table.message_id).in_(ids)))
                 totals[key] += int(result.rowcount or 0)
-            session.exec(delete(Message).where(col(Message.id).in_(ids)))
+            acknowledged += int(session.exec(
+                select(func.count()).select_from(Message)
+                .where(col(Message.id).in_(ids), col(Message.acknowledged_at).is_not(None))
+            ).one())
+            # The tombstone: the provider's identity, status and timestamps of when we held it; no party,
+            # title, content or original.
+            session.exec(
+                update(Message).where(col(Message.id).in_(ids)).values(
+                    status=MessageStatus.ERASED, status_reason="erased on a data subject's request",
+                    content=None, raw=None, title="", sender_id=None, sender_name=None, recipient_id=None,
+                    message_type=None, format=None, sent_at=None, raw_media_type=None, purged_at=now,
+                    lease_owner=None, lease_expires_at=None, updated_at=now,
+                ).execution_options(synchronize_session=False)
+            )
     receipt = ErasureReceipt(
         receipt_id=uuid.uuid4().hex,
         subject_type=kind,
@@ -102,6 +125,8 @@ def erase(
         messages=len(matched),
         message_id_hashes=tuple(sorted(hash_id(i) for i in matched)),
         unreadable=unreadable,
+        provider_acknowledged=acknowledged,
+        provider_acknowledged_at_next_poll=len(matched) - acknowledged,
         **totals,
     )
     with store.transaction() as session:

@@ -19,7 +19,7 @@ from connectors.registry import build, discover
 from core import codec
 from core.config import Config
 from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party, ReplyData
-from core.lifecycle import record
+from core.lifecycle import gone_reason, record
 from core.storage.db import Store
 from core.storage.models import Attachment, Mailbox, Message, Organisation
 
@@ -75,6 +75,8 @@ async def send_reply(config: Config, store: Store, message_id: str, answer: Path
         row = session.get(Message, message_id)
         if row is None:
             raise ReplyRefused(f"no message {message_id}")
+        if (gone := gone_reason(row)) is not None:
+            raise ReplyRefused(gone)
         mailbox_row = session.get(Mailbox, row.mailbox_id)
         org_row = session.exec(select(Organisation).where(Organisation.cvr == row.organisation_cvr)).one()
         attachments = list(session.exec(select(Attachment).where(Attachment.message_id == row.id)))

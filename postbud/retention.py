@@ -3,27 +3,28 @@
 A purged message stays as a tombstone: its content, original, attachments, title, parties and the
 personal parts of its routing decisions, outbox rows and trace are gone, while the id, mailbox,
 provider message id, status and timestamps remain, so collection stays idempotent (the provider's id
-is still known) and statistics keep their counts. Trace events older than the period are deleted.
-A held message is escalated (trace event + callback) `escalate_before` ahead of its purge, and at
-the latest in the run that purges it. Erasure of one data subject lives in `postbud.erasure`
-(re-exported here).
+is still known) and statistics keep their counts; a letter that never reached an outcome (held,
+waiting to be routed or delivered) becomes `expired`, so it leaves the queue and the waiting counts.
+Trace events older than the period are deleted. Every purge first runs the held letters' schedule
+(`postbud.deadlines`): a held letter gets its final warning before its purge, at the latest in the
+run that purges it, and that warning is queued as a notice whoever runs the purge. Erasure of one
+data subject lives in `postbud.erasure` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, insert, literal, select as sa_select, update
+from sqlalchemy import delete, func, insert, literal, select as sa_select, update
 from sqlmodel import Session, col, select
 
 from core.config import Config, OrganisationConfig
 from postbud.erasure import ErasureReceipt, SubjectError, erase  # re-exported: one place for GDPR tools
 from core.lifecycle import record
 from core.metrics import Metrics
-from core.notify import Notifier
 from core.storage.db import Store
 from core.storage.models import (
     Attachment,
@@ -31,29 +32,20 @@ from core.storage.models import (
     DeliveryStatus,
     Message,
     MessageStatus,
+    Notice,
+    NoticeStatus,
     RoutingDecision,
     TraceEvent,
 )
+from postbud.deadlines import run_schedule
 
 log = logging.getLogger(__name__)
 
 ACTOR = "retention"
 RUN_KIND = "purge_run"  # the summary event of one purge: message_id NULL, counts only
-KEPT_SYSTEM_KINDS = ("erased",)  # erasure receipts are the proof owed to data subjects; never purged
+KEPT_SYSTEM_KINDS = ("erased",)
+UNFINISHED = (MessageStatus.COLLECTED, MessageStatus.ROUTED, MessageStatus.HELD, MessageStatus.DELIVERING)  # erasure receipts are the proof owed to data subjects; never purged
 DEFAULT_RETENTION_DAYS: int = OrganisationConfig.model_fields["retention_days"].default
-
-
-@dataclass(frozen=True)
-class Escalation:
-    """A held message that retention purges at `purge_at`: someone must place it before then."""
-
-    message_id: str
-    organisation: str
-    received_at: datetime
-    purge_at: datetime
-
-
-EscalationHandler = Callable[[Escalation], None]
 
 
 @dataclass
@@ -64,7 +56,7 @@ class PurgeCounts:
     attachment: int = 0
     original: int = 0
     trace_event: int = 0
-    escalated: int = 0
+    escalated: int = 0  # held letters given their final warning in this run (due, in a dry run)
 
     def add(self, other: PurgeCounts) -> None:
         for name, value in asdict(other).items():
@@ -86,6 +78,8 @@ class PurgeReport:
     organisations: tuple[OrganisationPurge, ...]
     system_trace_events: int = 0
     totals: PurgeCounts = field(default_factory=PurgeCounts)
+    told: dict[str, int] = field(default_factory=dict)  # held letters told per schedule stage
+    notices: int = 0  # sent or failed notices older than the longest retention, deleted
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -93,6 +87,8 @@ class PurgeReport:
             "dry_run": self.dry_run,
             "totals": asdict(self.totals),
             "system_trace_events": self.system_trace_events,
+            "told": dict(self.told),
+            "notices": self.notices,
             "organisations": [
                 {
                     "organisation": o.organisation,
@@ -103,27 +99,6 @@ class PurgeReport:
                 for o in self.organisations
             ],
         }
-
-
-def _log_escalation(escalation: Escalation) -> None:
-    log.warning(
-        "held message %s (organisation %s) is purged by retention at %s unless placed before",
-        escalation.message_id, escalation.organisation, escalation.purge_at.isoformat(),
-    )
-
-
-def escalate_to(notifier: Notifier) -> EscalationHandler:
-    """Escalations as notifications to the organisation's administrators (ids and dates only)."""
-
-    def handler(escalation: Escalation) -> None:
-        notifier.notify(
-            escalation.organisation,
-            "held message will be purged by retention",
-            f"message {escalation.message_id} has waited since {escalation.received_at:%Y-%m-%d}; place it "
-            f"before {escalation.purge_at:%Y-%m-%d %H:%M} UTC or its content is purged",
-        )
-
-    return handler
 
 
 def retention_plan(store: Store, config: Config) -> list[tuple[str, int]]:
@@ -143,20 +118,21 @@ def purge(
     *,
     dry_run: bool = False,
     batch_size: int = 1000,
-    escalate_before: timedelta = timedelta(days=7),
-    escalate: EscalationHandler = _log_escalation,
     metrics: Metrics | None = None,
 ) -> PurgeReport:
-    """Purge everything older than each organisation's retention at `now`; one transaction per batch."""
+    """Purge everything older than each organisation's retention at `now`; one transaction per batch.
+
+    The held letters' schedule runs first, so no held letter is purged without its final warning."""
     if now.tzinfo is None:
         raise ValueError("purge needs an aware UTC time")
+    told = run_schedule(store, config, now, dry_run=dry_run, metrics=metrics)
     results = []
     totals = PurgeCounts()
     plan = retention_plan(store, config)
     for cvr, days in plan:
         cutoff = now - timedelta(days=days)
         counts = PurgeCounts()
-        counts.escalated = _escalate(store, cvr, cutoff, cutoff + escalate_before, now, dry_run, escalate)
+        counts.escalated = told.get(cvr, {}).get("final_warning", 0)
         if dry_run:
             _count_due(store, cvr, cutoff, counts)
         else:
@@ -167,12 +143,21 @@ def purge(
     # Events without a message (run summaries, notifications) hold no personal data: longest period.
     longest = max([d for _, d in plan], default=DEFAULT_RETENTION_DAYS)
     system_cutoff = now - timedelta(days=longest)
+    old_notices = select(Notice.id).where(col(Notice.created_at) < system_cutoff,
+                                          col(Notice.status) != NoticeStatus.PENDING)
     if dry_run:
         with store.read() as session:
             system = session.exec(select(func.count()).select_from(_system_events(system_cutoff).subquery())).one()
+            notices = session.exec(select(func.count()).select_from(old_notices.subquery())).one()
     else:
         system = _delete_events(store, _system_events(system_cutoff), batch_size, metrics)
-    report = PurgeReport(now, dry_run, tuple(results), int(system), totals)
+        with store.transaction() as session:
+            notices = session.exec(delete(Notice).where(col(Notice.id).in_(old_notices))).rowcount or 0
+    by_kind: dict[str, int] = {}
+    for per_org in told.values():
+        for kind, n in per_org.items():
+            by_kind[kind] = by_kind.get(kind, 0) + n
+    report = PurgeReport(now, dry_run, tuple(results), int(system), totals, by_kind, int(notices))
     if not dry_run:
         with store.transaction() as session:
             event = record(session, None, RUN_KIND, actor=ACTOR,
@@ -200,52 +185,22 @@ def run_housekeeping(
     now: datetime,
     *,
     every: timedelta = timedelta(days=1),
-    escalate: EscalationHandler = _log_escalation,
 ) -> PurgeReport | None:
-    """The daemon's housekeeping job: purge when the last run is `every` old (checked in the database,
-    so restarts and several instances still purge once a day); always refresh the last-run gauge."""
+    """The daemon's housekeeping job: the held letters' schedule at every run, and the purge when the
+    last one is `every` old (checked in the database, so restarts and several instances still purge
+    once a day); always refresh the last-run gauge."""
     previous = last_run(store)
     if previous is not None:
         metrics.purge_last_run.set(previous.timestamp())
         if now - previous < every:
+            run_schedule(store, config, now, metrics=metrics)
             return None
-    report = purge(store, config, now, metrics=metrics, escalate=escalate)
+    report = purge(store, config, now, metrics=metrics)
     if store.is_sqlite:
         # Refresh the planner's statistics after a large delete, so search keeps its covering indexes.
         with store.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA optimize")
     return report
-
-
-# -- escalation -------------------------------------------------------------------------------
-
-
-def _escalate(
-    store: Store, cvr: str, cutoff: datetime, warn_cutoff: datetime, now: datetime, dry_run: bool,
-    handler: EscalationHandler,
-) -> int:
-    already = exists().where(col(TraceEvent.message_id) == col(Message.id), col(TraceEvent.kind) == "escalated")
-    query = select(Message.id, Message.received_at).where(
-        Message.organisation_cvr == cvr,
-        Message.status == MessageStatus.HELD,
-        col(Message.purged_at).is_(None),
-        col(Message.received_at) < warn_cutoff,
-        ~already,
-    )
-    with store.read() as session:
-        due = session.exec(query).all()
-    if dry_run or not due:
-        return len(due)
-    with store.transaction() as session:
-        for message_id, received_at in due:
-            purge_at = max(received_at + (now - cutoff), now)
-            event = record(session, message_id, "escalated", actor=ACTOR,
-                           reason="held message is purged by retention unless placed first",
-                           detail={"purge_at": purge_at.isoformat()})
-            event.at = now
-    for message_id, received_at in due:
-        handler(Escalation(message_id, cvr, received_at, max(received_at + (now - cutoff), now)))
-    return len(due)
 
 
 # -- purging ----------------------------------------------------------------------------------
@@ -296,6 +251,11 @@ def _purge_messages(
 def _tombstone(session: Session, ids: Sequence[str], now: datetime, cutoff: datetime) -> tuple[int, int]:
     """Strip the personal data of `ids` in the caller's transaction; returns attachments and events deleted."""
     sync = {"synchronize_session": False}
+    # A letter that never reached an outcome is gone now: out of the queue and the waiting counts.
+    session.exec(
+        update(Message).where(col(Message.id).in_(ids), col(Message.status).in_(UNFINISHED))
+        .values(status=MessageStatus.EXPIRED).execution_options(**sync)
+    )
     attachments = session.exec(delete(Attachment).where(col(Attachment.message_id).in_(ids)))
     events = session.exec(
         delete(TraceEvent).where(col(TraceEvent.message_id).in_(ids), col(TraceEvent.at) < cutoff)
@@ -368,5 +328,4 @@ def _delete_events(store: Store, query, batch_size: int, metrics: Metrics | None
             metrics.purged.labels("trace_event").inc(len(ids))
 
 
-__all__ = ["ErasureReceipt", "Escalation", "PurgeReport", "SubjectError", "erase", "escalate_to", "purge",
-           "run_housekeeping"]
+__all__ = ["ErasureReceipt", "PurgeReport", "SubjectError", "erase", "purge", "run_housekeeping"]

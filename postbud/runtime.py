@@ -19,7 +19,7 @@ from connectors.base import ConnectorContext
 from connectors.registry import build, is_secret_ref
 from core.config import Config, MailboxConfig, SecretRef
 from core.metrics import DatabaseGauges, Metrics, OpsGauges
-from core.notify import TraceNotifier
+from core.notify import People, TraceNotifier
 from core.storage import migrate
 from core.storage.db import Store, make_engine
 from core.storage.models import Mailbox, MailboxStatus
@@ -103,7 +103,8 @@ class Runtime:
         metrics = metrics or Metrics()
         metrics.add_collector(DatabaseGauges(lambda: metrics_reading(store)))
         metrics.add_collector(OpsGauges(lambda: ops_reading(store)))
-        notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations})
+        notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations},
+                                 {o.cvr: o.processors for o in config.organisations})
         dispatcher = Dispatcher(store, metrics, config.collector, notifier,
                                 owner=config.service.instance, jitter=config.schedule.jitter_seconds)
         runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher, notifier)
@@ -242,6 +243,8 @@ class Runtime:
         """Take a reloaded configuration: new mailboxes start polling, removed ones stop."""
         old = dict(self.dispatcher.mailboxes)
         self.config = config
+        self.notifier.people = People({o.cvr: o.administrators for o in config.organisations},
+                                      {o.cvr: o.processors for o in config.organisations})
         self.configure_routing()
         self.connect_mailboxes()
         for mailbox_id, mb in old.items():

@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from core import codec
 from postbud import trace
-from core.lifecycle import ALLOWED, record, transition
+from core.lifecycle import ALLOWED, gone_reason, record, transition
 from core.storage.db import Store
 from core.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, new_id, utcnow
 
@@ -67,8 +67,8 @@ def download(store: Store, message_id: str, folder: Path, *, actor: str) -> Down
             select(Attachment).where(Attachment.message_id == message.id)
             .order_by(col(Attachment.document_index), col(Attachment.file_index))
         ))
-    if message.purged_at is not None:
-        raise TraceActionError(f"message {message.id} was purged by retention; nothing is left to download")
+    if (gone := gone_reason(message)) is not None:
+        raise TraceActionError(gone)
     files: list[tuple[str, bytes]] = []
     for a in attachments:
         content = store.vault.decrypt(a.content, codec.attachment_aad(a.id))
@@ -101,6 +101,8 @@ def resend(store: Store, message_id: str, *, actor: str, to: str | None = None, 
     with store.transaction() as session:
         message = find_message(session, message_id)
         status = MessageStatus(message.status)
+        if (gone := gone_reason(message)) is not None:
+            raise TraceActionError(gone)
         if message.content is None:
             raise TraceActionError(f"message {message.id} has no content left to send (purged or quarantined)")
         if MessageStatus.DELIVERING not in ALLOWED[status]:

@@ -9,6 +9,7 @@ from typing import Any
 from rapidfuzz import fuzz, process, utils
 from sqlmodel import col, select
 
+from core.lifecycle import gone_reason
 from core.storage.db import Store
 from core.storage.models import Message, MessageStatus, RoutingDecision
 from router.decision import Action, Decision
@@ -106,6 +107,8 @@ def assign(store: Store, message_id: str, recipients: list[str], *, actor: str) 
         message = session.get(Message, message_id, with_for_update=True)
         if message is None:
             raise NotHeld(f"no message {message_id}")
+        if (gone := gone_reason(message)) is not None:
+            raise NotHeld(gone)
         if message.status != MessageStatus.HELD:
             raise NotHeld(f"message {message_id} is {message.status}, not held")
         decision = Decision(

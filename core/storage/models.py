@@ -50,6 +50,13 @@ class MessageStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     QUARANTINED = "quarantined"
+    # Gone: retention purged a letter that never reached an outcome, or a data subject had it erased.
+    # Both are tombstones that no command acts on (migration 0004).
+    EXPIRED = "expired"
+    ERASED = "erased"
+
+
+GONE_STATUSES = frozenset({MessageStatus.EXPIRED, MessageStatus.ERASED})
 
 
 class MailboxStatus(StrEnum):
@@ -257,3 +264,37 @@ class RecipientApproval(SQLModel, table=True):
     key_checked_at: datetime | None = _ts(nullable=True)
     key_expires_at: datetime | None = _ts(nullable=True)
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class NoticeStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Notice(SQLModel, table=True):
+    """The notices outbox: one row per notice to people (administrators, processors), sent by e-mail.
+
+    The row is the intent, written in the transaction that decided to notify; `key` makes deciding
+    twice harmless, and a row marked sent is never sent again (migration 0004). The text carries
+    counts, ages, letter ids and (if the organisation allows) senders' names, never letter content.
+    """
+
+    __tablename__ = "notice"
+    __table_args__ = (Index("ix_notice_status_next", "status", "next_attempt_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    key: str = Field(max_length=255, unique=True)
+    organisation_cvr: str = Field(max_length=8)
+    kind: str = Field(max_length=32)
+    recipients: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str
+    text: str
+    status: str = Field(default=NoticeStatus.PENDING)
+    attempts: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    sent_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = _ts(nullable=True)

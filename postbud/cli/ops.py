@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.table import Table
 
+from core.config import Config
+from core.storage.db import Store
 from postbud.cli.common import ConfigOpt, JsonOpt, config_of, err, out, print_json
 
 if TYPE_CHECKING:
@@ -31,13 +33,16 @@ def purge_command(
     from postbud.runtime import open_store
 
     cfg = config_of(ctx, config)
-    report = purge(open_store(cfg), cfg, datetime.now(timezone.utc), dry_run=dry_run)
+    store = open_store(cfg)
+    report = purge(store, cfg, datetime.now(timezone.utc), dry_run=dry_run)
+    notices = None if dry_run else _send_notices(store, cfg)
     if as_json:
-        print_json(report.to_json())
+        print_json({**report.to_json(), **({"notices_sent": notices[0], "notices_pending": notices[1]}
+                                           if notices else {})})
         return
     verb = "would purge" if dry_run else "purged"
     table = Table("organisation", "retention", "before", "messages", "attachments", "originals",
-                  "trace events", "escalated")
+                  "trace events", "final warnings")
     for o in report.organisations:
         c = o.counts
         table.add_row(o.organisation, f"{o.retention_days} d", o.cutoff.isoformat()[:19], str(c.content),
@@ -46,6 +51,21 @@ def purge_command(
     t = report.totals
     out.print(f"{verb}: {t.content} messages, {t.attachment} attachments, {t.original} originals, "
               f"{t.trace_event + report.system_trace_events} trace events", highlight=False)
+    told = ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(report.told.items()))
+    if told:
+        out.print(f"held letters {'due' if dry_run else 'told'}: {told}", highlight=False)
+    if notices is not None and (notices[0] or notices[1]):
+        out.print(f"notices: {notices[0]} sent, {notices[1]} left for the daemon to send", highlight=False)
+
+
+def _send_notices(store: Store, cfg: Config) -> tuple[int, int]:
+    """Send what the run queued now (the daemon sends whatever cannot go now, e.g. relay down)."""
+    import asyncio
+
+    from delivery.notices import pending_notices, send_notices
+
+    run = asyncio.run(send_notices(store, cfg, owner=f"{cfg.service.instance}-purge"))
+    return run.sent, pending_notices(store)
 
 
 @ops_app.command("erase")
@@ -79,6 +99,9 @@ def erase_command(
     out.print(f"  subject type   {receipt.subject_type.upper()}", highlight=False)
     for name in ("messages", "attachments", "deliveries", "decisions", "trace_events", "unreadable"):
         out.print(f"  {name:<14} {getattr(receipt, name)}", highlight=False)
+    out.print(f"  at provider    {receipt.provider_acknowledged} already acknowledged there; "
+              f"{receipt.provider_acknowledged_at_next_poll} still held there, acknowledged at the next poll "
+              "(never collected again)", highlight=False)
     for digest in receipt.message_id_hashes:
         out.print(f"  sha256(id)     {digest}", highlight=False)
 

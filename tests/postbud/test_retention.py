@@ -14,10 +14,9 @@ from core.config import Config
 from core.domain import Attention, Party
 from postbud.erasure import SubjectError, erase
 from core.metrics import Metrics
-from core.notify import TraceNotifier
-from postbud.retention import Escalation, escalate_to, purge, run_housekeeping
+from postbud.retention import purge, run_housekeeping
 from core.storage.db import Store
-from core.storage.models import Attachment, Delivery, Message, RoutingDecision, TraceEvent
+from core.storage.models import Attachment, Delivery, Message, Notice, RoutingDecision, TraceEvent
 from tests.conftest import MakeConfig
 from tests.postbud.ops_testkit import NOW, ORG_A, ORG_B, Out, Spec, add, days_ago, store_for
 
@@ -115,44 +114,59 @@ def test_dry_run_reports_the_same_counts_and_changes_nothing(setup: tuple[Config
     assert (real.totals.content, real.totals.attachment, real.totals.trace_event) == (1, 1, 3)
 
 
-def test_held_message_is_escalated_before_it_is_purged(setup: tuple[Config, Store]) -> None:
-    config, store = setup
-    escalations: list[tuple[Escalation, bool]] = []
+def notices(store: Store) -> list[Notice]:
+    with store.read() as session:
+        return list(session.exec(select(Notice).order_by(col(Notice.created_at))))
 
-    def escalate(e: Escalation) -> None:
-        escalations.append((e, message(store, e.message_id).content is not None))
 
-    # GIVEN a held message 25 days into A's 30-day retention
+def test_held_letter_gets_its_final_warning_before_it_is_purged(make_config: MakeConfig) -> None:
+    config = make_config(extra_org='administrators = ["admin@a.dk"]\nretention_days = 30')
+    store = store_for(config)
+    metrics = Metrics()
+    # GIVEN a held letter 25 days into A's 30-day retention, escalated long ago at its deadline (the
+    # old code's 24-hour escalation also recorded `escalated`, and the retention warning skipped it)
     held = add(store, Spec(days_ago(25), status="held", decided_by="rule", action="hold"))
+    with store.transaction() as session:
+        session.add(TraceEvent(message_id=held, at=days_ago(24), kind="escalated", actor="postbud"))
 
-    # WHEN purging now: escalated (a week ahead), not purged
-    purge(store, config, NOW, escalate=escalate)
-    assert [e.message_id for e, _ in escalations] == [held]
-    assert escalations[0][0].purge_at == days_ago(25) + timedelta(days=30)
+    # WHEN purging now: final warning (a week ahead of the purge), not purged
+    report = purge(store, config, NOW, metrics=metrics)
+    assert report.totals.escalated == 1 and report.told == {"final_warning": 1}
     assert message(store, held).purged_at is None
-    purge(store, config, NOW + timedelta(days=1), escalate=escalate)
-    assert len(escalations) == 1  # once only
+    (warning,) = notices(store)
+    assert warning.kind == "final_warning" and warning.recipients == ["admin@a.dk"]
+    assert held in warning.text and (days_ago(25) + timedelta(days=30)).strftime("%Y-%m-%d") in warning.text
+    assert sample(metrics, "postbud_retention_escalations_total") == 1
+    purge(store, config, NOW + timedelta(days=1))
+    assert len(notices(store)) == 1  # once only
 
-    # THEN six days later it is purged, its escalation still in its trace
-    report = purge(store, config, NOW + timedelta(days=6), escalate=escalate)
-    assert report.totals.content == 1 and len(escalations) == 1
-    assert [e.kind for e in rows(store, TraceEvent, held)] == ["escalated", "purged"]
+    # THEN six days later it is purged and expired, its warning still in its trace
+    report = purge(store, config, NOW + timedelta(days=6))
+    assert report.totals.content == 1 and len(notices(store)) == 1
+    assert [e.kind for e in rows(store, TraceEvent, held)] == ["escalated", "purge_warned", "purged"]
+    assert message(store, held).status == "expired"
 
-    # AND a held message already past retention is escalated (content still there) in the run that purges it
+    # AND a held letter already past retention gets its warning in the run that purges it
     late = add(store, Spec(days_ago(45), status="held"))
-    purge(store, config, NOW, escalate=escalate)
-    assert escalations[-1][0].message_id == late and escalations[-1][1] is True
-    assert message(store, late).purged_at == NOW
+    purge(store, config, NOW)
+    assert [n.kind for n in notices(store)] == ["final_warning", "final_warning"]
+    assert late in notices(store)[-1].text
+    assert [e.kind for e in rows(store, TraceEvent, late)][-2:] == ["purge_warned", "purged"]
 
 
-def test_escalations_reach_the_administrators(setup: tuple[Config, Store]) -> None:
-    config, store = setup
-    held = add(store, Spec(days_ago(26), status="held", title="Fortrolig sag"))
-    purge(store, config, NOW, escalate=escalate_to(TraceNotifier(store, {ORG_A: ("admin@a.dk",)})))
+def test_notices_name_letters_not_their_content(make_config: MakeConfig) -> None:
+    config = make_config(extra_org='administrators = ["admin@a.dk"]\nretention_days = 30')
+    store = store_for(config)
+    held = add(store, Spec(days_ago(26), status="held", title="Fortrolig sag", text="Hemmeligt indhold"))
+    purge(store, config, NOW)
+    (notice,) = notices(store)
     with store.read() as session:
         (note,) = session.exec(select(TraceEvent).where(TraceEvent.kind == "notification")).all()
     assert note.detail["organisation"] == ORG_A and note.detail["to"] == ["admin@a.dk"]
-    assert held in note.detail["text"] and "Fortrolig" not in note.detail["text"]
+    assert note.detail["notice"] == notice.id
+    assert held in notice.text and "26.0 days" in notice.text
+    assert "Fortrolig" not in notice.text + notice.subject and "Hemmeligt" not in notice.text
+    assert "Skattestyrelsen" not in notice.text  # senders only when the organisation allows it
 
 
 def test_housekeeping_purges_once_a_day(setup: tuple[Config, Store]) -> None:
@@ -193,11 +207,18 @@ def test_erase_by_cpr_removes_every_message_about_the_person(setup: tuple[Config
     assert receipt.trace_events == 5 + 1 + 1  # collected ×5, routed, delivered
     assert receipt.message_id_hashes == tuple(sorted(hashlib.sha256(i.encode()).hexdigest() for i in about))
     with store.read() as session:
-        left = set(session.exec(select(Message.id)))
+        left = set(session.exec(select(Message.id).where(Message.status != "erased")))
+        tombstones = list(session.exec(select(Message).where(Message.status == "erased")))
         for table in (Attachment, Delivery, RoutingDecision, TraceEvent):
             assert not list(session.exec(select(table).where(col(table.message_id).in_(about))))  # type: ignore[attr-defined]
         (stored,) = session.exec(select(TraceEvent).where(TraceEvent.kind == "erased")).all()
     assert left == set(others)
+    # the tombstones keep the provider's identity only, so the letters are never collected again
+    assert {t.id for t in tombstones} == set(about)
+    for t in tombstones:
+        assert t.provider_message_id and t.mailbox_id and t.purged_at == NOW
+        assert (t.content, t.raw, t.title, t.sender_id, t.sender_name, t.recipient_id) == (None, None, "", None, None, None)
+    assert (receipt.provider_acknowledged, receipt.provider_acknowledged_at_next_poll) == (0, 5)
     assert stored.message_id is None and stored.detail["receipt_id"] == receipt.receipt_id
     assert CPR not in json.dumps(stored.detail) and "010190" not in json.dumps(stored.detail)
     assert sample(metrics, "postbud_erased_messages_total") == 5
@@ -214,7 +235,7 @@ def test_erase_by_cvr_and_subject_validation(setup: tuple[Config, Store]) -> Non
 
     assert receipt.messages == 2 and receipt.unreadable == 0
     with store.read() as session:
-        assert set(session.exec(select(Message.id))) == {miss}
+        assert set(session.exec(select(Message.id).where(Message.status != "erased"))) == {miss}
 
     # a message whose content cannot be decrypted is reported, and does not stop the erasure
     broken = add(store, Spec(days_ago(1), content_data={"cvr": company}))
