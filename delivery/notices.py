@@ -25,7 +25,7 @@ from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import Notice, NoticeStatus, utcnow
 from delivery.channels import smtp_settings
-from delivery.errors import DeliveryError, PermanentDeliveryError
+from delivery.errors import Action, DeliveryError
 from delivery.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
@@ -123,13 +123,18 @@ async def send_notices(
     own = sender is None
     smtp = sender or SmtpSender(smtp_settings(config.delivery))
     counts = {"sent": 0, "retry": 0, "failed": 0}
+    paused: DeliveryError | None = None  # the relay itself failed (TLS, credentials): the rest wait too
     try:
         for notice in notices:
             try:
+                if paused is not None:
+                    raise paused
                 reply = await smtp.send(compose(notice, config), sender=config.delivery.from_address,
                                         recipients=notice.recipients)
             except DeliveryError as exc:  # TLS missing, refused, unreachable: nothing was accepted
-                final = isinstance(exc, PermanentDeliveryError) or notice.attempts >= config.notices.max_attempts
+                if exc.action is Action.PAUSE_CHANNEL:
+                    paused = exc
+                final = exc.action is Action.DEAD_LETTER or notice.attempts >= config.notices.max_attempts
                 outcome = "failed" if final else "retry"
                 log.warning("notice %s not sent (%s, attempt %d): %s", notice.id, outcome, notice.attempts, exc)
                 await asyncio.to_thread(_settle, store, notice, owner, outcome=outcome, reply=str(exc),
