@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime
 
 from sqlalchemy import and_, func, or_, update
@@ -79,7 +80,8 @@ def compose(notice: Notice, config: Config) -> bytes:
     mail["X-Postbud-Notice"] = notice.kind
     link = f"{config.console_url}/queue?org={notice.organisation_cvr}"
     mail.set_content(f"{notice.text}\n\nOpen the postbud console: {link}\n")
-    return mail.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    # Long subjects stay on one line (998 is SMTP's limit); folding them confuses some readers.
+    return mail.as_bytes(policy=SMTP.clone(max_line_length=998))
 
 
 def _settle(store: Store, notice: Notice, owner: str, *, outcome: str, reply: str, now: dt.datetime,

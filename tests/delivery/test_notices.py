@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import email.policy
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.message import Message as EmailMessage
@@ -41,7 +42,7 @@ def notice_config(make_config: MakeConfig, port: int, ca_file: Path) -> Config:
 
 
 def received(folder: Path) -> list[EmailMessage]:
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(folder.glob("*.eml"))]
+    return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in sorted(folder.glob("*.eml"))]
 
 
 def events(store: Store, kind: str) -> list[TraceEvent]:

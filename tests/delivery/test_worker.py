@@ -85,6 +85,7 @@ async def test_routed_message_is_delivered_encrypted_and_decrypts_to_the_origina
     assert "queued as test" in (sent.reason or "")
     assert sent.detail["message_id"] == message_id_of(raw) == inner["Message-ID"]
     assert rt.metrics.deliveries.labels("email", "delivered")._value.get() == 1
+    assert rt.metrics.registry.get_sample_value("postbud_delivery_attempt_seconds_count", {"channel": "email"}) == 1
     # AND nothing is left to do
     assert await deliver(rt) == 0
 

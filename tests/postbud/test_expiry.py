@@ -105,7 +105,7 @@ def test_migration_expires_letters_purged_before_it(tmp_path: Path) -> None:
     migrate.upgrade(engine)
     # THEN the purged one is expired, the live one still held
     with engine.connect() as connection:
-        rows = dict(connection.exec_driver_sql("SELECT id, status FROM message").all())
+        rows: dict[str, str] = dict(connection.exec_driver_sql("SELECT id, status FROM message").all())
     assert rows == {"a" * 32: "expired", "b" * 32: "held"}
     assert migrate.current_revision(engine) == migrate.head_revision()
     engine.dispose()
