@@ -51,7 +51,7 @@ class MessageStatus(StrEnum):
     FAILED = "failed"
     QUARANTINED = "quarantined"
     # Gone: retention purged a letter that never reached an outcome, or a data subject had it erased.
-    # Both are tombstones that no command acts on (migration 0004).
+    # Both are tombstones that no command acts on (migration 0005).
     EXPIRED = "expired"
     ERASED = "erased"
 
@@ -276,7 +276,7 @@ class Notice(SQLModel, table=True):
     """The notices outbox: one row per notice to people (administrators, processors), sent by e-mail.
 
     The row is the intent, written in the transaction that decided to notify; `key` makes deciding
-    twice harmless, and a row marked sent is never sent again (migration 0004). The text carries
+    twice harmless, and a row marked sent is never sent again (migration 0005). The text carries
     counts, ages, letter ids and (if the organisation allows) senders' names, never letter content.
     """
 

@@ -89,9 +89,9 @@ def test_an_erased_letter_is_gone_for_every_command(setup: tuple[Config, Store])
 
 
 def test_migration_expires_letters_purged_before_it(tmp_path: Path) -> None:
-    # GIVEN a database at 0003 holding a purged held letter (the old behaviour) and a live one
+    # GIVEN a database at 0004 holding a purged held letter (the old behaviour) and a live one
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    migrate.upgrade(engine, "0003")
+    migrate.upgrade(engine, "0004")
     with engine.begin() as connection:
         connection.exec_driver_sql("INSERT INTO organisation (id, cvr, name) VALUES (1, '12345678', 'A')")
         connection.exec_driver_sql("INSERT INTO mailbox (id, organisation_id, name, provider, status, "

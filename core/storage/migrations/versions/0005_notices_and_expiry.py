@@ -1,7 +1,7 @@
 """notices outbox; purged letters that never reached an outcome become `expired`
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07 09:50:00
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import core.storage.models
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
