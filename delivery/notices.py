@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import ColumnElement, and_, func, or_, update
 from sqlmodel import col, select
 
 from core.config import Config
@@ -42,7 +42,7 @@ class NoticeRun:
     failed: int = 0
 
 
-def _due(now: dt.datetime):  # type: ignore[no-untyped-def]
+def _due(now: dt.datetime) -> ColumnElement[bool]:
     # pending and due, and not leased by a live sender (a dead one's lease runs out)
     return and_(col(Notice.status) == N.PENDING, col(Notice.next_attempt_at) <= now,
                 or_(col(Notice.lease_expires_at).is_(None), col(Notice.lease_expires_at) < now))
