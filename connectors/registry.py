@@ -12,11 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, get_args
+from typing import get_args
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from connectors.base import Connector, ConnectorContext, ConnectorFactory, ConnectorSettings
+from core.config import MailboxConfig
+from core.settings import SecretRef, TomlValue, is_secret_ref
 
 ENTRY_POINT_GROUP = "postbud.connectors"
 
@@ -83,11 +86,7 @@ def _discover(extra: tuple[tuple[str, str], ...]) -> dict[str, RegisteredConnect
     return found
 
 
-def is_secret_ref(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and set(value) <= {"env", "file"}
-
-
-def validate_mailbox(mailbox: Any, base_dir: Path) -> list[tuple[tuple[str | int, ...], str]]:
+def validate_mailbox(mailbox: MailboxConfig, base_dir: Path) -> list[tuple[tuple[str | int, ...], str]]:
     """Problems with a mailbox's connector settings, as (key path inside the mailbox, message)."""
     connectors = discover()
     registered = connectors.get(mailbox.type)
@@ -97,7 +96,7 @@ def validate_mailbox(mailbox: Any, base_dir: Path) -> list[tuple[tuple[str | int
     settings = mailbox.connector_settings
     secrets = {k for k, v in settings.items() if is_secret_ref(v)}
     # A secret is only revealed when the mailbox starts; until then its value cannot be judged.
-    raw = {k: ("secret" if k in secrets else v) for k, v in settings.items()}
+    raw: dict[str, TomlValue] = {k: ("secret" if k in secrets else v) for k, v in settings.items()}
     try:
         registered.factory.Settings.model_validate(_anchor_paths(raw, registered.factory.Settings, base_dir))
     except ValidationError as exc:
@@ -109,7 +108,7 @@ def validate_mailbox(mailbox: Any, base_dir: Path) -> list[tuple[tuple[str | int
     return []
 
 
-def _message(error: Any) -> str:
+def _message(error: ErrorDetails) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown key"
     if error["type"] == "missing":  # worded as the config's own missing keys are
@@ -118,12 +117,10 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def build(mailbox: Any, context: ConnectorContext) -> Connector:
+def build(mailbox: MailboxConfig, context: ConnectorContext) -> Connector:
     """Construct the mailbox's connector: secrets revealed, relative paths made the config's."""
-    from core.config import SecretRef
-
     registered = discover()[mailbox.type]
-    raw = {}
+    raw: dict[str, TomlValue] = {}
     for key, value in mailbox.connector_settings.items():
         if is_secret_ref(value):
             ref = SecretRef.model_validate(value, context={"base_dir": context.base_dir})
@@ -135,7 +132,9 @@ def build(mailbox: Any, context: ConnectorContext) -> Connector:
     return registered.factory(settings, context)
 
 
-def _anchor_paths(raw: dict[str, Any], model: type[ConnectorSettings], base_dir: Path) -> dict[str, Any]:
+def _anchor_paths(
+    raw: dict[str, TomlValue], model: type[ConnectorSettings], base_dir: Path
+) -> dict[str, TomlValue]:
     """Relative paths in a connector's settings are the config file's, like every other path."""
     out = dict(raw)
     for name, field in model.model_fields.items():

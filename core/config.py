@@ -10,22 +10,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from core.settings import Cvr, Frozen, RelPath, SecretRef, TomlValue, section
 from core.tomlpos import KeyLocator, KeyPath, format_path
 
 ENV_CONFIG = "POSTBUD_CONFIG"
@@ -51,64 +43,6 @@ class ConfigError(Exception):
     def __init__(self, problems: list[ConfigProblem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    value = value.expanduser()
-    return value if value.is_absolute() or base is None else Path(base) / value
-
-
-RelPath = Annotated[Path, AfterValidator(_resolve_path)]
-
-
-class Frozen(BaseModel):
-    # validate_default: default paths must resolve against the config's folder too, not the CWD.
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
-
-
-def section() -> Any:
-    """A config section that may be left out: validated from {} so its defaults see the context."""
-    return Field(default_factory=dict)
-
-
-class SecretRef(Frozen):
-    """A secret kept outside the config file: in an environment variable or a file."""
-
-    env: str | None = None
-    file: RelPath | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> SecretRef:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret is either { env = \"NAME\" } or { file = \"path\" }")
-        return self
-
-    def reveal(self) -> str:
-        if self.env is not None:
-            value = os.environ.get(self.env)
-            if value is None:
-                raise LookupError(f"environment variable {self.env} is not set")
-            return value
-        assert self.file is not None
-        try:
-            return self.file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise LookupError(f"secret file {self.file} cannot be read: {exc.strerror}") from None
-
-    def __repr__(self) -> str:
-        return f"SecretRef(env={self.env!r})" if self.env else f"SecretRef(file={str(self.file)!r})"
-
-
-def _cvr(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = f"{value:08d}"
-    if isinstance(value, str) and not re.fullmatch(r"\d{8}", value):
-        raise ValueError(f"a CVR number is 8 digits, not {value!r}")
-    return value
-
-
-Cvr = Annotated[str, BeforeValidator(_cvr)]
 
 
 class ServiceSettings(Frozen):
@@ -278,7 +212,8 @@ class MailboxConfig(BaseModel):
     acknowledge: Literal["after_delivery", "after_commit"] | None = None
 
     @property
-    def connector_settings(self) -> dict[str, Any]:
+    def connector_settings(self) -> dict[str, TomlValue]:
+        """Every key besides the ones above: the connector's own settings, as TOML gave them."""
         return dict(self.model_extra or {})
 
 
@@ -391,8 +326,13 @@ def default_config_path(explicit: Path | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
-def load_config(path: Path, *, check_connectors: bool = True) -> Config:
-    """Read and validate `path`; raises ConfigError listing every problem."""
+# A check of one mailbox, run once the mailbox itself parses (the application checks its connector
+# settings: the ground knows no connector). It yields (key path inside the mailbox, message).
+MailboxCheck = Callable[["MailboxConfig", Path], Iterable[tuple[KeyPath, str]]]
+
+
+def load_config(path: Path, *, mailbox_checks: Iterable[MailboxCheck] = ()) -> Config:
+    """Read and validate `path`, then run `mailbox_checks`; raises ConfigError listing every problem."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -405,11 +345,11 @@ def load_config(path: Path, *, check_connectors: bool = True) -> Config:
         match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         line = int(match.group(1)) if match else None
         raise ConfigError([ConfigProblem(path, line, "", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, path=path, text=text, check_connectors=check_connectors)
+    return parse_config(data, path=path, text=text, mailbox_checks=mailbox_checks)
 
 
 def parse_config(
-    data: dict[str, Any], *, path: Path, text: str = "", check_connectors: bool = True
+    data: dict[str, Any], *, path: Path, text: str = "", mailbox_checks: Iterable[MailboxCheck] = ()
 ) -> Config:
     locator = KeyLocator(text)
     base_dir = path.resolve().parent
@@ -421,17 +361,17 @@ def parse_config(
         )
     except ValidationError as exc:
         problems.extend(_problems(exc, path, locator))
-    if check_connectors:
-        from connectors.registry import validate_mailbox
-
+    checks = tuple(mailbox_checks)
+    if checks:
         # From the raw data when the whole failed: an unknown key elsewhere must not hide the
         # mailboxes' own problems until it is fixed.
         mailboxes = _mailboxes(config) if config is not None else _raw_mailboxes(data)
         for (i, j), mailbox in mailboxes:
             prefix: KeyPath = ("organisations", i, "mailboxes", j)
-            for sub, message in validate_mailbox(mailbox, base_dir):
-                full = prefix + sub
-                problems.append(ConfigProblem(path, locator.line(full), format_path(full), message))
+            for check in checks:
+                for sub, message in check(mailbox, base_dir):
+                    full = prefix + sub
+                    problems.append(ConfigProblem(path, locator.line(full), format_path(full), message))
     if problems:
         raise ConfigError(problems)
     assert config is not None

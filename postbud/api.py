@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from core.config import SecretRef
+from core.settings import SecretRef
 from core.metrics import Metrics
 from core.storage.db import Store
 from postbud.trace import SearchFilter, search, show

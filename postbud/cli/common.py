@@ -13,7 +13,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from core.config import Config, ConfigError, default_config_path, load_config
+from core.config import Config, ConfigError, default_config_path
+from postbud.configuration import load_config
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

@@ -10,7 +10,7 @@ import pytest
 from starlette.applications import Starlette
 
 from postbud.api import TokenError, TokenTable, api_mount
-from core.config import SecretRef
+from core.settings import SecretRef
 from core.metrics import Metrics
 from tests.conftest import MakeConfig
 from tests.postbud.ops_testkit import ORG_A, ORG_B, Out, Spec, add, days_ago, store_for
