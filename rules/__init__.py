@@ -7,21 +7,19 @@ The grammar is documented in rules/README.md. Typical use by the router:
     decision = apply_fallback(evaluation, organisation_fallback_recipient)
 """
 
-from rules.base import ListsOrganisations, RecipientDirectory
 from rules.decisions import apply_fallback, compact_explanation, diff_decisions
 from rules.engine import RuleSet
 from rules.facts import MessageFacts
 from rules.loader import check, load
 from rules.model import Evaluation, RuleErrors, RuleIssue
-from rules.suite import CaseResult, SuiteResult, run_test_suite
+from rules.suite import CaseResult, MessageReader, SuiteResult, run_test_suite
 from rules.watch import RuleWatcher
 
 __all__ = [
     "CaseResult",
     "Evaluation",
-    "ListsOrganisations",
     "MessageFacts",
-    "RecipientDirectory",
+    "MessageReader",
     "RuleErrors",
     "RuleIssue",
     "RuleSet",

@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rules.base import RecipientDirectory
-from rules.conditions import EvalContext, Trace
+from core.recipients import RecipientDirectory
+from rules.context import EvalContext, Trace
 from rules.facts import MessageFacts
 from rules.model import NO_RULE_REASON, ActionName, Evaluation, Rule
 

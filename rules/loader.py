@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rules.base import ListsOrganisations, RecipientDirectory
+from core.recipients import RecipientDirectory
 from rules.compiler import CompiledRule, FileCompiler, Lookup
 from rules.engine import DEFAULT_BUDGET, DEFAULT_REGEX_TIMEOUT, RuleSet
 from rules.model import Rule, RuleErrors, RuleIssue
@@ -187,7 +187,7 @@ def _directory_checks(
     compiled: list[CompiledRule], recipients: RecipientDirectory, paths: dict[str, str]
 ) -> list[RuleIssue]:
     """Each route id and each id of a lookup a rule uses must exist in every organisation it serves."""
-    everyone = recipients.organisations() if isinstance(recipients, ListsOrganisations) else None
+    everyone = recipients.organisations()
     known: dict[str, set[str]] = {}
 
     def ids(org: str) -> set[str]:

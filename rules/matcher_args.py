@@ -16,11 +16,11 @@ from rules.facts import (
     FieldSpec,
     Kind,
 )
+from rules.context import Matcher
 from rules.matchers import (
     Compare,
     Equals,
     Fuzzy,
-    Matcher,
     RecipientMatch,
     Regex,
     glob_matcher,

@@ -7,26 +7,16 @@ import operator
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import regex
 from rapidfuzz import fuzz, process, utils
 
-from rules.conditions import EvalContext
+from rules.context import Detail, EvalContext
 from rules.facts import FieldSpec
 from rules.recipients import candidates_from, match_recipient
 
-Detail = dict[str, Any]
 _SNIPPET_CHARS = 80
-
-
-class Matcher(Protocol):
-    """Decides one field's test; the detail dict goes into the explanation and must be JSON-ready."""
-
-    @property
-    def name(self) -> str: ...
-
-    def match(self, spec: FieldSpec, ctx: EvalContext) -> tuple[bool, Detail]: ...
 
 
 def _snippet(spec: FieldSpec, text: str) -> str:

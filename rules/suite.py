@@ -9,15 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connectors.base import ConnectorError
 from core.domain import NormalizedMessage
-from rules.base import RecipientDirectory
+from core.recipients import RecipientDirectory
 from rules.facts import MessageFacts
 from rules.loader import load, rule_files
 from rules.model import Evaluation, RuleErrors
 from rules.tomlpos import locate
 
-Parser = Callable[[bytes, str], NormalizedMessage]
 CASE_KEYS = ("name", "message", "organisation", "mailbox", "provider", "received_at", "expect")
 EXPECT_KEYS = ("action", "recipients", "rule", "tags", "priority")
 
@@ -50,11 +48,13 @@ class SuiteResult:
         return tuple(c for c in self.cases if not c.passed)
 
 
-def default_parser() -> Parser:
-    """The project's message-file parser (MeMo .xml or .eml), imported only when a suite runs."""
-    from connectors.files import parse_message_file
+@dataclass(frozen=True)
+class MessageReader:
+    """How a suite reads its message fixtures; the rules parse nothing, the application passes the
+    connectors' file parser. An error of a `refused` type fails that one case, not the whole run."""
 
-    return parse_message_file
+    parse: Callable[[bytes, str], NormalizedMessage]
+    refused: tuple[type[Exception], ...] = ()
 
 
 def run_test_suite(
@@ -62,17 +62,14 @@ def run_test_suite(
     rules_dir: str | Path,
     directory: RecipientDirectory | None = None,
     *,
-    parse: Parser | None = None,
+    reader: MessageReader,
 ) -> SuiteResult:
-    """Run every `[[case]]` of the `*.toml` files in folder `path` against the rules in `rules_dir`.
-
-    `parse` replaces the project's message-file parser (tests use it to build messages directly).
-    """
+    """Run every `[[case]]` of the `*.toml` files in folder `path` against the rules in `rules_dir`,
+    reading each case's message file with `reader`."""
     try:
         ruleset = load(rules_dir, directory)
     except RuleErrors as e:
         return SuiteResult((), tuple(str(i) for i in e.issues))
-    parser = parse or default_parser()
     cases: list[CaseResult] = []
     errors: list[str] = []
     for file in rule_files(path):
@@ -92,7 +89,7 @@ def run_test_suite(
             if problem:
                 errors.append(f"{file}:{line}:{col}: {problem}")
                 continue
-            cases.append(_run_case(ruleset.evaluate, parser, file, line, case))
+            cases.append(_run_case(ruleset.evaluate, reader, file, line, case))
     if not cases and not errors:
         errors.append(f"{path}: no [[case]] found in *.toml files")
     return SuiteResult(tuple(cases), tuple(errors))
@@ -118,7 +115,7 @@ def _validate(case: Any) -> str | None:
 
 def _run_case(
     evaluate: Callable[[MessageFacts], Evaluation],
-    parser: Parser,
+    reader: MessageReader,
     path: Path,
     line: int,
     case: dict[str, Any],
@@ -126,10 +123,10 @@ def _run_case(
     name = str(case.get("name") or f"case at line {line}")
     fixture = path.parent / case["message"]
     try:
-        message = parser(fixture.read_bytes(), fixture.name)
+        message = reader.parse(fixture.read_bytes(), fixture.name)
     except OSError as e:
         return CaseResult(name, str(path), line, False, (f"cannot read {fixture}: {e.strerror}",))
-    except ConnectorError as e:  # a fixture the parser refuses fails its own case, not the suite
+    except reader.refused as e:  # a fixture the parser refuses fails its own case, not the suite
         return CaseResult(name, str(path), line, False, (f"cannot parse {fixture.name}: {e}",))
     received = case.get("received_at") or message.sent_at or datetime.now(UTC)
     facts = MessageFacts(

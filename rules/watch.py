@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rules.base import RecipientDirectory
+from core.recipients import RecipientDirectory
 from rules.engine import RuleSet
 from rules.loader import load, rule_files
 from rules.model import RuleErrors, RuleIssue

@@ -14,12 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
+from connectors.base import ConnectorError
+from connectors.files import parse_message_file
+from core.recipients import RecipientDirectory
 from postbud.cli.common import ConfigOpt, config_of, context_of, err, out, parse_time
-from rules.base import RecipientDirectory
 from rules.facts import MessageFacts
 from rules.loader import check, load
 from rules.model import Evaluation, RuleErrors
-from rules.suite import default_parser, run_test_suite
+from rules.suite import MessageReader, run_test_suite
+
+# The rules parse nothing: their tools read message files the way the connectors do.
+READER = MessageReader(parse_message_file, refused=(ConnectorError,))
 
 app = typer.Typer(no_args_is_help=True, help="Routing rules: check, test on a message, test suites.")
 
@@ -84,7 +89,6 @@ def test_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Run the rules on one message file and print the decision with its full explanation."""
-    from connectors.base import ConnectorError
 
     rules_dir = _rules_dir(ctx, rules, config)
     try:
@@ -94,7 +98,7 @@ def test_cmd(
             typer.echo(str(issue), err=True)
         raise typer.Exit(1) from None
     try:
-        parsed = default_parser()(message.read_bytes(), message.name)
+        parsed = parse_message_file(message.read_bytes(), message.name)
     except ConnectorError as e:
         typer.echo(f"error: cannot parse {message}: {e}", err=True)
         raise typer.Exit(1) from None
@@ -126,7 +130,7 @@ def test_suite_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Run rule unit tests ([[case]] tables); exit 1 if any case fails."""
-    result = run_test_suite(directory, _rules_dir(ctx, rules, config), _recipients(ctx, config))
+    result = run_test_suite(directory, _rules_dir(ctx, rules, config), _recipients(ctx, config), reader=READER)
     for error in result.errors:
         typer.echo(f"error: {error}")
     for case in result.cases:

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.domain import NormalizedMessage
-from rules.suite import run_test_suite
+from postbud.cli.rules import READER
+from rules.suite import MessageReader, run_test_suite
 
 if TYPE_CHECKING:
     from .conftest import FakeDirectory, MakeMessage, WriteRules
@@ -15,7 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "rules" / "examples"
 
 
 def test_example_suite_passes_with_the_real_parser() -> None:
-    result = run_test_suite(EXAMPLES / "tests", EXAMPLES)
+    result = run_test_suite(EXAMPLES / "tests", EXAMPLES, reader=READER)
     assert result.errors == ()
     assert len(result.cases) == 5 and result.ok, [c.failures for c in result.failed]
 
@@ -24,7 +25,7 @@ def test_with_a_directory_the_attention_person_wins(directory: FakeDirectory) ->
     directory.recipients = {"finance": ["Økonomi"], "payroll": ["Løn"], "legal": ["Jura"],
                             "frontdesk": ["Reception"], "birgitte": ["Birgitte Holm"]}
     directory.orgs = {"12345678"}  # the fixtures' recipient
-    result = run_test_suite(EXAMPLES / "tests", EXAMPLES, directory)
+    result = run_test_suite(EXAMPLES / "tests", EXAMPLES, directory, reader=READER)
     [kommune] = [c for c in result.cases if "kommune" in c.name or "municipality" in c.name]
     assert not kommune.passed
     assert kommune.failures == (
@@ -53,7 +54,7 @@ def test_failures_and_bad_cases_are_reported(
     def parse(raw: bytes, filename: str) -> NormalizedMessage:
         return make_message(title="Moms")
 
-    result = run_test_suite(suite, rules, parse=parse)
+    result = run_test_suite(suite, rules, reader=MessageReader(parse))
     assert [(c.name, c.passed, c.line) for c in result.cases] == [
         ("ok", True, 1), ("wrong", False, 6), ("missing", False, 12),
     ]
@@ -72,6 +73,6 @@ def test_failures_and_bad_cases_are_reported(
 
 def test_rule_errors_stop_the_suite(tmp_path: Path, rules_dir: WriteRules) -> None:
     rules = rules_dir(a='[[rule]]\nname = "x"\n')
-    result = run_test_suite(tmp_path, rules)
+    result = run_test_suite(tmp_path, rules, reader=READER)
     assert result.cases == () and not result.ok
     assert result.errors == (f"{rules / 'a.toml'}:1:1: rule has no action: give 'route', 'hold', or 'continue = true'",)
