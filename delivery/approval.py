@@ -40,7 +40,7 @@ from core.storage.models import (
 )
 from delivery.keys import KeyStatus, check_recipient_key, smime_cert_addresses
 from delivery.outbox import hold_recipient
-from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
+from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 from delivery.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def _slug(name: str) -> str:
     return slug[:64] or "recipient"
 
 
-def resolve_recipient(directory: RecipientDirectory | None, org: str, name: str) -> Recipient | None:
+def resolve_recipient(directory: RecipientsFile | None, org: str, name: str) -> Recipient | None:
     """The recipients-file entry named by id, name or alias (case-insensitive), if any."""
     if directory is None or org not in directory.organisations():
         return None
@@ -121,7 +121,7 @@ def _row(session: Session, org: str, rid: str) -> RecipientApproval | None:
     ).first()
 
 
-def invite(store: Store, directory: RecipientDirectory | None, settings: DeliverySettings, org: str,
+def invite(store: Store, directory: RecipientsFile | None, settings: DeliverySettings, org: str,
            name: str, email: str, *, actor: str, now: dt.datetime | None = None) -> Invitation:
     """Create (or renew) the invitation of `name` at `email`; any earlier token stops working."""
     when = now or utcnow()
@@ -193,7 +193,7 @@ def _approve_row(session: Session, row: RecipientApproval, recipient: Recipient,
                    "key_days_left": status.days_left})
 
 
-def confirm(store: Store, token: str, *, directory: RecipientDirectory | None = None,
+def confirm(store: Store, token: str, *, directory: RecipientsFile | None = None,
             trust_store: Path | None = None, actor: str = "recipient",
             now: dt.datetime | None = None) -> RecipientApproval:
     """Use a one-time token: invited → confirmed, and → approved when the key already checks out."""
@@ -219,7 +219,7 @@ def confirm(store: Store, token: str, *, directory: RecipientDirectory | None = 
     return row
 
 
-def _listed(directory: RecipientDirectory | None, row: RecipientApproval) -> Recipient | None:
+def _listed(directory: RecipientsFile | None, row: RecipientApproval) -> Recipient | None:
     if directory is None:
         return None
     try:
@@ -234,7 +234,7 @@ def _same_address(row: RecipientApproval, recipient: Recipient) -> bool:
     return recipient.email.lower() == row.email.lower()
 
 
-def approve(store: Store, directory: RecipientDirectory, org: str, rid: str, *, actor: str,
+def approve(store: Store, directory: RecipientsFile, org: str, rid: str, *, actor: str,
             trust_store: Path | None = None, vouch: bool = False,
             now: dt.datetime | None = None) -> RecipientApproval:
     """The administrator's step: approve a confirmed recipient (or, with `vouch`, one that never

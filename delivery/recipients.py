@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -43,10 +43,10 @@ from pydantic import (
     model_validator,
 )
 
+from core.settings import is_cvr
 from delivery.errors import RecipientsFileError
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
-_CVR = re.compile(r"^\d{8}$")
 
 
 class Channel(StrEnum):
@@ -144,8 +144,9 @@ class UnknownRecipient(KeyError):
     """An organisation or recipient/group id that the file does not list."""
 
 
-class RecipientDirectory:
-    """Read-only lookups over the loaded file; what the router and delivery ask."""
+class RecipientsFile:
+    """Read-only lookups over the loaded file: a `core.recipients.RecipientResolver`, and what delivery
+    asks about one recipient (`get`)."""
 
     def __init__(self, orgs: Mapping[str, Organisation], *, source: Path | None = None) -> None:
         self._orgs = dict(orgs)
@@ -197,7 +198,11 @@ class RecipientDirectory:
                 seen.setdefault(m, o.recipients[m])
         return tuple(seen.values())
 
-    def channel(self, org: str, rid: str, *, enabled: Iterable[Channel] = tuple(Channel)) -> Channel:
+    def members(self, org: str, target: str) -> tuple[str, ...]:
+        """The recipient ids a recipient or group id stands for; UnknownRecipient when not listed."""
+        return tuple(r.id for r in self.expand(org, [target]))
+
+    def channel(self, org: str, rid: str, *, enabled: Collection[str] = tuple(Channel)) -> Channel:
         """The channel to use: the recipient's own if enabled, else the organisation default."""
         o = self._org(org)
         own = self.get(org, rid).channel
@@ -207,7 +212,7 @@ class RecipientDirectory:
         return o.default_channel
 
 
-def load_recipients(path: Path) -> RecipientDirectory:
+def load_recipients(path: Path) -> RecipientsFile:
     """Read and validate the recipients file; relative key paths resolve against its folder."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -223,12 +228,12 @@ def load_recipients(path: Path) -> RecipientDirectory:
         raise _error(path, text, (key,), "unknown top-level key (only [org.<CVR>] tables are allowed)")
     orgs: dict[str, Organisation] = {}
     for cvr, body in (raw.get("org") or {}).items():
-        if not _CVR.match(cvr):
+        if not is_cvr(cvr):
             raise _error(path, text, ("org", cvr), "organisation key must be an 8-digit CVR number")
         if not isinstance(body, dict):
             raise _error(path, text, ("org", cvr), "must be a table")
         orgs[cvr] = _organisation(path, text, cvr, body)
-    return RecipientDirectory(orgs, source=path)
+    return RecipientsFile(orgs, source=path)
 
 
 def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Organisation:

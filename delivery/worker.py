@@ -35,7 +35,7 @@ from delivery.keys import (
     check_smime_cert,
 )
 from delivery.outbox import ACTOR, Job
-from delivery.recipients import KeyKind, Recipient, RecipientDirectory, UnknownRecipient
+from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _content(store: Store, message_id: str) -> tuple[NormalizedMessage, dt.datet
 class _Run:
     """One call of deliver_pending: the claimed jobs, the channels, what was learnt about keys."""
 
-    def __init__(self, store: Store, config: Config, directory: RecipientDirectory | None, metrics: Metrics,
+    def __init__(self, store: Store, config: Config, directory: RecipientsFile | None, metrics: Metrics,
                  channels: Mapping[str, Channel], owner: str, now: dt.datetime) -> None:
         self.store, self.settings, self.directory = store, config.delivery, directory
         self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
@@ -204,7 +204,7 @@ class _Run:
                         status.days_left)
 
 
-async def deliver_pending(store: Store, config: Config, directory: RecipientDirectory | None,
+async def deliver_pending(store: Store, config: Config, directory: RecipientsFile | None,
                           metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
                           channels: Mapping[str, Channel] | None = None, lanes: int = 4) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from core.storage.db import Store
 from delivery.approval import ApprovalError, confirm, pending_invitation
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>postbud</title></head>
 <body><main><h1>{title}</h1><p>{text}</p>{form}</main></body></html>"""
@@ -25,7 +25,7 @@ def _page(title: str, text: str, form: str = "", status: int = 200) -> HTMLRespo
                                                      "Referrer-Policy": "no-referrer"})
 
 
-def confirm_route(store: Store, *, directory: Callable[[], RecipientDirectory | None] | None = None,
+def confirm_route(store: Store, *, directory: Callable[[], RecipientsFile | None] | None = None,
                   trust_store: Path | None = None) -> Route:
     """GET shows a confirm button, POST confirms: mail scanners that prefetch links confirm nothing.
 

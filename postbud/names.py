@@ -14,7 +14,7 @@ from sqlmodel import select
 from core.config import Config
 from core.storage.db import Store
 from core.storage.models import ApprovalStatus, MessageStatus, RecipientApproval
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 from router.queue import resolve_recipient
 
 EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+$")
@@ -89,7 +89,7 @@ def email_address(typed: str) -> str:
     return typed.strip()
 
 
-def recipient(directory: RecipientDirectory | None, org: str, typed: str, *, groups: bool = False) -> str:
+def recipient(directory: RecipientsFile | None, org: str, typed: str, *, groups: bool = False) -> str:
     """A recipient of `org` in the recipients file, by id, name or alias (fuzzy, never a guess between
     two); with `groups`, a group id too."""
     if directory is None:
@@ -117,7 +117,7 @@ def approval(store: Store, org: str, rid: str) -> str | None:
     return row.status if row is not None else None
 
 
-def approved_recipient(store: Store, directory: RecipientDirectory | None, org: str, typed: str) -> str:
+def approved_recipient(store: Store, directory: RecipientsFile | None, org: str, typed: str) -> str:
     """As `recipient`, and approved now: what delivery will accept."""
     rid = recipient(directory, org, typed)
     state = approval(store, org, rid)
@@ -127,5 +127,5 @@ def approved_recipient(store: Store, directory: RecipientDirectory | None, org: 
     return rid
 
 
-def _source(directory: RecipientDirectory) -> str:
+def _source(directory: RecipientsFile) -> str:
     return str(directory.source) if directory.source is not None else "the recipients file"

@@ -16,7 +16,7 @@ from connectors.registry import is_secret_ref
 from core.config import Config, SecretRef
 from core.tomlpos import KeyLocator, KeyPath, format_path
 from delivery.errors import RecipientsFileError
-from delivery.recipients import RecipientDirectory, load_recipients
+from delivery.recipients import RecipientsFile, load_recipients
 from rules import RuleErrors, load
 
 
@@ -135,7 +135,7 @@ def _secrets(report: _Report) -> None:
 _WHERE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
 
 
-def _recipients(report: _Report) -> RecipientDirectory | None:
+def _recipients(report: _Report) -> RecipientsFile | None:
     path = report.config.recipients.file
     if path is None:
         return None
@@ -156,7 +156,7 @@ def _recipients(report: _Report) -> RecipientDirectory | None:
         return None
 
 
-def _default_routes(report: _Report, directory: RecipientDirectory | None) -> None:
+def _default_routes(report: _Report, directory: RecipientsFile | None) -> None:
     if directory is None:
         return
     for i, org in enumerate(report.config.organisations):
@@ -171,7 +171,7 @@ def _default_routes(report: _Report, directory: RecipientDirectory | None) -> No
                        + (f" (known: {', '.join(sorted(known))})" if known else ""))
 
 
-def _rules(report: _Report, directory: RecipientDirectory | None) -> None:
+def _rules(report: _Report, directory: RecipientsFile | None) -> None:
     settings = report.config.rules
     if settings.directory is None:
         return

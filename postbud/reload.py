@@ -15,7 +15,7 @@ from typing import Any
 from core.lifecycle import record
 from core.storage.db import Store
 from delivery.errors import RecipientsFileError
-from delivery.recipients import RecipientDirectory, load_recipients
+from delivery.recipients import RecipientsFile, load_recipients
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,12 @@ class RecipientsWatcher:
             return None
         return (st.st_size, st.st_mtime_ns, st.st_ino)
 
-    def load(self) -> RecipientDirectory:
+    def load(self) -> RecipientsFile:
         """Load now (at start); raises RecipientsFileError. Later polls report only changes after it."""
         self._seen = self.fingerprint()  # before reading: a write during the read is seen next time
         return load_recipients(self.path)
 
-    def poll(self) -> RecipientDirectory | RecipientsFileError | None:
+    def poll(self) -> RecipientsFile | RecipientsFileError | None:
         current = self.fingerprint()
         if current == self._seen:
             return None

@@ -24,6 +24,7 @@ from core.storage import migrate
 from core.storage.db import Store, make_engine
 from core.storage.models import Mailbox, MailboxStatus
 from core.storage.vault import Vault, load_keyring
+from delivery.recipients import RecipientsFile, load_recipients
 from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider
@@ -34,17 +35,15 @@ from router.default import DefaultRoute
 from delivery.errors import RecipientsFileError
 from postbud.reload import (RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED, RecipientsWatcher,
                             record_reload)
-from rules import RecipientDirectory, RuleErrors, RuleIssue, RuleSet
+from rules import RuleErrors, RuleIssue, RuleSet
 from rules import load as load_rules
 
 log = logging.getLogger(__name__)
 
 
-def load_recipient_directory(config: Config) -> RecipientDirectory | None:
+def load_recipient_directory(config: Config) -> RecipientsFile | None:
     if config.recipients.file is None:
         return None
-    from delivery.recipients import load_recipients
-
     return load_recipients(config.recipients.file)
 
 
@@ -93,7 +92,7 @@ class Runtime:
     notifier: TraceNotifier
     rule_source: RuleSource | None = None
     models: Models | None = None
-    recipients: RecipientDirectory | None = None
+    recipients: RecipientsFile | None = None
     mailboxes: list[MailboxKey] = field(default_factory=list)
     recipients_watcher: RecipientsWatcher | None = None
 
@@ -112,7 +111,7 @@ class Runtime:
         runtime.connect_mailboxes()
         return runtime
 
-    def configure_routing(self, recipients: RecipientDirectory | None = None) -> None:
+    def configure_routing(self, recipients: RecipientsFile | None = None) -> None:
         """The decision chain: rules (when configured), the model (when sure), the organisation's fallback.
 
         Without `recipients` the configured recipients file is (re)read and watched from now on.

@@ -19,7 +19,7 @@ from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, Mailbox, Message, MessageStatus, Organisation, TraceEvent
 from delivery.errors import RecipientsFileError
 from delivery.keys import check_recipient_key
-from delivery.recipients import RecipientDirectory, load_recipients
+from delivery.recipients import RecipientsFile, load_recipients
 from postbud.reload import RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED
 from postbud.runtime import open_models
 from rules import RuleErrors
@@ -186,7 +186,7 @@ def recipients_state(config: Config, store: Store) -> FileState:
     return _file_state(str(path), None, problem, loaded, refused)
 
 
-def _recipients_or_none(config: Config) -> RecipientDirectory | None:
+def _recipients_or_none(config: Config) -> RecipientsFile | None:
     """The recipients directory, or None when the file does not load (reported on its own)."""
     if config.recipients.file is None:
         return None

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from core.metrics import Metrics
 from router.decision import Action, Decider, Decision, Facts
-from rules import RecipientDirectory, RuleErrors, RuleIssue, RuleSet, RuleWatcher, compact_explanation
+from core.recipients import RecipientDirectory
+from rules import RuleErrors, RuleIssue, RuleSet, RuleWatcher, compact_explanation
 
 log = logging.getLogger(__name__)
 

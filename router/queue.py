@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -10,6 +11,7 @@ from rapidfuzz import fuzz, process, utils
 from sqlmodel import col, select
 
 from core.lifecycle import gone_reason
+from core.recipients import RecipientResolver
 from core.storage.db import Store
 from core.storage.models import Message, MessageStatus, RoutingDecision
 from router.decision import Action, Decision
@@ -77,7 +79,7 @@ class Resolution:
     candidates: tuple[tuple[str, str, float], ...] = ()  # (id, matched name, score)
 
 
-def resolve_recipient(query: str, names: dict[str, list[str]]) -> Resolution:
+def resolve_recipient(query: str, names: Mapping[str, Sequence[str]]) -> Resolution:
     """An id or a name, matched fuzzily against approved recipients; ambiguity is never guessed."""
     folded = query.casefold().strip()
     for rid, labels in names.items():
@@ -101,8 +103,12 @@ class NotHeld(Exception):
     pass
 
 
-def assign(store: Store, message_id: str, recipients: list[str], *, actor: str) -> Message:
-    """A person places a held message: it is routed to `recipients` and becomes a training example."""
+def assign(store: Store, message_id: str, recipients: list[str], *, actor: str,
+           directory: RecipientResolver | None = None, channels: Collection[str] | None = None) -> Message:
+    """A person places a held message: it is routed to `recipients` and becomes a training example.
+
+    With `directory` each recipient gets their own channel among `channels`, as routing gives it.
+    """
     with store.transaction() as session:
         message = session.get(Message, message_id, with_for_update=True)
         if message is None:
@@ -118,5 +124,6 @@ def assign(store: Store, message_id: str, recipients: list[str], *, actor: str) 
             reason=f"assigned by {actor}",
             explanation={"assigned_by": actor},
         )
-        apply_decision(session, message, decision, actor=actor, kind="assigned")
+        apply_decision(session, message, decision, actor=actor, kind="assigned", directory=directory,
+                       channels=channels)
     return message

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-from typing import Any
 
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from core import codec
 from core.lifecycle import transition
 from core.logs import correlation_id
 from core.metrics import Metrics
+from core.recipients import RecipientResolver
 from core.storage.db import Store
 from core.storage.models import (
     Attachment,
@@ -31,7 +31,7 @@ ACTOR = "router"
 DEFAULT_CHANNEL = "email"
 
 
-def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: Any = None,
+def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: RecipientResolver | None = None,
                channels: Collection[str] | None = None) -> bool:
     """Route the oldest collected message; False when there is none left (see apply_decision for
     `directory` and `channels`)."""
@@ -69,20 +69,19 @@ def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: A
     return True
 
 
-def _targets(message: Message, recipients: tuple[str, ...], directory: Any,
+def _targets(message: Message, recipients: tuple[str, ...], directory: RecipientResolver | None,
              channels: Collection[str] | None) -> list[tuple[str, str]]:
     """(recipient, channel) per outbox row: groups expanded and each recipient's channel chosen when a
     recipients file is given; ids it does not know stay as named (delivery holds them)."""
     if directory is None:
         return [(r, DEFAULT_CHANNEL) for r in recipients]
-    # duck-typed, so the router imports nothing of delivery (a later stage)
     enabled = list(channels) if channels is not None else ["email", "webhook"]
     org = message.organisation_cvr
     out: dict[tuple[str, str], None] = {}
     for named in recipients:
         try:
-            members = [r.id for r in directory.expand(org, [named])]
-        except KeyError:  # delivery.recipients.UnknownRecipient
+            members = directory.members(org, named)
+        except KeyError:
             out[(named, DEFAULT_CHANNEL)] = None
             continue
         for rid in members:
@@ -90,13 +89,13 @@ def _targets(message: Message, recipients: tuple[str, ...], directory: Any,
     return list(out)
 
 
-def apply_decision(session, message: Message, decision: Decision, *, actor: str,  # type: ignore[no-untyped-def]
-                   kind: str = "routed", directory: Any = None,
+def apply_decision(session: Session, message: Message, decision: Decision, *, actor: str,
+                   kind: str = "routed", directory: RecipientResolver | None = None,
                    channels: Collection[str] | None = None) -> None:
     """Write the decision, its outbox rows and the status change, all in the caller's transaction.
 
-    With `directory` (delivery.recipients.RecipientDirectory) groups are expanded and each
-    recipient gets its preferred channel among `channels` (default: all), else the organisation's.
+    With `directory` groups are expanded and each recipient gets its preferred channel among
+    `channels` (default: all), else the organisation's.
     """
     session.add(
         RoutingDecision(

@@ -14,7 +14,7 @@ import typer
 from postbud.cli.common import ConfigOpt, actor, config_of, err, out
 
 if TYPE_CHECKING:
-    from delivery.recipients import RecipientDirectory
+    from delivery.recipients import RecipientsFile
     from core.config import Config
     from core.storage.db import Store
 
@@ -27,7 +27,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _setup(ctx: typer.Context, explicit: Path | None, *,
-           need_directory: bool = True) -> tuple[Config, Store, RecipientDirectory | None]:
+           need_directory: bool = True) -> tuple[Config, Store, RecipientsFile | None]:
     from delivery.errors import RecipientsFileError
     from delivery.recipients import load_recipients
     from postbud.runtime import open_store
@@ -149,7 +149,7 @@ class Listed:
     key_days_left: int | None
 
 
-def listing(store: Store, directory: RecipientDirectory | None, config: Config,
+def listing(store: Store, directory: RecipientsFile | None, config: Config,
             org: str | None = None) -> list[Listed]:
     """Recipients-file entries joined with their approval and today's key check, then approval rows
     for people invited but not (or no longer) in the file."""

@@ -38,7 +38,7 @@ from delivery.approval import (
     token_hash,
 )
 from delivery.channels import smtp_settings
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 from delivery.smtp import SmtpSender
 from postbud.cli.common import CliContext
 from postbud.confirm_page import confirm_route
@@ -73,8 +73,8 @@ email = "carol@example.com"
     await runtime.aclose()
 
 
-def directory(rt: Runtime) -> RecipientDirectory:
-    assert isinstance(rt.recipients, RecipientDirectory)
+def directory(rt: Runtime) -> RecipientsFile:
+    assert isinstance(rt.recipients, RecipientsFile)
     return rt.recipients
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from sqlmodel import col, select
+from typer.testing import CliRunner
 from worker_testkit import (
     ORG,
     deliver,
@@ -29,11 +30,13 @@ from delivery.channels import (
     delivery_token,
     smtp_settings,
 )
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 from delivery.smtp import SmtpSender
 from delivery.webhook import verify_webhook
 from postbud.runtime import Runtime
 from core.storage.models import Delivery, Message, utcnow
+from postbud.cli.app import app
+from router.decision import Action, Decision, Facts
 from router.stage import route_next
 
 if TYPE_CHECKING:
@@ -99,7 +102,7 @@ async def test_group_is_expanded_and_each_recipient_gets_its_channel(rt: Runtime
         received.append(verify_webhook(request.headers, request.content, SECRET.encode()))
         return httpx.Response(status["code"], json={})
 
-    assert isinstance(rt.recipients, RecipientDirectory)
+    assert isinstance(rt.recipients, RecipientsFile)
     settings = rt.config.delivery
     email = EmailChannel(SmtpSender(smtp_settings(settings)), from_address=settings.from_address,
                          message_id_domain=settings.message_id_domain)
@@ -140,3 +143,38 @@ async def test_without_a_directory_routing_keeps_the_named_targets(rt: Runtime) 
     await rt.dispatcher.shutdown()
     assert route_next(rt.store, rt.decider, rt.metrics)
     assert outbox(rt) == [("everyone", "email")]
+
+
+class HoldEverything:
+    def decide(self, facts: Facts) -> Decision:
+        return Decision(Action.HOLD, decided_by="default", reason="no rule")
+
+
+async def test_a_hand_placement_goes_by_the_recipients_own_channel(rt: Runtime, smtp: RunningSmtp) -> None:
+    # GIVEN a held message and erp, a recipient whose channel is the webhook
+    drop(rt, "letter.eml", letter(1))
+    await rt.dispatcher.run_all_once()
+    await rt.dispatcher.shutdown()
+    assert route_next(rt.store, HoldEverything(), rt.metrics, directory=rt.recipients)
+    with rt.store.read() as session:
+        (message,) = session.exec(select(Message)).all()
+    vouch(rt, "erp")
+    # WHEN a person places it with erp through `postbud queue assign`
+    assert rt.config.path is not None
+    placed = CliRunner().invoke(app, ["-c", str(rt.config.path), "queue", "assign", message.id, "erp"])
+    assert placed.exit_code == 0, placed.output
+    # THEN it goes out by webhook, not by e-mail
+    assert outbox(rt) == [("erp", "webhook")]
+    received: list[dict[str, object]] = []
+
+    def hook(request: httpx.Request) -> httpx.Response:
+        received.append(verify_webhook(request.headers, request.content, SECRET.encode()))
+        return httpx.Response(200, json={})
+
+    webhook = WebhookChannel(httpx.AsyncClient(transport=httpx.MockTransport(hook)))
+    try:
+        assert await deliver(rt, channels={"webhook": webhook}) == 1
+    finally:
+        await webhook.aclose()
+    assert len(received) == 1 and smtp.handler.messages == []
+    assert state(rt, message.id).message == "delivered"

@@ -15,7 +15,7 @@ from delivery_testkit import RunningSmtp, SmimeRecipient
 from sqlmodel import col, select
 
 from delivery.approval import approve
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 from delivery.worker import deliver_pending
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
@@ -93,12 +93,12 @@ async def collect_and_route(rt: Runtime, *letters: int) -> list[str]:
 
 
 def vouch(rt: Runtime, rid: str = "reception") -> None:
-    assert isinstance(rt.recipients, RecipientDirectory)
+    assert isinstance(rt.recipients, RecipientsFile)
     approve(rt.store, rt.recipients, ORG, rid, actor="test", vouch=True)
 
 
 async def deliver(rt: Runtime, **kwargs: object) -> int:
-    assert rt.recipients is None or isinstance(rt.recipients, RecipientDirectory)
+    assert rt.recipients is None or isinstance(rt.recipients, RecipientsFile)
     return await deliver_pending(rt.store, rt.config, rt.recipients, rt.metrics,
                                  owner=str(kwargs.pop("owner", "w1")), **kwargs)  # type: ignore[arg-type]
 
