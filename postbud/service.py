@@ -7,19 +7,19 @@ import logging
 
 from core.config import Config
 from postbud.daemon import Daemon
+from postbud.extensions import running
 from postbud.runtime import Runtime
-from sandbox.demo import approve_demo_recipients, start_sandbox
 
 log = logging.getLogger(__name__)
 
 
 async def serve(config: Config, *, once: bool = False) -> None:
-    sandbox = await start_sandbox(config) if config.sandbox.enabled else None
-    try:
+    # Extensions first: the sandbox writes the secrets and recipients file the runtime then reads.
+    async with running(config) as extensions:
         runtime = await asyncio.to_thread(Runtime.create, config)
-        if sandbox is not None and runtime.recipients is not None:
-            await asyncio.to_thread(approve_demo_recipients, runtime.store, config, runtime.recipients)
         try:
+            for extension in extensions:
+                await asyncio.to_thread(extension.runtime_ready, runtime.store, config)
             daemon = Daemon(runtime)
             if once:
                 await daemon.run_once()
@@ -27,6 +27,3 @@ async def serve(config: Config, *, once: bool = False) -> None:
                 await daemon.run()
         finally:
             await runtime.aclose()
-    finally:
-        if sandbox is not None:
-            await sandbox.aclose()

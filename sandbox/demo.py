@@ -16,10 +16,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.run import SandboxHandle, serve_sandbox
-from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
+from sqlmodel import select
+
 from core.config import Config
 from core.storage.db import Store
+from core.storage.models import RecipientApproval
+from delivery.approval import approve
+from delivery.recipients import RecipientsFile, load_recipients
+from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
+from sandbox.run import SandboxHandle, serve_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +43,39 @@ DEMO_RECIPIENTS: dict[str, tuple[str, list[str], str]] = {
 
 @dataclass
 class Sandbox:
+    """The running sandbox: a `postbud.extensions.RunningExtension`."""
+
     providers: SandboxHandle
     mail: SandboxMailServer
     keys: DemoKeys
+    folder: Path
+
+    def describe(self) -> list[str]:
+        lines = [f"{name:<6} {endpoint.base_url}" for name, endpoint in self.providers.endpoints.items()]
+        lines.append(f"smtp   127.0.0.1:{self.mail.port} (STARTTLS), mail kept in {self.mail.mail_dir}")
+        lines.append(f"CA {self.providers.ca_path}; credentials in {self.folder / 'secrets'}")
+        return lines
+
+    def runtime_ready(self, store: Store, config: Config) -> None:
+        if config.recipients.file is not None:
+            approve_demo_recipients(store, config, load_recipients(config.recipients.file))
 
     async def aclose(self) -> None:
         await self.mail.stop()
         await self.providers.aclose()
+
+
+class SandboxExtension:
+    """The `sandbox` entry point of `postbud.extensions` (pyproject.toml): runs when `[sandbox] enabled`."""
+
+    def wanted(self, config: Config) -> bool:
+        return config.sandbox.enabled
+
+    async def start(self, config: Config) -> Sandbox:
+        return await start_sandbox(config)
+
+
+extension = SandboxExtension()
 
 
 async def start_sandbox(config: Config) -> Sandbox:
@@ -61,7 +92,7 @@ async def start_sandbox(config: Config) -> Sandbox:
     log.info("sandbox running: %s; mail server on port %d, storing under %s",
              ", ".join(f"{n} at {e.base_url}" for n, e in providers.endpoints.items()),
              mail.port, settings.folder / "mail")
-    return Sandbox(providers, mail, keys)
+    return Sandbox(providers, mail, keys, settings.folder)
 
 
 def write_secrets(folder: Path, handle: SandboxHandle) -> None:
@@ -92,14 +123,9 @@ def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def approve_demo_recipients(store: Store, config: Config, directory: object) -> int:
+def approve_demo_recipients(store: Store, config: Config, directory: RecipientsFile) -> int:
     """The sandbox vouches for its demo recipients, so `make run` delivers without invitations; only
     for those nobody decided on yet, so a revocation (or a pending invitation) survives restarts."""
-    from sqlmodel import select
-
-    from core.storage.models import RecipientApproval
-    from delivery.approval import approve
-
     with store.read() as session:
         decided = {(r.organisation_cvr, r.recipient) for r in session.exec(select(RecipientApproval))}
     approved = 0
@@ -107,6 +133,6 @@ def approve_demo_recipients(store: Store, config: Config, directory: object) -> 
         for rid in DEMO_RECIPIENTS:
             if (org.cvr, rid) in decided:
                 continue
-            approve(store, directory, org.cvr, rid, actor="sandbox", vouch=True)  # type: ignore[arg-type]
+            approve(store, directory, org.cvr, rid, actor="sandbox", vouch=True)
             approved += 1
     return approved

@@ -1,7 +1,7 @@
-"""Starts every fake provider that exists, filled with generated mail, for `postbud sandbox` and tests.
+"""Starts a fake for every registered connector that has one, filled with generated mail.
 
-Provider fakes are found by convention, so a new one needs no change here: a module
-`sandbox.providers.<name>` (name in `PROVIDERS`) that defines
+The providers served are the connector registry's, in its order: `fakes()` pairs each connector
+class with its fake's factory
 
     def make_fake(*, folder: pathlib.Path, ca: sandbox.testca.LocalCA, seed: int = 0) -> FakeProvider
 
@@ -9,29 +9,49 @@ returning a `sandbox.fake.FakeProvider` subclass with generated credentials (iss
 client certificate from `ca`; `folder` is the fake's own scratch directory). `serve_sandbox` fills
 it through `add_messages`, serves `fake.app` over TLS with `fake.client_certs`, and reports
 `base_url + fake.base_path` and `fake.credentials()` (a flat str -> str dict: ids, tokens, file paths).
-A provider whose module does not exist yet is skipped; any other import error is raised.
+A connector without a fake (the drop folder, most plugins) is not served.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
+from connectors.eboks import EboksConnector
+from connectors.mitdk import MitdkConnector
+from connectors.ngdp import NgdpConnector
+from connectors.registry import discover
 from sandbox.fake import FakeProvider
+from sandbox.providers import eboks, mitdk, ngdp
 from sandbox.generator import generate
 from sandbox.server import serve_tls
 from sandbox.testca import LocalCA
 
 log = logging.getLogger(__name__)
 
-PROVIDERS: tuple[str, ...] = ("ngdp", "eboks", "mitdk")
+
+
+class FakeFactory(Protocol):
+    def __call__(self, *, folder: Path, ca: LocalCA, seed: int = 0) -> FakeProvider: ...
+
+
+# Keyed by connector class, not by name: the names come from the registry.
+_FAKES: dict[object, FakeFactory] = {
+    NgdpConnector: ngdp.make_fake,
+    EboksConnector: eboks.make_fake,
+    MitdkConnector: mitdk.make_fake,
+}
+
+
+def fakes() -> dict[str, FakeFactory]:
+    """Connector name -> fake factory, for each registered connector that has a fake, in registry order."""
+    return {name: _FAKES[reg.factory] for name, reg in discover().items() if reg.factory in _FAKES}
 
 
 @dataclass(frozen=True)
@@ -72,21 +92,10 @@ class SandboxHandle:
         }
 
 
-def _factory(name: str) -> object | None:
-    module_name = f"sandbox.providers.{name}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
-    return getattr(module, "make_fake", None)
-
-
 async def serve_sandbox(folder: Path, cvrs: list[str], *, messages_per_cvr: int, seed: int,
                         ports: Mapping[str, int] | None = None,
                         fault_rate: float = 0.0) -> SandboxHandle:
-    """Start every available fake on 127.0.0.1 with `messages_per_cvr` generated messages per CVR.
+    """Start every registered connector's fake on 127.0.0.1 with `messages_per_cvr` generated messages per CVR.
 
     `ports` pins a provider's port (e.g. {"ngdp": 8443}) so a static config can name it; the
     others get one from the OS. The CA, client certificates and credentials in `folder` are
@@ -97,19 +106,16 @@ async def serve_sandbox(folder: Path, cvrs: list[str], *, messages_per_cvr: int,
     ca = LocalCA(folder / "ca")
     stack = contextlib.AsyncExitStack()
     endpoints: dict[str, SandboxEndpoint] = {}
+    providers = fakes()
     try:
-        for index, name in enumerate(PROVIDERS):
-            make_fake = _factory(name)
-            if make_fake is None or not callable(make_fake):
-                log.info("sandbox: no fake for %s yet, skipped", name)
-                continue
-            fake: FakeProvider = make_fake(folder=folder / name, ca=ca, seed=seed)
+        for index, (name, make_fake) in enumerate(providers.items()):
+            fake = make_fake(folder=folder / name, ca=ca, seed=seed)
             if fault_rate:
                 fake.faults.set_rate(fault_rate)
             for cvr in cvrs:
                 # Each provider gets its own messages: the same mail in two mailboxes would be a
                 # different scenario (and is not what a company sees).
-                fake.add_messages(generate(cvr, messages_per_cvr, seed=seed * len(PROVIDERS) + index))
+                fake.add_messages(generate(cvr, messages_per_cvr, seed=seed * len(providers) + index))
             base = await stack.enter_async_context(
                 serve_tls(fake.app, ca=ca, port=(ports or {}).get(name, 0), server_name=f"{name}-sandbox",
                           client_certs=fake.client_certs))

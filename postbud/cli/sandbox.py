@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, out
+from postbud.cli.common import ConfigOpt, config_of, err, out
 
 app = typer.Typer(add_completion=False)
 
@@ -17,19 +17,20 @@ def sandbox_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Run the built-in fake providers stand-alone (with the config's sandbox settings) until Ctrl-C."""
-    from sandbox.demo import start_sandbox
+    from postbud.extensions import ExtensionError, named
 
     cfg = config_of(ctx, config)
+    try:
+        extension = named("sandbox")
+    except ExtensionError as exc:
+        err.print(f"[red]error[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
 
     async def serve() -> None:
-        handle = await start_sandbox(cfg)
+        handle = await extension.start(cfg)
         try:
-            for name, endpoint in handle.providers.endpoints.items():
-                out.print(f"{name:<6} {endpoint.base_url}", highlight=False)
-            out.print(f"smtp   127.0.0.1:{handle.mail.port} (STARTTLS), mail kept in {handle.mail.mail_dir}",
-                      highlight=False)
-            out.print(f"CA {handle.providers.ca_path}; credentials in {cfg.sandbox.folder / 'secrets'}",
-                      highlight=False)
+            for line in handle.describe():
+                out.print(line, highlight=False)
             await asyncio.Event().wait()
         finally:
             await handle.aclose()
