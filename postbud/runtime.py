@@ -17,7 +17,8 @@ from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
 from connectors.base import ConnectorContext
 from connectors.registry import build, is_secret_ref
-from core.config import Config, MailboxConfig, SecretRef
+from core.config import Config, MailboxConfig
+from core.settings import SecretRef
 from core.metrics import DatabaseGauges, Metrics, OpsGauges
 from core.notify import People, TraceNotifier
 from core.storage import migrate

@@ -25,10 +25,6 @@ SANDBOX = "sandbox"  # beside the house: may import anything, imported by no pro
 MAX_LINES = 400
 # Schema migrations are generated history, not hand-written modules.
 EXCLUDED_PARTS = {"migrations"}
-# Known and being split right now (issue 11: the CLI command groups). An entry that
-# no longer fails makes the test fail too, so whoever fixes it also deletes it here.
-PENDING_CYCLES = [["postbud.cli.app", "postbud.cli.queue", "postbud.cli.routing"]]
-PENDING_LONG: set[str] = set()
 
 
 def _modules(packages: list[str]) -> dict[str, Path]:
@@ -133,15 +129,14 @@ def _cycles() -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
-    assert _cycles() == PENDING_CYCLES
+    assert _cycles() == []
 
 
 @pytest.mark.parametrize("folder", [*FLOORS, SANDBOX])
 def test_no_module_over_400_lines(folder: str) -> None:
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in EVERYTHING.items()
              if _top(name) == folder}
-    long = {name for name, n in sizes.items() if n > MAX_LINES}
-    assert long == {name for name in PENDING_LONG if _top(name) == folder}, sizes
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
 
 
 def test_the_checker_sees_imports_in_functions_relative_ones_and_submodules(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def assign_cmd(
         chosen.append(resolution.recipient)
     who = actor(by)
     try:
-        assign(store, found["id"], chosen, actor=who, directory=directory, channels=config.delivery.channels)
+        assign(store, found["id"], chosen, actor=who, directory=directory, channels=cfg.delivery.channels)
     except NotHeld as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None

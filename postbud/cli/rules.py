@@ -89,7 +89,6 @@ def test_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Run the rules on one message file and print the decision with its full explanation."""
-
     rules_dir = _rules_dir(ctx, rules, config)
     try:
         ruleset = load(rules_dir, _recipients(ctx, config))
