@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.registry import is_secret_ref
-from core.config import Config, SecretRef
+from core.config import Config
+from core.settings import SecretRef, is_secret_ref
 from core.tomlpos import KeyLocator, KeyPath, format_path
 from delivery.errors import RecipientsFileError
 from delivery.recipients import RecipientsFile, load_recipients

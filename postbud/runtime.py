@@ -16,9 +16,9 @@ from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
 from connectors.base import ConnectorContext
-from connectors.registry import build, is_secret_ref
+from connectors.registry import build
 from core.config import Config, MailboxConfig
-from core.settings import SecretRef
+from core.settings import SecretRef, is_secret_ref
 from core.metrics import DatabaseGauges, Metrics, OpsGauges
 from core.notify import People, TraceNotifier
 from core.storage import migrate
