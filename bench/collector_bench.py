@@ -28,7 +28,8 @@ from sqlmodel import select
 from collector.dispatch import Dispatcher, MailboxRuntime
 from collector.ledger import MailboxKey, sync_mailboxes
 from connectors.base import Capability, ConnectorSettings, Fetched, MessageRef, Page
-from core.config import CollectorSettings, load_config
+from core.config import CollectorSettings
+from core.configfile import load_config
 from postbud.daemon import EXECUTOR_THREADS
 from core.domain import MessageType, NormalizedMessage, Party
 from core.metrics import Metrics

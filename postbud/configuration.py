@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from connectors.registry import validate_mailbox
-from core.config import Config, load_config as parse_file
+from core.config import Config
+from core.configfile import load_config as parse_file
 
 
 def load_config(path: Path) -> Config:
     """Read and validate `path`, each mailbox against its connector's own settings model (the ground
-    knows no connector); raises core.config.ConfigError listing every problem."""
+    knows no connector); raises core.configfile.ConfigError listing every problem."""
     return parse_file(path, mailbox_checks=(validate_mailbox,))

@@ -21,7 +21,8 @@ def utcnow() -> datetime:
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from delivery.worker import deliver_pending
-from core.config import Config, ConfigError
+from core.config import Config
+from core.configfile import ConfigError
 from postbud.configuration import load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy
 
-from core.config import Config, load_config
+from core.config import Config
+from core.configfile import load_config
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 PG_URL = os.environ.get("POSTBUD_TEST_PG")

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
-from core.config import Config, ConfigError, default_config_path
+from core.config import Config
+from core.configfile import ConfigError, default_config_path
 from postbud.configuration import load_config
 
 out = Console(soft_wrap=True)

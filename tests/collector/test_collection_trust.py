@@ -12,7 +12,8 @@ from sqlmodel import select
 
 from collector.dispatch import MailboxRuntime
 from connectors.base import AuthError, TransientError
-from core.config import CollectorSettings, load_config
+from core.config import CollectorSettings
+from core.configfile import load_config
 from core.storage.db import Store
 from core.storage.models import Mailbox, MailboxStatus, TraceEvent
 from postbud.daemon import Daemon

@@ -16,7 +16,8 @@ from collector import leases, poll
 from collector.dispatch import Dispatcher, MailboxRuntime, utcnow
 from collector.ledger import sync_mailboxes
 from connectors.base import AuthError, TransientError
-from core.config import CollectorSettings, Config, load_config
+from core.config import CollectorSettings, Config
+from core.configfile import load_config
 from core.metrics import Metrics
 from core.notify import TraceNotifier
 from postbud.runtime import Runtime, open_store

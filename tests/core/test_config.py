@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError, load_config
+from core.configfile import ConfigError, load_config
 from core.settings import SecretRef
 
 

@@ -15,7 +15,7 @@ from worker_testkit import ORG, collect_and_route, deliver, delivery_toml, recip
 
 from core.storage.models import RecipientApproval, TraceEvent
 from delivery.approval import ApprovalError, approve, confirm
-from delivery.recipients import RecipientDirectory
+from delivery.recipients import RecipientsFile
 from postbud.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ async def test_a_swapped_key_holds_deliveries_and_mails_a_new_confirmation_code(
     code = re.search(rb"\n\s+([A-Za-z0-9_-]{30,})\s*\n", invitation.replace(b"\r\n", b"\n"))
     assert code is not None and _approval(rt).status == "invited"
     # AND confirming does not bind a certificate that names another address
-    assert isinstance(rt.recipients, RecipientDirectory)
+    assert isinstance(rt.recipients, RecipientsFile)
     row = confirm(rt.store, code.group(1).decode(), directory=rt.recipients)
     assert row.status == "confirmed"
     await collect_and_route(rt, 3)
@@ -85,7 +85,7 @@ async def test_an_smime_certificate_must_name_the_address_unless_vouched(
         rt: Runtime, alice: SmimeRecipient, tmp_path: Path) -> None:
     other = make_smime_cert(tmp_path / "other", name="alice", email="alice@private.example")
     alice.cert_path.write_bytes(other.cert_path.read_bytes())
-    assert isinstance(rt.recipients, RecipientDirectory)
+    assert isinstance(rt.recipients, RecipientsFile)
     with rt.store.transaction() as session:
         session.add(RecipientApproval(organisation_cvr=ORG, recipient="reception", email="alice@example.com",
                                       status="confirmed"))

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core import codec
 from postbud.cli.app import app
-from core.config import load_config
+from core.configfile import load_config
 from postbud.runtime import open_store
 from postbud.service import serve
 from core.storage import migrate

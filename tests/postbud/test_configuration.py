@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import ConfigError
+from core.configfile import ConfigError
 from postbud.configuration import load_config
 
 

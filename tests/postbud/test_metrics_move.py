@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
-from core.config import load_config
+from core.configfile import load_config
 from core.metrics import Metrics
 from postbud.daemon import Daemon
 from postbud.retention import purge

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Config, load_config
+from core.config import Config
+from core.configfile import load_config
 from postbud.runtime import Runtime
 from postbud.service import serve
 from postbud.trace import SearchFilter, search
