@@ -90,10 +90,13 @@ class Dispatcher:
     def ttl(self) -> timedelta:
         return timedelta(seconds=self.settings.lease_seconds)
 
-    async def dispatch(self, *, all_due: bool = False, only: set[int] | None = None) -> list[int]:
-        """Lease what is due (everything with `all_due`; among `only` when given) up to the free slots
-        and start polling it."""
-        free = self.settings.max_concurrent_polls - len(self.running)
+    async def dispatch(self, *, all_due: bool = False, only: set[int] | None = None,
+                       unpolled_since: datetime | None = None) -> list[int]:
+        """Lease what is due (everything with `all_due`; among `only` when given; with `unpolled_since`,
+        only what no instance polled successfully since then) up to the free slots and start polling it."""
+        # A few at a time, so instances sharing the database share a busy mailbox set between them
+        # instead of the first one to look taking all of it.
+        free = min(self.settings.max_concurrent_polls - len(self.running), self.settings.claim_batch)
         candidates = [
             mailbox_id for mailbox_id in self.mailboxes
             if mailbox_id not in self.running and (only is None or mailbox_id in only)
@@ -102,6 +105,7 @@ class Dispatcher:
         claimed = await asyncio.to_thread(
             leases.claim_due, self.store, self.owner, now=now, ttl=self.ttl, limit=free,
             candidates=candidates, due_before=now + timedelta(days=36500) if all_due else now,
+            unpolled_since=unpolled_since,
         )
         for mailbox_id in claimed:
             self.running[mailbox_id] = asyncio.create_task(
@@ -113,14 +117,16 @@ class Dispatcher:
         """Dispatch until `stop`: at every tick, and soon after a poll frees a slot."""
         while not stop.is_set():
             self._slot_freed.clear()
+            claimed: list[int] = []
             try:
-                await self.dispatch()
+                claimed = await self.dispatch()
             except Exception:  # the database may be briefly unreachable; the next tick tries again
                 self.metrics.stage_errors.labels("collect").inc()
                 log.exception("dispatch failed")
+            # A full batch means more may be due: look again soon (other instances claim meanwhile).
+            tick = 0.1 if len(claimed) >= self.settings.claim_batch else self.settings.dispatch_interval_seconds
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot_freed.wait())]
-            await asyncio.wait(waiters, timeout=self.settings.dispatch_interval_seconds,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
             await asyncio.sleep(0.05)  # let a few more polls finish: one claim for all their slots
@@ -129,18 +135,27 @@ class Dispatcher:
         """Poll every mailbox once, whatever its due time (cron mode and tests); a poll that ended on
         its request budget with progress is polled again. Ends when no mailbox has work it can do,
         whatever state the others are in (stopped, leased elsewhere, failing)."""
-        pending = set(self.mailboxes)
+        pending, again = set(self.mailboxes), set[int]()
+        # Another instance running at the same time polls some of them: those are not polled twice.
+        started = self.clock()
         while True:
-            claimed = await self.dispatch(all_due=True, only=pending) if pending else []
-            pending -= set(claimed)
+            claimed = await self.dispatch(all_due=True, only=again) if again else []
+            again -= set(claimed)
+            if pending:
+                first = await self.dispatch(all_due=True, only=pending, unpolled_since=started)
+                pending -= set(first)
+                claimed += first
             if not self.running:
                 if not claimed:
-                    break  # the rest are leased by another instance, stopped, or cannot start
+                    break  # the rest are leased or polled by another instance, stopped, or cannot start
+                continue
+            if (pending or again) and len(claimed) >= self.settings.claim_batch:
+                await asyncio.sleep(0.05)  # more may be due: claim again soon, leaving others a turn
                 continue
             await asyncio.wait(list(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
-            again = self._unfinished & set(self.mailboxes)
-            self._unfinished -= again
-            pending |= again
+            more = self._unfinished & set(self.mailboxes)
+            self._unfinished -= more
+            again |= more
         await self.wait_idle()
 
     async def wait_idle(self) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, true, update
 from sqlmodel import col, select
 
 from core.storage.db import Store
@@ -36,6 +36,7 @@ def claim_due(
     limit: int,
     candidates: Collection[int],
     due_before: datetime | None = None,
+    unpolled_since: datetime | None = None,
 ) -> list[int]:
     """Lease up to `limit` active mailboxes among `candidates` due by `due_before` (default `now`);
     returns the ids now held by `owner`."""
@@ -50,6 +51,8 @@ def claim_due(
                 col(Mailbox.status).in_(POLLED),
                 or_(col(Mailbox.next_poll_at).is_(None), col(Mailbox.next_poll_at) <= due_before),
                 _free(now),
+                true() if unpolled_since is None else or_(
+                    col(Mailbox.last_success_at).is_(None), col(Mailbox.last_success_at) < unpolled_since),
             )
             .order_by(col(Mailbox.next_poll_at).asc().nulls_first(), col(Mailbox.id))
             .limit(limit)

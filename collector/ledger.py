@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from connectors.base import Fetched, MessageRef
 from connectors.registry import discover
@@ -14,7 +17,7 @@ from core import codec
 from core.config import Config, MailboxConfig
 from core.lifecycle import record
 from core.storage.db import Store
-from core.storage.models import Mailbox, Message, MessageStatus, Organisation, utcnow
+from core.storage.models import Mailbox, MailboxStatus, Message, MessageStatus, Organisation, utcnow
 
 ACTOR = "collector"
 
@@ -32,34 +35,45 @@ class MailboxKey:
 
 
 def sync_mailboxes(store: Store, config: Config) -> list[MailboxKey]:
-    """Make the organisation and mailbox rows match the configuration (new ones added, none deleted)."""
+    """Make the organisation and mailbox rows match the configuration (new ones added, none deleted).
+
+    Upserts (INSERT ... ON CONFLICT), so instances starting together on one database never trip
+    over each other's rows.
+    """
     keys = []
     with store.transaction() as session:
+        insert = _insert_for(session)
         for org_config in config.organisations:
-            org = session.exec(select(Organisation).where(Organisation.cvr == org_config.cvr)).first()
-            if org is None:
-                org = Organisation(cvr=org_config.cvr, name=org_config.name)
-                session.add(org)
-                session.flush()
-            elif org.name != org_config.name:
-                org.name = org_config.name
+            session.execute(
+                insert(Organisation)
+                .values(cvr=org_config.cvr, name=org_config.name)
+                .on_conflict_do_update(index_elements=["cvr"], set_={"name": org_config.name})
+            )
+            org = session.exec(select(Organisation).where(Organisation.cvr == org_config.cvr)).one()
             assert org.id is not None
             for mb_config in org_config.mailboxes:
+                session.execute(
+                    insert(Mailbox)
+                    .values(organisation_id=org.id, name=mb_config.name, provider=mb_config.type,
+                            status=MailboxStatus.ACTIVE, consecutive_failures=0)
+                    .on_conflict_do_update(index_elements=["organisation_id", "name"],
+                                           set_={"provider": mb_config.type})
+                )
                 mailbox = session.exec(
-                    select(Mailbox).where(
-                        Mailbox.organisation_id == org.id, Mailbox.name == mb_config.name
-                    )
-                ).first()
-                if mailbox is None:
-                    mailbox = Mailbox(organisation_id=org.id, name=mb_config.name, provider=mb_config.type)
-                    session.add(mailbox)
-                    session.flush()
-                mailbox.provider = mb_config.type
+                    select(Mailbox).where(Mailbox.organisation_id == org.id, Mailbox.name == mb_config.name)
+                ).one()
                 assert mailbox.id is not None
                 if mb_config.enabled:
                     keys.append(MailboxKey(mailbox.id, org.cvr, mailbox.name, mailbox.provider,
                                            acknowledge_policy(mb_config) == "after_delivery"))
     return keys
+
+
+def _insert_for(session: Session) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both PostgreSQL and SQLite have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def acknowledge_policy(mailbox: MailboxConfig) -> str:

@@ -70,6 +70,7 @@ class CollectorSettings(Frozen):
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)
     breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
     poll_request_budget: int = Field(default=1000, ge=10)
+    claim_batch: int = Field(default=10, gt=0)
 
 
 class RulesSettings(Frozen):

@@ -73,20 +73,33 @@ def load_keyring(path: Path, *, create: bool) -> Keyring:
     if not create:
         raise VaultError(f"keyring {path} does not exist")
     keyring = Keyring.generate()
-    save_keyring(path, keyring)
+    if not save_keyring(path, keyring, exclusive=True):
+        # Another instance created it first (started together): use theirs, or data sealed with
+        # one of the two keyrings could never be read by the other.
+        return Keyring.from_json(path.read_text(encoding="utf-8"))
     return keyring
 
 
-def save_keyring(path: Path, keyring: Keyring) -> None:
-    """Write atomically with owner-only permissions."""
+def save_keyring(path: Path, keyring: Keyring, *, exclusive: bool = False) -> bool:
+    """Write atomically with owner-only permissions; with `exclusive`, only if `path` does not exist
+    yet (False then)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(keyring.to_json())
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    if not exclusive:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)  # fails if it exists: never replaces another instance's new keyring
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
 
 
 class Vault:

@@ -205,3 +205,43 @@ def store(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
     sync_mailboxes(store, config)
     yield store
     store.dispose()
+
+
+@pytest.mark.postgres
+def test_instances_starting_together_on_a_fresh_postgres_schema_all_start(tmp_path: Path, pg_url: str) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from collector.ledger import sync_mailboxes
+    from postbud.runtime import open_store
+
+    config = write_config(tmp_path, pg_url, 6)
+    barrier = threading.Barrier(3)
+
+    def start() -> Runtime:
+        barrier.wait()  # migrations, organisation and mailbox rows: all at the same moment
+        return Runtime.create(config)
+
+    pool = ThreadPoolExecutor(3)
+    runtimes = [f.result(timeout=60) for f in [pool.submit(start) for _ in range(3)]]
+    pool.shutdown(wait=False)
+    try:
+        assert {len(r.dispatcher.mailboxes) for r in runtimes} == {6}
+        # And again for new organisations added while several instances run (a reload on each).
+        stores = [r.store for r in runtimes]
+        for round_ in range(5):
+            text = (tmp_path / "postbud.toml").read_text().replace('cvr = "12345678"', f'cvr = "1234567{round_}"')
+            (tmp_path / "postbud.toml").write_text(text)
+            renamed = load_config(tmp_path / "postbud.toml")
+            barrier = threading.Barrier(3)
+
+            def sync(store: Store) -> int:
+                barrier.wait()
+                return len(sync_mailboxes(store, renamed))
+
+            with ThreadPoolExecutor(3) as pool:
+                assert [f.result() for f in [pool.submit(sync, s) for s in stores]] == [6, 6, 6]
+    finally:
+        for runtime in runtimes:
+            asyncio.run(runtime.aclose())
+    del open_store
