@@ -78,6 +78,7 @@ class Dispatcher:
         self.backoff = Backoff(threshold=settings.breaker_threshold, cooldown=settings.breaker_cooldown_seconds,
                                max_cooldown=settings.breaker_max_cooldown_seconds)
         self.mailboxes: dict[int, MailboxRuntime] = {}
+        self.organisations: frozenset[str] = frozenset()  # configured CVRs: where foreign-addressed mail goes
         self.running: dict[int, asyncio.Task[None]] = {}
         self._lost: set[int] = set()
         self._unfinished: set[int] = set()  # polls that ended on their budget after making progress
@@ -181,7 +182,8 @@ class Dispatcher:
         try:
             async with self._provider_slots[provider]:
                 result = await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
-                                            retries=self.settings.retries, budget=self.settings.poll_request_budget)
+                                            retries=self.settings.retries, budget=self.settings.poll_request_budget,
+                                            organisations=self.organisations)
             retry_after = result.retry_after
             if result.failed:
                 outcome = "partial"

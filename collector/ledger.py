@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
+from collector.addressing import FOREIGN
 from connectors.base import Fetched, MessageRef
 from connectors.registry import discover
 from core import codec
@@ -89,11 +90,15 @@ class Known:
     message_id: str
     acknowledged: bool
     status: str = MessageStatus.COLLECTED
+    foreign: bool = False  # another company's mail: it stays at the provider for its owner
 
     def may_acknowledge(self, mailbox: MailboxKey) -> bool:
         """Committed is enough, unless the mailbox waits for delivery; a quarantined message's
-        evidence is kept, so the provider need not hold it either; an expired or erased letter
-        will never be delivered, and its tombstone keeps it from being collected again."""
+        evidence is kept, so the provider need not hold it either (unless it is another company's:
+        that stays at the provider for its owner); an expired or erased letter will never be
+        delivered, and its tombstone keeps it from being collected again."""
+        if self.foreign:
+            return False
         if self.acknowledged or not mailbox.ack_after_delivery:
             return True
         return self.status in (MessageStatus.DELIVERED, MessageStatus.QUARANTINED, MessageStatus.EXPIRED,
@@ -104,18 +109,25 @@ def find(store: Store, mailbox: MailboxKey, key: str) -> Known | None:
     """Is this provider message already stored? (checked before the expensive fetch)"""
     with store.read() as session:
         row = session.exec(
-            select(Message.id, Message.acknowledged_at, Message.status).where(
+            select(Message.id, Message.acknowledged_at, Message.status, Message.status_reason).where(
                 Message.mailbox_id == mailbox.id, Message.provider_message_id == key
             )
         ).first()
-    return None if row is None else Known(row[0], row[1] is not None, row[2])
+    if row is None:
+        return None
+    foreign = row[2] == MessageStatus.QUARANTINED and (row[3] or "").startswith(FOREIGN)
+    return Known(row[0], row[1] is not None, row[2], foreign)
 
 
-def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched) -> Known:
-    """Persist a fetched message with its trace event; idempotent on (mailbox, provider message id)."""
+def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched, *, organisation: str | None = None,
+                   held: str | None = None) -> Known:
+    """Persist a fetched message with its trace event; idempotent on (mailbox, provider message id).
+
+    `organisation` files it under another organisation than the mailbox's, `held` holds it there for a
+    person with that reason (mail addressed to another configured organisation)."""
     row = Message(
         mailbox_id=mailbox.id,
-        organisation_cvr=mailbox.organisation_cvr,
+        organisation_cvr=organisation or mailbox.organisation_cvr,
         provider=mailbox.provider,
         provider_message_id=fetched.ref.key,
         raw_media_type=fetched.raw_media_type,
@@ -141,12 +153,16 @@ def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched) -> Known
                     "documents": sum(len(d.files) for d in fetched.message.documents),
                 },
             )
+            if held is not None:
+                row.status, row.status_reason = MessageStatus.HELD, held
+                record(session, row.id, "held", actor=ACTOR, reason=held, from_status=MessageStatus.COLLECTED,
+                       to_status=MessageStatus.HELD, detail={"organisation": row.organisation_cvr})
     except IntegrityError:
         existing = find(store, mailbox, fetched.ref.key)
         if existing is None:
             raise
         return existing
-    return Known(row.id, False, MessageStatus.COLLECTED)
+    return Known(row.id, False, row.status)
 
 
 def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason: str, raw: bytes | None) -> Known:
@@ -180,7 +196,7 @@ def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason:
         if existing is None:
             raise
         return existing
-    return Known(row.id, False, MessageStatus.QUARANTINED)
+    return Known(row.id, False, MessageStatus.QUARANTINED, reason.startswith(FOREIGN))
 
 
 def mark_ack_intent(store: Store, message_id: str, ref: MessageRef) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -19,6 +19,7 @@ from tenacity import stop_any, wait_exponential_jitter
 from tenacity.stop import stop_base
 
 from collector import ledger
+from collector.addressing import place
 from collector.ledger import MailboxKey
 from connectors.base import Connector, MessageRef, Page, PermanentError, TransientError
 from core.logs import correlation_id
@@ -104,7 +105,7 @@ def _note_wait(result: PollResult, exc: TransientError) -> None:
 
 async def poll_mailbox(
     store: Store, mailbox: MailboxKey, connector: Connector, metrics: Metrics, *, retries: int = 3,
-    budget: int = 1000,
+    budget: int = 1000, organisations: Collection[str] = (),
 ) -> PollResult:
     """Collect what the mailbox lists, within `budget` requests. AuthError propagates, and so does a
     TransientError of the first listing request (nothing could be done); later failures end the poll
@@ -112,6 +113,8 @@ async def poll_mailbox(
 
     A poll that resumed mid-list from a saved cursor goes round once more from the start, up to where
     it began, so messages listed early are acknowledged without waiting for the listing to wrap.
+    A message addressed to another CVR than the mailbox's organisation is held for that organisation
+    when it is among `organisations`, else quarantined and left at the provider (collector.addressing).
     The caller records the poll's success (with the lease release, in one transaction).
     """
     result = PollResult(budget)
@@ -125,7 +128,7 @@ async def poll_mailbox(
             if page is None:
                 break
             for ref in page.refs:
-                await _collect_one(store, mailbox, connector, ref, metrics, result, retries)
+                await _collect_one(store, mailbox, connector, ref, metrics, result, retries, organisations)
             if page.cursor != cursor:
                 cursor = page.cursor
                 await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
@@ -182,6 +185,7 @@ async def _collect_one(
     metrics: Metrics,
     result: PollResult,
     retries: int,
+    organisations: Collection[str],
 ) -> None:
     known = await asyncio.to_thread(ledger.find, store, mailbox, ref.key)
     correlation_id.set(known.message_id if known else f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
@@ -202,11 +206,22 @@ async def _collect_one(
             log.warning("fetch failed after %d attempts; retried at the next poll: %s", retries, exc)
             return
         else:
-            known = await asyncio.to_thread(ledger.save_collected, store, mailbox, fetched)
-            correlation_id.set(known.message_id)
-            log.info("message collected id=%s mailbox=%s", known.message_id, mailbox.name)
-            metrics.messages_collected.labels(mailbox.provider).inc()
-            result.collected += 1
+            placed = place(fetched.message, mailbox.organisation_cvr, organisations)
+            if placed.quarantined is not None:
+                log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key,
+                            placed.quarantined)
+                known = await asyncio.to_thread(
+                    ledger.save_quarantined, store, mailbox, ref, placed.quarantined, fetched.raw)
+                metrics.messages_quarantined.labels(mailbox.provider, "collect").inc()
+                result.quarantined += 1
+            else:
+                known = await asyncio.to_thread(ledger.save_collected, store, mailbox, fetched,
+                                                organisation=placed.organisation, held=placed.held)
+                correlation_id.set(known.message_id)
+                log.info("message collected id=%s mailbox=%s%s", known.message_id, mailbox.name,
+                         f" ({placed.held})" if placed.held else "")
+                metrics.messages_collected.labels(mailbox.provider).inc()
+                result.collected += 1
     else:
         result.skipped += 1
     # Only now, with the message committed (or, where the mailbox waits for it, delivered), may the

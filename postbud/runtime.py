@@ -176,6 +176,7 @@ class Runtime:
         when a reload fixes it.
         """
         self.mailboxes = sync_mailboxes(self.store, self.config)
+        self.dispatcher.organisations = frozenset(org.cvr for org in self.config.organisations)
         configs: dict[tuple[str, str], MailboxConfig] = {
             (org.cvr, mb.name): mb for org in self.config.organisations for mb in org.mailboxes
         }

@@ -13,10 +13,13 @@ app = typer.Typer(no_args_is_help=True, help="Validate the configuration.")
 def check_cmd(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """Check the configuration and everything `run` loads with it (rules, recipients, secrets, keyring);
     print every problem as file:line: key: message, exit 1 if there is any."""
+    from collector.addressing import foreign_cvr_warnings
     from postbud.preflight import check_config
 
     cfg = config_of(ctx, config)
     problems = check_config(cfg)
+    for warning in foreign_cvr_warnings(cfg):  # allowed, but another company's mail may arrive here
+        err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     for problem in problems:
         err.print(f"[red]error[/red] {problem}", highlight=False)
     if problems:
