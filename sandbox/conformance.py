@@ -95,6 +95,9 @@ class Target:
     messages: int = 25
     seed: int = 7
     max_pages: int = 1000
+    # The provider forgets a message when it is fetched (e-Boks: /content marks it read, §1.5), so
+    # "acknowledged" is observable only from the fetch on; postbud's acknowledgement is local.
+    acknowledges_at_fetch: bool = False
 
 
 @dataclass
@@ -187,12 +190,12 @@ async def check_ack_after_commit(target: Target) -> None:
     committed: set[str] = set()
     try:
         unique = _dedupe(await list_all(connector, max_pages=target.max_pages))
+        _expect(not target.fake.acknowledged(), "listing acknowledged messages")
         for key, ref in unique.items():
             await connector.fetch(ref)
-            _expect(key not in target.fake.acknowledged(),
+            _expect(target.acknowledges_at_fetch or key not in target.fake.acknowledged(),
                     f"{key} was acknowledged by fetch, before the collector committed it")
             committed.add(key)  # the collector's commit
-        _expect(not target.fake.acknowledged(), "listing or fetching acknowledged messages")
         for key, ref in unique.items():
             _expect(key in committed, "suite bug: acknowledging an uncommitted message")
             await connector.acknowledge(ref)

@@ -1,9 +1,11 @@
 """The e-Boks connector: one company mailbox (a share of a delegate's e-Boks) over the mobile XML API.
 
 Reading a message's `/content` marks it read on the server (PROTOCOLS.md §1.5), which happens at
-fetch, before postbud commits. So the listing offers unread messages *and* the ones fetched but not
-yet acknowledged (kept in `ConnectorContext.state` as `pending`); acknowledging drops a message from
-`pending`, after which it stays read. Contract: `connectors.base.Connector`.
+fetch, before postbud commits: e-Boks is the exception to "acknowledged at the provider only after
+delivery". The protocol has no other mark-read, move or delete call, and postbud invents none. So the
+listing offers unread messages *and* the ones fetched but not yet acknowledged (kept in
+`ConnectorContext.state` as `pending`); acknowledging drops a message from `pending` (no request),
+after which it stays read. Contract: `connectors.base.Connector`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from connectors.eboks.xmlparse import (
 log = logging.getLogger(__name__)
 
 OWN_MAILBOX = "0"
-_NOT_SUPPORTED = frozenset({404, 405, 501})
 
 
 class EboksConnector:
@@ -49,7 +50,9 @@ class EboksConnector:
 
     name: ClassVar[str] = "eboks"
     Settings: ClassVar[type[ConnectorSettings]] = EboksSettings
+    # Reading /content marks a message read at e-Boks: the provider forgets it at fetch, not at ack.
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.MARK_READ})
+    acknowledges_at_fetch: ClassVar[bool] = True
 
     def __init__(self, settings: EboksSettings, context: ConnectorContext, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -57,7 +60,6 @@ class EboksConnector:
         self._session = EboksSession(settings, context.state, transport=transport)
         self._share: tuple[str, str | None] | None = None
         self._folders: tuple[str, ...] | None = None
-        self._mark_read_supported = True
 
     async def _mailbox(self) -> tuple[str, str, tuple[str, ...]]:
         """(user id, share id, folder ids) of this instance's company, resolved once per connector."""
@@ -164,26 +166,12 @@ class EboksConnector:
         return Fetched(ref=ref, raw=detail.content, raw_media_type="application/xml", message=message)
 
     async def acknowledge(self, ref: MessageRef) -> None:
-        """Mark the message read and forget it as pending; harmless when repeated.
+        """Forget the message as pending; harmless when repeated, and no request to e-Boks.
 
-        The explicit mark-read call is our inference [U] (PROTOCOLS.md open question 3). Where the
-        provider does not know it (404/405/501) the /content download at fetch has already marked
-        the message read, which is the documented behaviour, so the acknowledgement still holds.
+        The /content download at fetch already marked it read, the only mark-read the protocol has
+        (PROTOCOLS.md §1.5: no client documents an explicit call; open question 3).
         """
-        uid, share_id, _ = await self._mailbox()
-        folder_id, _, message_id = ref.handle.partition("/")
-        if self._settings.mark_read and self._mark_read_supported:
-            response = await self._session.request(
-                "PUT", f"{uid}/{share_id}/mail/folder/{folder_id}/message/{message_id}/read",
-                what="mark read", accept=_NOT_SUPPORTED,
-            )
-            if response.is_success:
-                with translated("mark read"):
-                    parse(response.content, response.headers.get("content-type"))  # an HTML 200 is no ack
-            elif response.status_code in (405, 501):
-                log.warning("e-Boks does not offer explicit mark-read (HTTP %s); relying on /content",
-                            response.status_code)
-                self._mark_read_supported = False
+        _, _, message_id = ref.handle.partition("/")
         pending = self._pending()
         if message_id in pending:
             pending.remove(message_id)

@@ -45,7 +45,6 @@ class EboksSettings(ConnectorSettings):
     folders: tuple[str, ...] = ("Inbox",)
     page_size: int = Field(default=100, ge=1, le=1000)
     include_read: bool = False
-    mark_read: bool = True
     connect_timeout: float = Field(default=10.0, gt=0)
     read_timeout: float = Field(default=60.0, gt=0)
 

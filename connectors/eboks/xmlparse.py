@@ -82,6 +82,7 @@ class MessageInfo:
     folder_id: str
     attachments_count: int
     attachments: tuple[AttachmentInfo, ...] = ()
+    sender_id: str = ""  # `<Sender id="...">`: e-Boks' own id of the sender (Net-Eboks reads it)
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def _message(el: etree._Element) -> MessageInfo:
         message_id=_required(el, "id"),
         subject=el.get("name", ""),
         sender="".join(str(t) for t in sender.itertext()).strip() if sender is not None else "",
+        sender_id=(sender.get("id") or "").strip() if sender is not None else "",
         received=_datetime(el.get("receivedDateTime")),
         unread=el.get("unread", "false").lower() == "true",
         format=el.get("format", "").lower(),

@@ -5,8 +5,9 @@ It checks what the real service checks as far as it is known: the logon challeng
 nonce per answer with stale nonces refused (401), idle session expiry (401), ErrorCode 10130 on bad
 credentials, 404 for unknown shares/folders/messages, `unread` cleared by the first `/content`
 download, 0-byte public-authority documents in low-assurance (activation-code) sessions, and
-random 500s on `/content`. Marking read explicitly (`PUT …/message/{id}/read`) is our inference
-[U]: no public client documents it (open question 3). Faults come from `sandbox.faults`.
+random 500s on `/content`. There is no explicit mark-read: no public client documents one (open
+question 3), so the first `/content` download is what the fake records as the acknowledgement.
+Faults come from `sandbox.faults`.
 """
 
 from __future__ import annotations
@@ -160,7 +161,6 @@ class FakeEboks(FakeProvider):
             Route(base, self._messages, methods=["GET"]),
             Route(base + "/message/{mid}", self._detail, methods=["GET"]),
             Route(base + "/message/{mid}/content", self._content, methods=["GET"]),
-            Route(base + "/message/{mid}/read", self._mark_read, methods=["PUT"]),
         ])
 
     async def _logon(self, request: Request) -> Response:
@@ -301,7 +301,9 @@ class FakeEboks(FakeProvider):
         message, content, is_body = found
         if is_body:
             self.record_fetch(message.message_id)
+            # The only mark-read the protocol has (§1.5): e-Boks forgets the letter as unread here.
             message.unread = False
+            self.record_ack(message.message_id)
         if message.public and not session.rsa and self.low_assurance == "zero":
             content = b""  # low-assurance session: public documents come back empty (Postboks#36)
         response = Response(content, media_type="application/octet-stream")
@@ -309,17 +311,6 @@ class FakeEboks(FakeProvider):
         response.headers[_AUTH] = f'sessionid="{session.session_id}",nonce="{session.nonce}"'
         return response
 
-    async def _mark_read(self, request: Request) -> Response:
-        found_share = self._session_share(request)
-        if isinstance(found_share, Response):
-            return found_share
-        session, share = found_share
-        found = share.find(request.path_params["mid"])
-        if found is None:
-            return self._error(404, "10404", "Unknown message", session)
-        found[1].unread = False
-        self.record_ack(found[1].message_id)
-        return self._xml(message_xml(*found), session=session)
 
 
 def _fields(header: str) -> dict[str, str]:

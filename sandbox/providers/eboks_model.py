@@ -35,6 +35,7 @@ class FakeMessage:
     attachments: list[FakeAttachment] = field(default_factory=list)
     public: bool = False
     unread: bool = True
+    sender_id: str = ""  # rendered as <Sender id="...">
 
 
 @dataclass
@@ -119,6 +120,7 @@ def from_normalized(message: NormalizedMessage) -> FakeMessage:
         message_id=message.message_id,
         subject=message.title,
         sender=message.sender.name or "",
+        sender_id=message.sender.id or "",
         received=message.sent_at or datetime.now(timezone.utc),
         format=fmt,
         body=body,
@@ -165,7 +167,7 @@ def folders_xml(share: FakeShare) -> str:
 
 def messages_xml(folder: FakeFolder, page: list[FakeMessage]) -> str:
     items = "".join(
-        f"<MessageInfo {_message_attrs(m, folder.folder_id)}><Sender>{escape(m.sender)}</Sender></MessageInfo>"
+        f"<MessageInfo {_message_attrs(m, folder.folder_id)}>{_sender_xml(m)}</MessageInfo>"
         for m in page
     )
     return (f'<FolderInfo xmlns="{NS}" id={quoteattr(folder.folder_id)} name={quoteattr(folder.name)}>'
@@ -179,7 +181,13 @@ def message_xml(folder: FakeFolder, message: FakeMessage) -> str:
         for a in message.attachments
     )
     return (f'<Message xmlns="{NS}" {_message_attrs(message, folder.folder_id)}>'
-            f"<Sender>{escape(message.sender)}</Sender><Attachements>{atts}</Attachements></Message>")
+            f"{_sender_xml(message)}<Attachements>{atts}</Attachements></Message>")
+
+
+def _sender_xml(message: FakeMessage) -> str:
+    """`<Sender id="...">name</Sender>`: a Sender with attributes as well as text (Net-Eboks reads both)."""
+    ident = f" id={quoteattr(message.sender_id)}" if message.sender_id else ""
+    return f"<Sender{ident}>{escape(message.sender)}</Sender>"
 
 
 def error_xml(code: str, text: str) -> str:

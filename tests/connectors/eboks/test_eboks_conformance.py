@@ -16,4 +16,4 @@ CVR = "12345674"
 @pytest.mark.parametrize("check", conformance.CHECKS, ids=conformance.check_id)
 async def test_conformance(check: conformance.Check, fake: FakeEboks,
                            make_connector: Callable[..., EboksConnector]) -> None:
-    await check(conformance.Target(lambda: make_connector(), fake, cvr=CVR))
+    await check(conformance.Target(lambda: make_connector(), fake, cvr=CVR, acknowledges_at_fetch=True))
