@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from collector.addressing import FOREIGN
-from connectors.base import Fetched, MessageRef
+from connectors.base import AcknowledgePolicy, Fetched, MessageRef
 from connectors.registry import discover
 from core import codec
 from core.config import Config, MailboxConfig
@@ -66,7 +66,7 @@ def sync_mailboxes(store: Store, config: Config) -> list[MailboxKey]:
                 assert mailbox.id is not None
                 if mb_config.enabled:
                     keys.append(MailboxKey(mailbox.id, org.cvr, mailbox.name, mailbox.provider,
-                                           acknowledge_policy(mb_config) == "after_delivery"))
+                                           acknowledge_policy(mb_config) is AcknowledgePolicy.AFTER_DELIVERY))
     return keys
 
 
@@ -77,12 +77,14 @@ def _insert_for(session: Session) -> Any:
     return sqlite.insert
 
 
-def acknowledge_policy(mailbox: MailboxConfig) -> str:
-    """The mailbox's own setting, else its connector's default (after delivery unless it says otherwise)."""
+def acknowledge_policy(mailbox: MailboxConfig) -> AcknowledgePolicy:
+    """The mailbox's own setting, else its connector's declared default (see connectors/base.py)."""
     if mailbox.acknowledge is not None:
-        return mailbox.acknowledge
+        return AcknowledgePolicy(mailbox.acknowledge)
     registered = discover().get(mailbox.type)
-    return getattr(registered.factory, "default_acknowledge", "after_delivery") if registered else "after_delivery"
+    # A plug-in written before the contract declared a default keeps the safe one.
+    default = getattr(registered.factory, "default_acknowledge", None) if registered else None
+    return AcknowledgePolicy(default or AcknowledgePolicy.AFTER_DELIVERY)
 
 
 @dataclass(frozen=True)

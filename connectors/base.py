@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from core.domain import NormalizedMessage
 
@@ -51,18 +51,15 @@ class PermanentError(ConnectorError):
 
 
 class Capability(StrEnum):
-    REPLY = "reply"
-    MARK_READ = "mark_read"
+    REPLY = "reply"  # the connector is also a `Replier`
+    MARK_READ = "mark_read"  # acknowledging marks the message read at the provider
 
 
-def _cvr_number(value: str) -> str:
-    if not (len(value) == 8 and value.isascii() and value.isdigit()):
-        raise ValueError(f"a CVR number is 8 digits, not {value!r}")
-    return value
+class AcknowledgePolicy(StrEnum):
+    """When the provider may forget a message (a mailbox's `acknowledge` setting overrides it)."""
 
-
-CvrNumber = Annotated[str, AfterValidator(_cvr_number)]
-"""A company registration number in a connector's settings."""
+    AFTER_DELIVERY = "after_delivery"  # once every delivery of it is confirmed: nothing is lost
+    AFTER_COMMIT = "after_commit"  # once it is stored: for sources that expect to be emptied promptly
 
 
 class ConnectorSettings(BaseModel):
@@ -124,25 +121,44 @@ class ConnectorContext:
 
 @runtime_checkable
 class Connector(Protocol):
-    """A mailbox at one provider.
+    """A mailbox at one provider. Implementations refer to this docstring instead of repeating it.
 
+    A connector class SHALL:
+    - declare `name`, the stable string config selects it by (`type = "ngdp"`), equal to the name it
+      is registered under; `Settings`, a `ConnectorSettings` subclass (frozen, unknown keys
+      rejected) the registry validates the mailbox's settings with; `capabilities`; and
+      `default_acknowledge`, its `AcknowledgePolicy` when the mailbox sets none:
+      `AFTER_DELIVERY` unless the source expects to be emptied as soon as postbud has a message
+      (a drop folder: `AFTER_COMMIT`);
+    - be constructed as `Connector(settings, context)` without I/O: it connects on first use.
     A connector SHALL:
     - list messages not yet acknowledged, page by page from `cursor` (None: from the start), and
       return every such message eventually, even if pages change between calls (a message that was
       already listed MAY be listed again; postbud deduplicates on `MessageRef.key`);
+    - make `MessageRef.handle` and `meta` enough to fetch and acknowledge the message again from a
+      new instance after a restart (the collector persists them; they are plain strings);
     - fetch one listed message, translating its format into a `NormalizedMessage`, and raise
       `PermanentError` (with the raw bytes where it has them) for a message that will never parse;
-    - acknowledge a message only when asked, which postbud does after the message is committed;
-      acknowledging twice SHALL be harmless;
-    - raise only `ConnectorError` subclasses, typed by what the caller must do;
+    - acknowledge a message only when asked, which postbud does according to the mailbox's policy;
+      neither listing nor fetching acknowledges (where the provider itself marks a message read
+      when its content is downloaded, e-Boks, the class SHALL say so: `acknowledges_at_fetch =
+      True`); acknowledging twice SHALL be harmless;
+    - raise only `ConnectorError` subclasses, typed by what the caller must do (a rejected
+      credential: `AuthError`; a fault that may pass: `TransientError`, with `retry_after` when the
+      provider said how long to wait);
+    - keep private state (tokens, device keys) only through `ConnectorContext.state`, which stores
+      it encrypted, and never log a secret, a body or a CPR number;
     - release its connections in `aclose`.
     A connector SHOULD keep its own credentials fresh through `ConnectorContext.state`.
-    A connector MAY offer optional capabilities (`capabilities`), e.g. replying.
+    A connector MAY offer optional capabilities (`capabilities`); with `Capability.REPLY` it SHALL
+    also be a `Replier`.
+    `sandbox/conformance.py` checks each of these against the connector's fake provider.
     """
 
     name: ClassVar[str]
     Settings: ClassVar[type[ConnectorSettings]]
     capabilities: ClassVar[frozenset[Capability]]
+    default_acknowledge: ClassVar[AcknowledgePolicy]
 
     async def list_new(self, cursor: str | None) -> Page: ...
 
@@ -153,11 +169,26 @@ class Connector(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class Replier(Protocol):
+    """A connector with `Capability.REPLY`: it sends a reply to a message it collected.
+
+    `send_reply` SHALL send `reply` (a `NormalizedMessage` whose `replies` names the original and
+    whose `message_id` is the reply's own id) in the provider's own format, SHALL raise
+    `PermanentError` for a reply the provider refuses for good and otherwise only `ConnectorError`
+    subclasses, and SHALL return the provider's receipt (JSON-ready). Sending the same reply twice
+    SHOULD be refused or harmless at the provider (the reply's id is its idempotency key).
+    """
+
+    async def send_reply(self, reply: NormalizedMessage) -> Mapping[str, Any]: ...
+
+
 class ConnectorFactory(Protocol):
     """What the registry holds: a connector class, constructed with its validated settings."""
 
     name: ClassVar[str]
     Settings: ClassVar[type[ConnectorSettings]]
     capabilities: ClassVar[frozenset[Capability]]
+    default_acknowledge: ClassVar[AcknowledgePolicy]
 
     def __call__(self, settings: Any, context: ConnectorContext) -> Connector: ...

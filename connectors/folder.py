@@ -19,6 +19,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from connectors.base import (
+    AcknowledgePolicy,
     Capability,
     ConnectorContext,
     ConnectorSettings,
@@ -56,7 +57,7 @@ class FolderConnector:
     Settings: ClassVar[type[ConnectorSettings]] = FolderSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     # Scanners and exports expect their files to leave the drop folder once postbud has them.
-    default_acknowledge: ClassVar[str] = "after_commit"
+    default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_COMMIT
 
     def __init__(self, settings: FolderSettings, context: ConnectorContext) -> None:
         self.settings = settings

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mimetypes
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,11 +14,10 @@ from typing import Any
 from sqlmodel import select
 
 from collector.state import MailboxState
-from connectors.base import Capability, ConnectorContext
-from connectors.memo import build_memo
+from connectors.base import Capability, ConnectorContext, Replier
 from connectors.registry import build, discover
 from core import codec
-from core.config import Config
+from core.config import Config, MailboxConfig
 from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party, ReplyData
 from core.lifecycle import gone_reason, record
 from core.storage.db import Store
@@ -34,7 +34,7 @@ class ReplyRefused(Exception):
 class SentReply:
     reply_uuid: str
     mailbox: str
-    receipt: dict[str, Any]
+    receipt: Mapping[str, Any]
 
 
 def build_reply(original: NormalizedMessage, organisation: Party, answer: File, text: str | None) -> NormalizedMessage:
@@ -56,7 +56,7 @@ def build_reply(original: NormalizedMessage, organisation: Party, answer: File, 
     )
 
 
-def _reply_mailbox(config: Config, cvr: str, preferred: str) -> Any:
+def _reply_mailbox(config: Config, cvr: str, preferred: str) -> MailboxConfig:
     org = config.organisation(cvr)
     registry = discover()
     capable = [m for m in org.mailboxes
@@ -88,7 +88,6 @@ async def send_reply(config: Config, store: Store, message_id: str, answer: Path
     media_type = mimetypes.guess_type(answer.name)[0] or "application/octet-stream"
     reply = build_reply(original, Party(org_row.cvr, "CVR", org_row.name),
                         File(answer.name, media_type, answer.read_bytes(), language="da"), text)
-    raw = build_memo(reply)
     mailbox = _reply_mailbox(config, row.organisation_cvr, mailbox_row.name if mailbox_row else "")
     with store.read() as session:
         target = session.exec(select(Mailbox).where(
@@ -97,7 +96,9 @@ async def send_reply(config: Config, store: Store, message_id: str, answer: Path
     connector = build(mailbox, ConnectorContext(mailbox.name, row.organisation_cvr, config.base_dir,
                                                 MailboxState(store, target.id)))
     try:
-        receipt = await connector.send_memo(raw, message_uuid=reply.message_id)  # type: ignore[attr-defined]
+        if not isinstance(connector, Replier):  # a plug-in claiming REPLY without the contract
+            raise ReplyRefused(f"connector {mailbox.type!r} claims replies but has no send_reply")
+        receipt = await connector.send_reply(reply)
     finally:
         await connector.aclose()
     with store.transaction() as session:

@@ -10,8 +10,11 @@ Any connector, built-in or third-party, runs it against a fake that implements `
 
 or all at once: `report = await conformance.run_conformance(make_connector, fake, cvr=...)`.
 
-The suite plays the collector (list -> dedupe on key -> fetch -> commit -> acknowledge) and checks:
+The suite plays the collector (list -> dedupe on key -> fetch -> commit -> acknowledge) and checks
+each obligation of `connectors.base.Connector`:
 
+- `check_contract`              the declarations: `name`, a frozen `Settings` that rejects unknown
+                                keys, `capabilities`, `default_acknowledge`; `Replier` with REPLY;
 - `check_pagination_complete`   listing from cursor None to `more=False` yields every message;
 - `check_no_double_fetch`       with keys deduplicated each message is downloaded exactly once, and
                                 an acknowledged message is not listed again;
@@ -53,11 +56,15 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from connectors.base import (
+    AcknowledgePolicy,
     AuthError,
+    Capability,
     Connector,
     ConnectorError,
+    ConnectorSettings,
     MessageRef,
     PermanentError,
+    Replier,
     TransientError,
 )
 from sandbox.faults import Fault
@@ -319,8 +326,32 @@ async def check_poison_message(target: Target) -> None:
         await connector.aclose()
 
 
+async def check_contract(target: Target) -> None:
+    connector = await _connector(target)
+    try:
+        kind = type(connector)
+        name, settings = getattr(kind, "name", None), getattr(kind, "Settings", None)
+        _expect(isinstance(name, str) and bool(name), "the class declares no name")
+        _expect(isinstance(settings, type) and issubclass(settings, ConnectorSettings),
+                "Settings is not a ConnectorSettings subclass")
+        assert isinstance(settings, type)
+        config = settings.model_config
+        _expect(config.get("frozen") is True and config.get("extra") == "forbid",
+                "Settings must be frozen and reject unknown keys")
+        capabilities = getattr(kind, "capabilities", None)
+        _expect(isinstance(capabilities, frozenset) and all(isinstance(c, Capability) for c in capabilities),
+                "capabilities is not a frozenset of Capability")
+        _expect(getattr(kind, "default_acknowledge", None) in set(AcknowledgePolicy),
+                "default_acknowledge is not an AcknowledgePolicy")
+        if Capability.REPLY in (capabilities or ()):
+            _expect(isinstance(connector, Replier), "claims Capability.REPLY but is no Replier (send_reply)")
+    finally:
+        await connector.aclose()
+
+
 Check = Callable[[Target], Awaitable[None]]
 CHECKS: tuple[Check, ...] = (
+    check_contract,
     check_pagination_complete,
     check_no_double_fetch,
     check_ack_after_commit,

@@ -16,6 +16,7 @@ from typing import ClassVar
 import httpx
 
 from connectors.base import (
+    AcknowledgePolicy,
     AuthError,
     Capability,
     ConnectorContext,
@@ -53,6 +54,7 @@ class EboksConnector:
     # Reading /content marks a message read at e-Boks: the provider forgets it at fetch, not at ack.
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.MARK_READ})
     acknowledges_at_fetch: ClassVar[bool] = True
+    default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_DELIVERY
 
     def __init__(self, settings: EboksSettings, context: ConnectorContext, *,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:

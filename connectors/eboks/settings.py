@@ -10,11 +10,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import ConnectorSettings, CvrNumber
+from connectors.base import ConnectorSettings
+from core.settings import Cvr, is_cvr
 from connectors.eboks.auth import AuthMode, Credentials, ResponseStyle
 
 DEFAULT_BASE_URL = "https://rest.e-boks.dk/mobile/1/xml.svc/en-gb"
-_CVR = re.compile(r"^\d{8}$")
 _CPR = re.compile(r"^\d{10}$")
 
 Secret = Annotated[str, Field(repr=False, min_length=1)]
@@ -40,7 +40,7 @@ class EboksSettings(ConnectorSettings):
     private_key_file: Path | None = None
     rsa_hash: str = Field(default="sha256", pattern="^(sha256|sha1)$")
     response_style: ResponseStyle = ResponseStyle.HA_EBOKS
-    cvr: CvrNumber
+    cvr: Cvr
     shares: dict[str, str] = Field(min_length=1)
     folders: tuple[str, ...] = ("Inbox",)
     page_size: int = Field(default=100, ge=1, le=1000)
@@ -72,7 +72,7 @@ class EboksSettings(ConnectorSettings):
                 raise ValueError(f"private_key_file cannot be read: {exc.strerror}") from exc
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError("private_key must be an RSA key")
-        bad = sorted(cvr for cvr in self.shares.values() if not _CVR.match(cvr))
+        bad = sorted(cvr for cvr in self.shares.values() if not is_cvr(cvr))
         if bad:
             raise ValueError(f"shares must map to 8-digit CVR numbers, got {bad}")
         if sum(1 for cvr in self.shares.values() if cvr == self.cvr) != 1:

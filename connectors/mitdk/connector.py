@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import httpx
 
 from connectors.base import (
+    AcknowledgePolicy,
     AuthError,
     Capability,
     ConnectorContext,
@@ -45,6 +46,7 @@ class MitdkConnector:
     name: ClassVar[str] = "mitdk"
     Settings: ClassVar[type[ConnectorSettings]] = MitdkSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.MARK_READ})
+    default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_DELIVERY
 
     def __init__(self, settings: MitdkSettings, context: ConnectorContext, *,
                  clock: Callable[[], float] = time.time,

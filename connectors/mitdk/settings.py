@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from connectors.base import ConnectorSettings, CvrNumber
+from connectors.base import ConnectorSettings
+from core.settings import Cvr
 
 DEFAULT_BASE_URL = "https://gateway.mit.dk/view/client/"
 
@@ -26,7 +27,7 @@ class MitdkSettings(ConnectorSettings):
     client_id: str = Field(min_length=1)
     dpp_refresh_token: Secret
     ngdp_refresh_token: Secret
-    cvr: CvrNumber
+    cvr: Cvr
     mailbox_id: str | None = None
     owner_name: str | None = None
     data_source: str = "DP_PUBLIC"

@@ -26,6 +26,7 @@ import httpx
 from pydantic import Field, field_validator
 
 from connectors.base import (
+    AcknowledgePolicy,
     AuthError,
     Capability,
     ConnectorContext,
@@ -36,8 +37,11 @@ from connectors.base import (
     PermanentError,
     TransientError,
 )
+from connectors.memo import build_memo
+from core.domain import NormalizedMessage
 from connectors.ngdp.download import download
 from connectors.ngdp.errors import status_error, translated
+from core.settings import is_cvr
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,7 @@ class NgdpSettings(ConnectorSettings):
     def _cvrs_are_cvr_numbers(cls, value: tuple[str, ...] | str) -> tuple[str, ...] | str:
         if value == "all":
             return value
-        bad = [v for v in value if not (len(v) == 8 and v.isdigit())]
+        bad = [v for v in value if not is_cvr(v)]
         if bad or not value:
             raise ValueError(f'cvrs must be "all" or a non-empty list of 8-digit CVR numbers, got {bad}')
         return value
@@ -89,6 +93,7 @@ class NgdpConnector:
     name: ClassVar[str] = "ngdp"
     Settings: ClassVar[type[ConnectorSettings]] = NgdpSettings
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.REPLY})
+    default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_DELIVERY
 
     def __init__(self, settings: NgdpSettings, context: ConnectorContext | None = None) -> None:
         self.settings = settings
@@ -204,6 +209,10 @@ class NgdpConnector:
         if response.status_code not in (200, 201, 204, 409):  # 409: receipted before
             raise status_error(response, "receipt")
         return True
+
+    async def send_reply(self, reply: NormalizedMessage) -> dict[str, Any]:
+        """`Replier`: the reply as a MeMo (ReplyData pointing at the original), sent with its own UUID."""
+        return await self.send_memo(build_memo(reply), message_uuid=reply.message_id)
 
     async def send_memo(self, raw: bytes, *, message_uuid: str) -> dict[str, Any]:
         """Sends one MeMo (e.g. a reply built by `connectors.memo.build_memo`); returns NgDP's Receipt."""

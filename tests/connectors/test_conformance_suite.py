@@ -10,8 +10,10 @@ import pytest
 
 from sandbox import conformance
 from connectors.base import (
+    AcknowledgePolicy,
     AuthError,
     Capability,
+    ConnectorContext,
     ConnectorSettings,
     Fetched,
     MessageRef,
@@ -33,6 +35,7 @@ class Wrapped:
     name: ClassVar[str] = "broken"
     Settings: ClassVar[type[ConnectorSettings]] = Settings
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_DELIVERY
 
     def __init__(self, inner: NgdpConnector) -> None:
         self.inner = inner
@@ -48,6 +51,14 @@ class Wrapped:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class ClaimsRepliesWithoutSending(Wrapped):
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.REPLY})
+
+
+class NoAcknowledgePolicy(Wrapped):
+    default_acknowledge = "whenever"  # type: ignore[assignment]  # the bug this check exists for
 
 
 class StopsAfterFirstPage(Wrapped):
@@ -134,6 +145,8 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[NgdpFake, Callable[[], N
 
 
 @pytest.mark.parametrize(("broken", "check", "reason"), [
+    (ClaimsRepliesWithoutSending, conformance.check_contract, "no Replier"),
+    (NoAcknowledgePolicy, conformance.check_contract, "default_acknowledge"),
     (StopsAfterFirstPage, conformance.check_pagination_complete, "missed"),
     (FetchesTwice, conformance.check_no_double_fetch, "more than once"),
     (AcknowledgesOnFetch, conformance.check_ack_after_commit, "acknowledged by fetch"),
@@ -168,3 +181,14 @@ async def test_run_conformance_reports_the_failing_checks(
 def test_the_ngdp_fake_implements_the_fake_interface(tmp_path: Path) -> None:
     fake = make_fake(folder=tmp_path, ca=LocalCA(tmp_path / "ca"))
     assert isinstance(fake, conformance.ConformanceFake)
+
+
+async def test_the_drop_folder_meets_the_declarations(tmp_path: Path) -> None:
+    from connectors.folder import FolderConnector, FolderSettings
+    from sandbox.state import MemoryState
+
+    context = ConnectorContext("drop", CVR, tmp_path, MemoryState())
+    target = conformance.Target(lambda: FolderConnector(FolderSettings(path=tmp_path), context),
+                                fake=None)  # type: ignore[arg-type]  # the declarations need no provider
+    await conformance.check_contract(target)
+    assert FolderConnector.default_acknowledge is AcknowledgePolicy.AFTER_COMMIT
