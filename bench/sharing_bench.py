@@ -28,7 +28,8 @@ from sqlmodel import func, select
 from collector.dispatch import Dispatcher, MailboxRuntime
 from collector.ledger import sync_mailboxes
 from connectors.base import Capability, ConnectorSettings, Fetched, MessageRef, Page
-from core.config import Config, load_config
+from core.config import Config
+from core.configfile import load_config
 from core.domain import MessageType, NormalizedMessage, Party
 from core.metrics import Metrics
 from core.notify import TraceNotifier

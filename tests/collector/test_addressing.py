@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from collector.dispatch import Dispatcher, MailboxRuntime
 from collector.ledger import sync_mailboxes
 from connectors.base import Fetched, MessageRef
-from core.config import CollectorSettings, load_config
+from core.config import CollectorSettings
+from core.configfile import load_config
 from core.domain import Party
 from core.metrics import Metrics
 from core.notify import TraceNotifier
