@@ -153,3 +153,30 @@ async def test_a_purge_by_hand_sends_the_final_warning_and_the_daemon_does_not_r
         assert len(mails(mail_server)) == 1
     finally:
         await runtime.aclose()
+
+
+async def test_postbud_purge_by_hand_sends_the_final_warning_itself(
+    make_config: MakeConfig, mail_server: SandboxMailServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from postbud.cli.app import app
+    from postbud.runtime import open_store
+    from tests.postbud.ops_testkit import Spec, add
+
+    # GIVEN a held letter 26 days old in an organisation keeping 30 days, warned 5 days ahead
+    config = life_config(make_config, mail_server)
+    assert config.path is not None
+    letter = add(open_store(config), Spec(datetime.now(timezone.utc) - timedelta(days=26), org="12345678",
+                                          status="held"))
+    runner = CliRunner()
+    # WHEN an operator runs `postbud purge` (in a thread: the mail server serves on this loop)
+    first = await asyncio.to_thread(runner.invoke, app, ["-c", str(config.path), "purge"])
+    again = await asyncio.to_thread(runner.invoke, app, ["-c", str(config.path), "purge"])
+    # THEN the final warning went out from the command itself, once
+    assert first.exit_code == 0, first.output
+    assert "held letters told: final warning 1" in first.output
+    assert "notices: 1 sent, 0 left for the daemon to send" in first.output
+    assert again.exit_code == 0 and "notices:" not in again.output
+    (warning,) = mails(mail_server)
+    assert warning["Subject"].startswith("[postbud] Final warning") and letter in body(warning)
