@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlmodel import col, select
 
-from core.config import ConfigError, OrganisationConfig, load_config
+from core.config import OrganisationConfig
+from core.configfile import ConfigError, load_config
 from core.storage.models import Notice, TraceEvent
 from postbud.deadlines import run_schedule, stages
 from tests.conftest import MakeConfig
