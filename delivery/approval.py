@@ -142,7 +142,8 @@ def invite(store: Store, directory: RecipientsFile | None, settings: DeliverySet
         row.confirmed_at = row.approved_at = row.revoked_at = None
         session.add(row)
         record(session, None, "recipient_invited", actor=actor,
-               detail={"organisation": org, "recipient": rid, "expires_at": expires.isoformat()})
+               detail={"organisation": org, "recipient": rid, "name": listed.name if listed else name,
+                       "expires_at": expires.isoformat()})
     link = f"{settings.approval_base_url}/recipients/confirm/{token}"
     return Invitation(org, rid, listed.name if listed else name, email, token, link, expires,
                       listed is not None)

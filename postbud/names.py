@@ -23,8 +23,9 @@ EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;.]+$")
 class UnknownName(ValueError):
     """A typed name that names nothing (or more than one thing); the message says what is known."""
 
-    def __init__(self, message: str, candidates: Iterable[str] = ()) -> None:
-        self.candidates = tuple(candidates)
+    def __init__(self, message: str, candidates: Iterable[str] = (), *, usage: bool = False) -> None:
+        self.candidates = tuple(dict.fromkeys(candidates))
+        self.usage = usage  # a value of the wrong form (a status, a channel), not a missing thing
         if self.candidates:
             message += f"; did you mean {', '.join(self.candidates)}?"
         super().__init__(message)
@@ -55,15 +56,14 @@ def status(typed: str) -> str:
     values = [s.value for s in MessageStatus]
     if typed.strip().lower() in values:
         return typed.strip().lower()
-    raise UnknownName(f"{typed!r} is no message status (statuses: {', '.join(values)})", similar(typed, values, limit=2))
+    raise UnknownName(f"{typed!r} is no message status; use one of {', '.join(values)}", usage=True)
 
 
 def channel(config: Config, typed: str) -> str:
     enabled = list(config.delivery.channels)
     if typed.strip().lower() in enabled:
         return typed.strip().lower()
-    raise UnknownName(f"{typed!r} is no enabled delivery channel (channels: {', '.join(enabled)})",
-                      similar(typed, enabled, limit=2))
+    raise UnknownName(f"{typed!r} is no enabled delivery channel; use one of {', '.join(enabled)}", usage=True)
 
 
 def mailbox(config: Config, typed: str, *, organisation: str | None = None) -> str:
@@ -85,7 +85,7 @@ def provider(config: Config, typed: str) -> str:
 
 def email_address(typed: str) -> str:
     if not EMAIL.match(typed.strip()):
-        raise UnknownName(f"{typed!r} is not an e-mail address (name@example.dk)")
+        raise UnknownName(f"{typed!r} is not an e-mail address; give one like name@example.dk", usage=True)
     return typed.strip()
 
 
@@ -117,6 +117,13 @@ def approval(store: Store, org: str, rid: str) -> str | None:
     return row.status if row is not None else None
 
 
+def invited(store: Store, org: str) -> list[str]:
+    """Recipients of `org` with an approval record (invited, confirmed, approved or revoked)."""
+    with store.read() as session:
+        return sorted(r.recipient for r in session.exec(select(RecipientApproval)
+                                                        .where(RecipientApproval.organisation_cvr == org)))
+
+
 def approved_recipient(store: Store, directory: RecipientsFile | None, org: str, typed: str) -> str:
     """As `recipient`, and approved now: what delivery will accept."""
     rid = recipient(directory, org, typed)
@@ -125,6 +132,22 @@ def approved_recipient(store: Store, directory: RecipientsFile | None, org: str,
         raise UnknownName(f"{rid} of {org} is not approved ({state or 'never invited'}): nothing would be "
                           f"sent to them; run `postbud recipients approve {org} {rid}` first, or choose another")
     return rid
+
+
+def approved_target(store: Store, directory: RecipientsFile | None, org: str, typed: str) -> str:
+    """A recipient or a group of `org` whose every member is approved now."""
+    target = recipient(directory, org, typed, groups=True)
+    assert directory is not None
+    members = directory.groups(org).get(target, (target,))
+    waiting = [f"{m} ({approval(store, org, m) or 'never invited'})" for m in members
+               if approval(store, org, m) != ApprovalStatus.APPROVED]
+    if waiting:
+        what = f"group {target} has members who are not approved: {', '.join(waiting)}" \
+            if target in directory.groups(org) else f"{target} of {org} is not approved {waiting[0].split(' ', 1)[1]}"
+        first = waiting[0].split(" ", 1)[0]
+        raise UnknownName(f"{what}; nothing would be sent to them: approve first (`postbud recipients approve "
+                          f"{org} {first}`), or choose another")
+    return target
 
 
 def _source(directory: RecipientsFile) -> str:

@@ -1,7 +1,35 @@
-"""The `postbud` command line: app.py mounts one module per command group; common.py is what they share."""
+"""The `postbud` command line. Its error style (one line, exit 2 for usage, 1 for failure, a traceback
+only with `--debug` anywhere on the line) is `postbud.cli.common.OperatorGroup`'s."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def invoke(argv: Sequence[str]) -> int:
+    """Run `postbud ARGV...` and return its exit code; what `main` and the tests call."""
+    from typer.exceptions import Exit, TyperException
+
+    from postbud.cli.app import app
+    from postbud.cli.common import FAILURE, USAGE, say
+
+    args = list(argv)
+    if "--debug" in args:  # allowed anywhere: the root option it is, in front
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    try:
+        code = app(args=args, prog_name="postbud", standalone_mode=False)
+    except Exit as exc:
+        return int(exc.exit_code)
+    except TyperException as exc:  # a usage error of the root itself, before any sub-command
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `postbud`: the help is the answer
+            exc.show()  # type: ignore[attr-defined]
+            return USAGE
+        message = exc.format_message() if hasattr(exc, "format_message") else "aborted"
+        say(" ".join(message.split()).rstrip(".") + "; see `postbud --help`")
+        return int(getattr(exc, "exit_code", FAILURE))
+    return int(code or 0)
 
 
 def main() -> None:
-    from postbud.cli.app import app
-
-    app()
+    sys.exit(invoke(sys.argv[1:]))

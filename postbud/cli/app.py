@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from postbud.cli import (
@@ -21,10 +23,11 @@ from postbud.cli import (
     status,
     trace,
 )
+from postbud.cli.common import OperatorGroup, set_debug
 from postbud.cli.common import CliContext, ConfigOpt
 
 _HELP = "The `postbud` command: the daemon, configuration, database, keys, trace and inspection commands."
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=_HELP)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=_HELP, cls=OperatorGroup)
 
 # name -> (group, help shown in `postbud --help` when it differs from the group's own)
 GROUPS: dict[str, tuple[typer.Typer, str | None]] = {
@@ -51,6 +54,12 @@ for _commands in ROOT_COMMANDS:
 
 
 @app.callback()
-def root(ctx: typer.Context, config: ConfigOpt = None) -> None:
+def root(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an unexpected error "
+                                        "(allowed anywhere on the line).")] = False,
+) -> None:
     """postbud collects, routes, delivers and traces a company's digital mail."""
+    set_debug(debug)
     ctx.obj = CliContext(config)

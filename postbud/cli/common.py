@@ -1,10 +1,18 @@
-"""What the `postbud` command modules share: consoles, common options, the config, who acts, time and trace views."""
+"""What the `postbud` command modules share: consoles, common options, the config, who acts, times,
+tables, the message view, and one error style for every command.
+
+A mistake gets one line on stderr saying what is wrong and what to do (an ambiguous id adds its
+candidates, indented): exit 2 for a usage error (an unknown option, a value in the wrong form), 1 for
+a failure. A traceback only with `--debug` (anywhere on the line) or POSTBUD_DEBUG=1. Every group is
+an `OperatorGroup`, which applies this to whatever its commands raise.
+"""
 
 from __future__ import annotations
 
 import getpass
 import json
 import os
+import re
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,9 +20,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+from typer.exceptions import Exit, TyperException
+from rich.table import Table
 
 from core.config import Config
 from core.configfile import ConfigError, default_config_path
+from core.storage.db import Store
+from delivery.recipients import RecipientsFile
 from postbud.configuration import load_config
 
 out = Console(soft_wrap=True)
@@ -51,11 +64,21 @@ class CliContext:
         return config.rules.directory if config else None
 
     @property
-    def recipients(self) -> object | None:
-        from postbud.runtime import load_recipient_directory
+    def configured(self) -> Config | None:
+        return self._optional()
 
+    @property
+    def recipients(self) -> object | None:
         config = self._optional()
-        return load_recipient_directory(config) if config else None
+        if config is None or config.recipients.file is None:
+            return None
+        path, sandbox = config.recipients.file, config.sandbox
+        if not path.exists() and sandbox.enabled and path.resolve().is_relative_to(sandbox.folder.resolve()):
+            # A fresh checkout: the sandbox writes its demo recipients at its first start.
+            err.print(f"note: {path} does not exist yet (the sandbox writes it when postbud runs); "
+                      "going on without recipients", highlight=False, markup=False)
+            return None
+        return recipients_of(config)
 
 
 def load_or_exit(path: Path) -> Config:
@@ -63,7 +86,7 @@ def load_or_exit(path: Path) -> Config:
         return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {problem}", highlight=False)
+            say(str(problem))
         raise typer.Exit(1) from None
 
 
@@ -95,38 +118,156 @@ def actor(by: str | None = None) -> str:
         return "cli"
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """A --since/--until value: an ISO date/time (UTC unless it says otherwise), or an age like 30d / 12h."""
+USAGE, FAILURE = 2, 1
+_debug = [False]  # a list, so the root command can set it for this invocation
+
+
+def set_debug(wanted: bool) -> None:
+    """The root's --debug (or POSTBUD_DEBUG=1): tracebacks for this invocation."""
+    _debug[0] = wanted or os.environ.get("POSTBUD_DEBUG") == "1"
+
+
+class OperatorGroup(TyperGroup):
+    """A command group whose commands' errors become one line and an exit code (see the docstring)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exit:
+            raise
+        except TyperException as exc:  # click's own (typer bundles click): usage errors, abort
+            if type(exc).__name__ == "NoArgsIsHelpError" or _debug[0]:
+                raise
+            code = int(getattr(exc, "exit_code", FAILURE))
+            message = exc.format_message() if hasattr(exc, "format_message") else "aborted"
+            where = getattr(exc, "ctx", None)
+            hint = f"; see `{where.command_path} --help`" if code == USAGE and where is not None else ""
+            say(" ".join(message.split()).rstrip(".") + hint)
+            raise Exit(code) from None
+        except KeyboardInterrupt:
+            raise Exit(130) from None
+        except Exception as exc:
+            if _debug[0]:
+                raise
+            message, code, more = failure(exc)
+            say(" ".join(message.split()))
+            for line in more:
+                sys.stderr.write(f"  {line}\n")
+            raise Exit(code) from None
+
+
+def failure(exc: Exception) -> tuple[str, int, list[str]]:
+    """What an exception means for the operator: the line, the exit code and candidate lines."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    from core.storage.vault import VaultError
+    from delivery.errors import RecipientsFileError
+    from postbud.names import UnknownName
+    from postbud.trace import MessageNotFound
+    from postbud.trace_actions import NotFound
+    from rules import RuleErrors
+
+    if isinstance(exc, OperatorError):
+        return str(exc), exc.exit_code, []
+    if isinstance(exc, (MessageNotFound, NotFound)):
+        return str(exc), FAILURE, [f"{i}  {at[:19]}  {title}" for i, at, title in exc.candidates]
+    if isinstance(exc, UnknownName):
+        return str(exc), USAGE if exc.usage else FAILURE, []
+    if isinstance(exc, RecipientsFileError):
+        return f"{exc}; fix the recipients file ([recipients] file)", FAILURE, []
+    if isinstance(exc, VaultError):
+        return f"{exc}; check [encryption] keyring (or $POSTBUD_KEYRING)", FAILURE, []
+    if isinstance(exc, RuleErrors):
+        more = f" (and {len(exc.issues) - 1} more)" if len(exc.issues) > 1 else ""
+        first = exc.issues[0] if exc.issues else ""
+        return f"the rules do not load: {first}{more}; run `postbud rules check`", FAILURE, []
+    if isinstance(exc, (DBAPIError, ArgumentError)):
+        cause = getattr(exc, "orig", None) or exc
+        return (f"the database cannot be used ({type(cause).__name__}: {str(cause).splitlines()[0]}); check "
+                "[database] url (or $POSTBUD_DATABASE_URL)"), FAILURE, []
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}", FAILURE, []
+    return f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", FAILURE, []
+
+
+class OperatorError(Exception):
+    """A mistake or a failure the operator can act on: one line on stderr, no traceback.
+
+    `exit_code` 2 is a usage error (a value in the wrong form), 1 a failure (it names nothing that
+    exists, or it could not be done).
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def say(message: str) -> None:
+    """One error line: what is wrong and what to do."""
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+_AGE = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_time(value: str | None, option: str = "--since") -> datetime | None:
+    """A --since/--until value: an ISO date/time (UTC unless it says otherwise), or an age like 30d,
+    12h, 45m, 2w. Anything else is a usage error naming the forms that work."""
     if not value:
         return None
-    if value[-1] in "dh" and value[:-1].isdigit():
-        unit = {"d": "days", "h": "hours"}[value[-1]]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(value[:-1])})
-    parsed = datetime.fromisoformat(value)
+    age = _AGE.fullmatch(value.strip())
+    if age:
+        return datetime.now(timezone.utc) - timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise OperatorError(f"{option} {value!r} is neither a date (2026-05-01, 2026-05-01T08:30) nor an age "
+                            "(30d, 12h, 45m, 2w)", exit_code=2) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
-def show_message(config: Config, message_id: str, *, as_json: bool) -> None:
-    """Print one message and its timeline, oldest first (`trace show`, `queue show`); exit 1 if unknown."""
-    from postbud.runtime import open_store
-    from postbud.trace import show
+def recipients_of(config: Config) -> RecipientsFile | None:
+    """The configured recipients file, loaded (None when none is configured)."""
+    from delivery.recipients import load_recipients
 
-    found = show(open_store(config), message_id)
-    if found is None:
-        err.print(f"no message {message_id}")
-        raise typer.Exit(1)
+    return load_recipients(config.recipients.file) if config.recipients.file is not None else None
+
+
+def known_organisation(config: Config, store: Store, typed: str) -> str:
+    """For reading: a configured organisation, or one whose messages are still stored after it left
+    the configuration; anything else is refused with the candidates."""
+    from sqlmodel import select
+
+    from core.storage.models import Organisation
+    from postbud.names import UnknownName, organisation
+
+    try:
+        return organisation(config, typed)
+    except UnknownName:
+        with store.read() as session:
+            if session.exec(select(Organisation).where(Organisation.cvr == typed.strip())).first() is not None:
+                return typed.strip()
+        raise
+
+
+def table(*headers: str) -> Table:
+    """A table that folds long cells instead of cutting them, so ids and titles stay whole at 80 columns."""
+    grid = Table(show_lines=False)
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    return grid
+
+
+def show_message(config: Config, message_id: str, *, as_json: bool, full: bool = False) -> None:
+    """Print one message (`trace show`, `queue show`): who received it, the timeline and why in words."""
+    from postbud.explain import message_lines
+    from postbud.runtime import open_store
+    from postbud.trace import show_message as find
+
+    found = find(open_store(config), message_id)
     if as_json:
         print_json(found)
         return
-    out.print(f"[bold]{found['title']}[/bold]  ({found['id']})", highlight=False)
-    out.print(f"from {found['sender']} · {found['organisation']}/{found['mailbox']} · status {found['status']}",
-              highlight=False)
-    for event in found["events"]:
-        change = f"{event['from_status'] or ''} → {event['to_status']}" if event["to_status"] else ""
-        line = f"{event['at'][:19]}  {event['kind']:<13} {event['actor']:<10} {change}"
-        if event["reason"]:
-            line += f"  ({event['reason']})"
-        out.print(line, highlight=False)
-        explanation = event["detail"].get("explanation")
-        if explanation:
-            out.print(f"    why: {json.dumps(explanation, ensure_ascii=False)}", highlight=False)
+    for line in message_lines(found, full=full):
+        out.print(line, highlight=False, markup=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, out, say
 
-app = typer.Typer(no_args_is_help=True, help="Validate the configuration.")
+app = typer.Typer(no_args_is_help=True, help="Validate the configuration.", cls=OperatorGroup)
 
 
 @app.command("check")
@@ -21,7 +21,7 @@ def check_cmd(ctx: typer.Context, config: ConfigOpt = None) -> None:
     for warning in foreign_cvr_warnings(cfg):  # allowed, but another company's mail may arrive here
         err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
     for problem in problems:
-        err.print(f"[red]error[/red] {problem}", highlight=False)
+        say(str(problem))
     if problems:
         raise typer.Exit(1)
     mailboxes = sum(len(o.mailboxes) for o in cfg.organisations)

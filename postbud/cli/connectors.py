@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from postbud.cli.common import ConfigOpt, err, out
+from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, out
 
-app = typer.Typer(no_args_is_help=True, help="Installed mailbox connectors.")
+app = typer.Typer(no_args_is_help=True, help="Installed mailbox connectors.", cls=OperatorGroup)
 
 
 @app.command("list")
@@ -17,7 +17,6 @@ def list_cmd(config: ConfigOpt = None) -> None:
     try:
         found = discover()
     except RegistryError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"{exc}; uninstall one of the plugins") from None
     for name, registered in sorted(found.items()):
         out.print(f"{name:<10} {registered.origin}", highlight=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, out
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, out
 
-app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app = typer.Typer(no_args_is_help=True, help="Database schema.", cls=OperatorGroup)
 
 
 @app.command("upgrade")

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, JsonOpt, err, out, print_json
+from postbud.cli.common import ConfigOpt, JsonOpt, OperatorError, OperatorGroup, out, print_json
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
 
 @app.command("inspect")
@@ -25,8 +25,7 @@ def inspect_cmd(
     try:
         message = parse_message_file(file.read_bytes(), file.name)
     except PermanentError as exc:
-        err.print(f"[red]invalid[/red] {file}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"{file} is not a message postbud can read: {exc}") from None
     data = message.to_json()
     if as_json:
         print_json(data)

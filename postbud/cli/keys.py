@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, err, out
 
-app = typer.Typer(no_args_is_help=True, help="Encryption keys for content at rest.")
+app = typer.Typer(no_args_is_help=True, help="Encryption keys for content at rest.", cls=OperatorGroup)
 
 
 @app.command("rotate")

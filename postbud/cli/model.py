@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from postbud.cli.common import ConfigOpt, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, config_of, err, out
 
-app = typer.Typer(help="The ML suggester: evaluate it on a labelled corpus.", no_args_is_help=True)
+app = typer.Typer(help="The ML suggester: evaluate it on a labelled corpus.", no_args_is_help=True, cls=OperatorGroup)
 
 _ROWS = (
     ("accuracy", "accuracy", "{:.4f}"),
@@ -36,7 +36,7 @@ def _group() -> None:
 @app.command()
 def evaluate(
     dataset: Annotated[
-        Path, typer.Argument(help="JSONL (plain or .gz): label, split, title, sender, body.")
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL (plain or .gz): label, split, title, sender, body.")
     ],
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
@@ -49,9 +49,8 @@ def evaluate(
 
     try:
         report = run_evaluation(dataset, progress=lambda text: err.print(f"[dim]{text}[/dim]"))
-    except SuggesterError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+    except SuggesterError as exc:  # the DATASET argument is unusable
+        raise OperatorError(str(exc), exit_code=2) from exc
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
         return
@@ -74,9 +73,13 @@ def train_cmd(
     """Train each organisation's model on its confirmed placements (skipped when nothing changed)."""
     from postbud.runtime import open_models, open_store
 
+    from postbud import names
+
     cfg = config_of(ctx, config)
+    cvrs = [names.organisation(cfg, org)] if org else [o.cvr for o in cfg.organisations]  # no model for a typo
+    if not cfg.model.enabled:
+        raise OperatorError("the model is disabled ([model] enabled = false); enable it to train")
     models = open_models(cfg, open_store(cfg))
-    cvrs = [org] if org else [o.cvr for o in cfg.organisations]
     for cvr in cvrs:
         err.print(f"training {cvr} ...")
         outcome = models.train(cvr, force=force)

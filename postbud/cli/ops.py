@@ -6,16 +6,25 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from core.config import Config
 from core.storage.db import Store
-from postbud.cli.common import ConfigOpt, JsonOpt, config_of, err, out, print_json
+from postbud.cli.common import (
+    ConfigOpt,
+    JsonOpt,
+    OperatorError,
+    OperatorGroup,
+    config_of,
+    known_organisation,
+    out,
+    print_json,
+    table,
+)
 
 if TYPE_CHECKING:
     from postbud.stats import By
 
-ops_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Retention, erasure and statistics.")
+ops_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Retention, erasure and statistics.", cls=OperatorGroup)
 
 
 # -- retention and erasure --------------------------------------------------------------------
@@ -41,13 +50,13 @@ def purge_command(
                                            if notices else {})})
         return
     verb = "would purge" if dry_run else "purged"
-    table = Table("organisation", "retention", "before", "messages", "attachments", "originals",
-                  "trace events", "final warnings")
+    grid = table("organisation", "retention", "before", "messages", "attachments", "originals",
+                 "trace events", "final warnings")
     for o in report.organisations:
         c = o.counts
-        table.add_row(o.organisation, f"{o.retention_days} d", o.cutoff.isoformat()[:19], str(c.content),
-                      str(c.attachment), str(c.original), str(c.trace_event), str(c.escalated))
-    out.print(table)
+        grid.add_row(o.organisation, f"{o.retention_days} d", o.cutoff.isoformat()[:19], str(c.content),
+                     str(c.attachment), str(c.original), str(c.trace_event), str(c.escalated))
+    out.print(grid)
     t = report.totals
     out.print(f"{verb}: {t.content} messages, {t.attachment} attachments, {t.original} originals, "
               f"{t.trace_event + report.system_trace_events} trace events", highlight=False)
@@ -84,8 +93,7 @@ def erase_command(
     try:
         kind, value = subject(cpr, cvr)
     except SubjectError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
+        raise OperatorError(f"{exc}", exit_code=2) from None
     store = open_store(config_of(ctx, config))
     if not yes:
         found = len(find_subject_messages(store, kind, value))
@@ -125,20 +133,20 @@ def stats_command(
 
     period = _PERIODS.get(by)
     if period is None:
-        err.print(f"[red]error[/red] --by is day, month or year, not {by!r}", highlight=False)
-        raise typer.Exit(2)
-    store = open_store(config_of(ctx, config))
-    periods = stats(store, org, period, datetime.now(timezone.utc))
+        raise OperatorError(f"--by is day, month or year, not {by!r}", exit_code=2)
+    cfg = config_of(ctx, config)
+    store = open_store(cfg)
+    periods = stats(store, known_organisation(cfg, store, org) if org else None, period, datetime.now(timezone.utc))
     if as_json:
         print_json([p.to_json() for p in periods])
         return
-    table = Table("period", "collected", "rule", "model", "fallback", "hand", "held", "delivered", "failed",
-                  "automation",
-                  "median to delivery", "per channel")
+    grid = table("period", "collected", "rule", "model", "fallback", "hand", "held", "delivered", "failed",
+                 "automation", "median to delivery", "per channel")
     for p in periods:
         rate = "" if p.automation_rate is None else f"{p.automation_rate:.0%}"
         median = "" if p.median_delivery_seconds is None else f"{p.median_delivery_seconds:.0f} s"
         channels = ", ".join(f"{c} {n}" for c, n in p.delivered_by_channel.items())
-        table.add_row(p.period, str(p.collected), str(p.routed_by_rule), str(p.routed_by_model),
-                      str(p.routed_by_fallback), str(p.routed_by_hand), str(p.held), str(p.delivered), str(p.failed), rate, median, channels)
-    out.print(table)
+        grid.add_row(p.period, str(p.collected), str(p.routed_by_rule), str(p.routed_by_model),
+                     str(p.routed_by_fallback), str(p.routed_by_hand), str(p.held), str(p.delivered), str(p.failed),
+                     rate, median, channels)
+    out.print(grid)

@@ -6,9 +6,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from postbud.cli.common import ConfigOpt, actor, config_of, err, out, print_json, show_message
+from postbud.cli.common import (
+    ConfigOpt,
+    OperatorError,
+    OperatorGroup,
+    actor,
+    config_of,
+    err,
+    known_organisation,
+    out,
+    print_json,
+    recipients_of,
+    show_message,
+    table,
+)
 
-app = typer.Typer(no_args_is_help=True, help="The manual queue: messages waiting for a person.")
+app = typer.Typer(no_args_is_help=True, help="The manual queue: messages waiting for a person.", cls=OperatorGroup)
 
 
 def _age(seconds: float) -> str:
@@ -24,22 +37,22 @@ def list_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Held messages, oldest first, with age, reason and the top suggestions."""
-    from rich.table import Table
-
     from postbud.runtime import open_store
     from router.queue import held
 
-    items = held(open_store(config_of(ctx, config)), organisation=org)
+    cfg = config_of(ctx, config)
+    store = open_store(cfg)
+    items = held(store, organisation=known_organisation(cfg, store, org) if org else None)
     if as_json:
         print_json([i.to_json() for i in items])
         return
-    table = Table("id", "age", "org", "sender", "title", "reason", "suggestions")
+    grid = table("id", "age", "org", "sender", "title", "reason", "suggestions")
     for i in items:
         suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3]) \
             or (f"none: {i.model_reason}" if i.model_reason else "")
-        table.add_row(i.id[:12], _age(i.age_seconds), i.organisation, i.sender or "", i.title, i.reason or "",
-                      suggested)
-    out.print(table)
+        grid.add_row(i.id[:12], _age(i.age_seconds), i.organisation, i.sender or "", i.title, i.reason or "",
+                     suggested)
+    out.print(grid)
     err.print(f"{len(items)} held")
 
 
@@ -50,7 +63,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """One held message: the trace timeline with the suggestions."""
+    """One held message: who it is for, the timeline, and why it is held, with the model's suggestions."""
     show_message(config_of(ctx, config), message_id, as_json=as_json)
 
 
@@ -58,39 +71,25 @@ def show_cmd(
 def assign_cmd(
     ctx: typer.Context,
     message_id: Annotated[str, typer.Argument(metavar="ID")],
-    recipients: Annotated[list[str], typer.Argument(metavar="RECIPIENT...", help="Ids or names (fuzzy).")],
+    recipients: Annotated[list[str], typer.Argument(metavar="RECIPIENT...", help="Ids, names or groups (fuzzy).")],
     by: Annotated[Optional[str], typer.Option("--by", help="Who assigns (default: $POSTBUD_USER or the login).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Place a held message with one or more approved recipients, matched by id or name."""
-    from postbud.runtime import load_recipient_directory, open_store
-    from postbud.trace import show
-    from router.queue import NotHeld, assign, resolve_recipient
+    """Place a held message with one or more approved recipients (or groups), matched by id or name."""
+    from postbud import names
+    from postbud.runtime import open_store
+    from postbud.trace import show_message as find
+    from router.queue import NotHeld, assign
 
     cfg = config_of(ctx, config)
     store = open_store(cfg)
-    found = show(store, message_id)
-    if found is None:
-        err.print(f"no message {message_id}")
-        raise typer.Exit(1)
-    directory = load_recipient_directory(cfg)
-    names = directory.names(found["organisation"]) if directory else {}
-    chosen = []
-    for query in recipients:
-        if not names:
-            chosen.append(query)  # no recipients file: ids are taken as given
-            continue
-        resolution = resolve_recipient(query, names)
-        if resolution.recipient is None:
-            err.print(f"{query!r} does not name one recipient of {found['organisation']}; candidates:")
-            for rid, label, score in resolution.candidates:
-                err.print(f"  {rid:<20} {label} ({score:.0f})", highlight=False)
-            raise typer.Exit(1)
-        chosen.append(resolution.recipient)
+    found = find(store, message_id)
+    directory = recipients_of(cfg)
+    # Only approved recipients receive anything: an unapproved one would bounce the letter back to held.
+    chosen = [names.approved_target(store, directory, found["organisation"], query) for query in recipients]
     who = actor(by)
     try:
         assign(store, found["id"], chosen, actor=who, directory=directory, channels=cfg.delivery.channels)
     except NotHeld as exc:
-        err.print(str(exc))
-        raise typer.Exit(1) from None
+        raise OperatorError(f"{exc}; only held messages are assigned (`postbud trace resend` sends again)") from exc
     out.print(f"{found['id']} assigned to {', '.join(chosen)} by {who}", highlight=False)

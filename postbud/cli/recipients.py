@@ -11,34 +11,37 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, actor, config_of, err, out
+from postbud.cli.common import (
+    ConfigOpt,
+    OperatorError,
+    OperatorGroup,
+    actor,
+    config_of,
+    err,
+    known_organisation,
+    out,
+    table,
+)
 
 if TYPE_CHECKING:
     from delivery.recipients import RecipientsFile
     from core.config import Config
     from core.storage.db import Store
 
-app = typer.Typer(no_args_is_help=True, help="Delivery recipients: the approval workflow and key status.")
+app = typer.Typer(no_args_is_help=True, help="Delivery recipients: the approval workflow and key status.", cls=OperatorGroup)
 
 
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error[/red] {message}", highlight=False)
-    return typer.Exit(1)
+def _fail(message: str) -> OperatorError:
+    return OperatorError(message)
 
 
 def _setup(ctx: typer.Context, explicit: Path | None, *,
            need_directory: bool = True) -> tuple[Config, Store, RecipientsFile | None]:
-    from delivery.errors import RecipientsFileError
     from delivery.recipients import load_recipients
     from postbud.runtime import open_store
 
     config: Config = config_of(ctx, explicit)
-    directory = None
-    if config.recipients.file is not None:
-        try:
-            directory = load_recipients(config.recipients.file)
-        except RecipientsFileError as exc:
-            raise _fail(str(exc)) from None
+    directory = load_recipients(config.recipients.file) if config.recipients.file is not None else None
     if need_directory and directory is None:
         raise _fail("no recipients file: set [recipients] file in the configuration")
     return config, open_store(config), directory
@@ -47,7 +50,7 @@ def _setup(ctx: typer.Context, explicit: Path | None, *,
 @app.command("invite")
 def invite_cmd(
     ctx: typer.Context,
-    org: Annotated[str, typer.Argument(metavar="ORG", help="The organisation's CVR number.")],
+    org: Annotated[str, typer.Argument(metavar="ORG", help="The organisation's CVR number (or its name).")],
     name: Annotated[str, typer.Argument(metavar="NAME", help="Recipient id, name or alias (or a new name).")],
     email: Annotated[str, typer.Argument(metavar="EMAIL")],
     config: ConfigOpt = None,
@@ -57,14 +60,14 @@ def invite_cmd(
     from delivery.channels import smtp_settings
     from delivery.errors import DeliveryError
     from delivery.smtp import SmtpSender
+    from postbud import names
 
+    address = names.email_address(email)  # before anything is written or sent
     cfg, store, directory = _setup(ctx, config, need_directory=False)
+    org = names.organisation(cfg, org)
+    org_name = cfg.organisation(org).name
     try:
-        org_name = cfg.organisation(org).name
-    except KeyError:
-        raise _fail(f"organisation {org} is not in the configuration") from None
-    try:
-        invitation = invite(store, directory, cfg.delivery, org, name, email, actor=actor())
+        invitation = invite(store, directory, cfg.delivery, org, name, address, actor=actor())
     except ApprovalError as exc:
         raise _fail(str(exc)) from None
 
@@ -76,12 +79,12 @@ def invite_cmd(
         asyncio.run(send())
     except (DeliveryError, LookupError) as exc:
         raise _fail(f"invitation not sent ({exc}); run invite again to send a new one") from None
-    out.print(f"invited {invitation.recipient} of {org} at {email}; the link works until "
+    out.print(f"invited {invitation.name} ({invitation.recipient}) of {org} at {address}; the link works until "
               f"{invitation.expires_at:%Y-%m-%d %H:%M} UTC", highlight=False)
     if not invitation.listed:
-        err.print(f"[yellow]note[/yellow] {invitation.recipient} is not in the recipients file yet: add "
+        err.print(f"note: {invitation.recipient} is not in the recipients file yet: add "
                   f"[org.{org}.recipients.{invitation.recipient}] with this email and a key to approve them",
-                  highlight=False)
+                  highlight=False, markup=False)
 
 
 @app.command("confirm")
@@ -103,16 +106,19 @@ def confirm_cmd(ctx: typer.Context, code: Annotated[str, typer.Argument(metavar=
 def approve_cmd(
     ctx: typer.Context,
     org: Annotated[str, typer.Argument(metavar="ORG")],
-    rid: Annotated[str, typer.Argument(metavar="ID")],
+    rid: Annotated[str, typer.Argument(metavar="ID", help="Recipient id, name or alias.")],
     vouch: Annotated[bool, typer.Option("--vouch", help="Approve without a confirmed invitation: you "
                                         "vouch for the address (webhooks, demo recipients).")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Approve a confirmed recipient once its key checks out (validity, key usage, trust store)."""
     from delivery.approval import ApprovalError, approve
+    from postbud import names
 
     cfg, store, directory = _setup(ctx, config)
     assert directory is not None
+    org = names.organisation(cfg, org)
+    rid = names.recipient(directory, org, rid)
     try:
         row = approve(store, directory, org, rid, actor=actor(), trust_store=cfg.delivery.trust_store,
                       vouch=vouch)
@@ -125,15 +131,31 @@ def approve_cmd(
 def revoke_cmd(
     ctx: typer.Context,
     org: Annotated[str, typer.Argument(metavar="ORG")],
-    rid: Annotated[str, typer.Argument(metavar="ID")],
+    rid: Annotated[str, typer.Argument(metavar="ID", help="Recipient id, name or alias.")],
     config: ConfigOpt = None,
 ) -> None:
     """Revoke a recipient: nothing more is sent to them, their pending deliveries are held."""
     from delivery.approval import revoke
+    from postbud import names
 
-    _, store, _ = _setup(ctx, config, need_directory=False)
+    cfg, store, directory = _setup(ctx, config, need_directory=False)
+    org = names.organisation(cfg, org)
+    rid = _revocable(store, directory, org, rid)
     held = revoke(store, org, rid, actor=actor())
     out.print(f"{rid} of {org} is revoked; {len(held)} messages held for re-routing", highlight=False)
+
+
+def _revocable(store: Store, directory: RecipientsFile | None, org: str, typed: str) -> str:
+    """A recipient of the file (by id, name or alias), or one invited but not (or no longer) in it."""
+    from postbud import names
+
+    if names.approval(store, org, typed) is not None:
+        return typed
+    try:
+        return names.recipient(directory, org, typed)
+    except names.UnknownName as exc:
+        raise names.UnknownName(str(exc).split("; did you mean")[0],
+                                list(exc.candidates) + names.similar(typed, names.invited(store, org), limit=3)) from None
 
 
 @dataclass(frozen=True)
@@ -176,9 +198,25 @@ def listing(store: Store, directory: RecipientsFile | None, config: Config,
             key = "valid" if status.valid else status.reason
             out.append(Listed(cvr, rid, r.name, r.email, str(directory.channel(cvr, rid, enabled=enabled)),
                               True, row.status if row else "not invited", key, status.days_left))
+    invited_as = _invited_names(store)
     for (cvr, rid), row in sorted(rows.items()):
-        out.append(Listed(cvr, rid, rid, row.email, "", False, row.status, "not in recipients file", None))
+        out.append(Listed(cvr, rid, invited_as.get((cvr, rid), rid), row.email, "", False, row.status,
+                          "not in recipients file", None))
     return out
+
+
+def _invited_names(store: Store) -> dict[tuple[str, str], str]:
+    """The display names people were invited under (kept in the invitation's trace event)."""
+    from sqlmodel import col, select
+
+    from core.storage.models import TraceEvent
+
+    with store.read() as session:
+        events = session.exec(select(TraceEvent).where(TraceEvent.kind == "recipient_invited",
+                                                       col(TraceEvent.message_id).is_(None))
+                              .order_by(col(TraceEvent.id))).all()
+    return {(e.detail["organisation"], e.detail["recipient"]): e.detail["name"] for e in events
+            if {"organisation", "recipient", "name"} <= set(e.detail)}
 
 
 @app.command("list")
@@ -189,16 +227,13 @@ def list_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Every recipient with approval status and key status (days to expiry)."""
-    from rich.table import Table
-
-
     cfg, store, directory = _setup(ctx, config, need_directory=False)
-    items = listing(store, directory, cfg, org)
+    items = listing(store, directory, cfg, known_organisation(cfg, store, org) if org else None)
     if as_json:
         sys.stdout.write(json.dumps([asdict(i) for i in items], ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table("org", "id", "name", "email", "channel", "approval", "key", "days left")
+    grid = table("org", "id", "name", "email", "channel", "approval", "key", "days left")
     for i in items:
         days = "" if i.key_days_left is None else str(i.key_days_left)
-        table.add_row(i.organisation, i.id, i.name, i.email or "", i.channel, i.approval, i.key, days)
-    out.print(table)
+        grid.add_row(i.organisation, i.id, i.name, i.email or "", i.channel, i.approval, i.key, days)
+    out.print(grid)

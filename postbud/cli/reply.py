@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from postbud.cli.common import ConfigOpt, actor, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, actor, config_of, out
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
 
 @app.command("reply")
@@ -26,20 +26,15 @@ def reply_cmd(
     from connectors.base import ConnectorError
     from postbud.reply import ReplyRefused, send_reply
     from postbud.runtime import open_store
-    from postbud.trace import show
+    from postbud.trace import show_message as find
 
     cfg = config_of(ctx, config)
     store = open_store(cfg)
-    found = show(store, message_id)
-    if found is None:
-        err.print(f"no message {message_id}")
-        raise typer.Exit(1)
+    found = find(store, message_id)
     try:
         sent = asyncio.run(send_reply(cfg, store, found["id"], file, text=text, actor=actor(by)))
     except ReplyRefused as exc:
-        err.print(f"[red]refused[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"reply refused: {exc}") from None
     except ConnectorError as exc:
-        err.print(f"[red]not sent[/red] {type(exc).__name__}: {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"reply not sent ({type(exc).__name__}: {exc}); nothing was sent, try again later") from None
     out.print(f"reply {sent.reply_uuid} sent through {sent.mailbox}", highlight=False)

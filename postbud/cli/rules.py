@@ -14,10 +14,20 @@ from typing import Annotated, Any
 
 import typer
 
+from core.config import Config
 from connectors.base import ConnectorError
 from connectors.files import parse_message_file
 from core.recipients import RecipientDirectory
-from postbud.cli.common import ConfigOpt, config_of, context_of, err, out, parse_time
+from postbud.cli.common import (
+    ConfigOpt,
+    OperatorError,
+    OperatorGroup,
+    config_of,
+    context_of,
+    err,
+    out,
+    parse_time,
+)
 from rules.facts import MessageFacts
 from rules.loader import check, load
 from rules.model import Evaluation, RuleErrors
@@ -26,7 +36,7 @@ from rules.suite import MessageReader, run_test_suite
 # The rules parse nothing: their tools read message files the way the connectors do.
 READER = MessageReader(parse_message_file, refused=(ConnectorError,))
 
-app = typer.Typer(no_args_is_help=True, help="Routing rules: check, test on a message, test suites.")
+app = typer.Typer(no_args_is_help=True, help="Routing rules: check, test on a message, test suites.", cls=OperatorGroup)
 
 RulesOpt = Annotated[
     Path | None,
@@ -44,9 +54,14 @@ def _obj(ctx: typer.Context, config: Path | None, key: str) -> Any:
 def _rules_dir(ctx: typer.Context, explicit: Path | None, config: Path | None) -> Path:
     chosen = explicit or _obj(ctx, config, "rules_dir")
     if not chosen:
-        typer.echo("error: no rule directory: give DIR / --rules, or configure one", err=True)
-        raise typer.Exit(2)
-    return Path(chosen)
+        raise OperatorError("no rule directory: give DIR / --rules, or configure [rules] directory", exit_code=2)
+    return _folder(Path(chosen), "rule folder")
+
+
+def _folder(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise OperatorError(f"{path} is not a folder; give the {what} (e.g. rules/examples)")
+    return path
 
 
 def _recipients(ctx: typer.Context, config: Path | None) -> RecipientDirectory | None:
@@ -99,13 +114,17 @@ def test_cmd(
     try:
         parsed = parse_message_file(message.read_bytes(), message.name)
     except ConnectorError as e:
-        typer.echo(f"error: cannot parse {message}: {e}", err=True)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"cannot parse {message}: {e}") from None
     try:
         when = datetime.fromisoformat(received) if received else parsed.sent_at
     except ValueError:
-        typer.echo(f"error: --received {received!r} is not an ISO 8601 date-time", err=True)
-        raise typer.Exit(2) from None
+        raise OperatorError(f"--received {received!r} is not an ISO 8601 date-time (2026-03-02T10:30:00+01:00)",
+                            exit_code=2) from None
+    known = _obj(ctx, config, "configured")
+    if org and isinstance(known, Config):  # with a configuration, a typo in --org is caught
+        from postbud import names
+
+        org = names.organisation(known, org)
     facts = MessageFacts(
         message=parsed,
         organisation=org or parsed.recipient.id or "",
@@ -129,7 +148,8 @@ def test_suite_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Run rule unit tests ([[case]] tables); exit 1 if any case fails."""
-    result = run_test_suite(directory, _rules_dir(ctx, rules, config), _recipients(ctx, config), reader=READER)
+    result = run_test_suite(_folder(directory, "folder of test files"), _rules_dir(ctx, rules, config),
+                            _recipients(ctx, config), reader=READER)
     for error in result.errors:
         typer.echo(f"error: {error}")
     for case in result.cases:
@@ -144,7 +164,7 @@ def test_suite_cmd(
 @app.command("replay")
 def replay_cmd(
     ctx: typer.Context,
-    since: Annotated[str, typer.Option(help="Messages received since (ISO date, or 30d / 12h ago).")] = "30d",
+    since: Annotated[str, typer.Option(help="Messages received since (ISO date, or an age: 30d, 12h, 45m).")] = "30d",
     until: Annotated[str | None, typer.Option(help="... and before (ISO date, or 7d ago).")] = None,
     rules: Annotated[Path | None, typer.Option("--rules", help="Candidate rule directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -159,8 +179,9 @@ def replay_cmd(
     cfg = config_of(ctx, config)
     directory = rules or cfg.rules.directory
     if directory is None:
-        err.print("error: no rule directory: give --rules DIR, or configure [rules] directory")
-        raise typer.Exit(2)
+        raise OperatorError("no rule directory: give --rules DIR, or configure [rules] directory", exit_code=2)
+    start, end = parse_time(since, "--since"), parse_time(until, "--until")
+    _folder(directory, "rule folder")
     recipients = load_recipient_directory(cfg)
     try:
         ruleset = load(directory, recipients)
@@ -169,7 +190,6 @@ def replay_cmd(
             err.print(str(issue), highlight=False)
         raise typer.Exit(1) from None
     store = open_store(cfg)
-    start, end = parse_time(since), parse_time(until)
     assert start is not None  # --since has a default
     decider = RulesDecider(lambda: ruleset, recipients, DefaultRoute(cfg))
     report = replay(store, decider, since=start, until=end)
@@ -188,8 +208,9 @@ def replay_cmd(
 
 
 def describe(evaluation: Evaluation) -> list[str]:
-    """The decision and its explanation as indented text lines."""
-    ex = evaluation.explanation
+    """The decision and its explanation as indented text lines (`trace show` prints stored ones alike)."""
+    from postbud.explain import explanation_lines
+
     lines = [f"action:     {evaluation.action}"]
     if evaluation.recipients:
         lines.append(f"recipients: {', '.join(evaluation.recipients)}")
@@ -199,32 +220,4 @@ def describe(evaluation: Evaluation) -> list[str]:
     if evaluation.tags:
         lines.append(f"tags:       {', '.join(evaluation.tags)}")
     lines.append(f"priority:   {evaluation.priority}")
-    skipped, version = ex.get("skipped_out_of_scope", 0), ex.get("rule_set")
-    lines.append(f"rules tried ({skipped} out of scope, rule set {version}):")
-    for entry in ex.get("tried", []):
-        mark = "✓" if entry["matched"] else "✗"
-        lines.append(f"  {mark} {entry['rule']}  ({entry['at']})")
-        lines += _conditions(entry.get("conditions", []), "      ")
-        if "reason" in entry:
-            lines.append(f"      reason: {entry['reason']}")
-        if "route" in entry:
-            lines.append(f"      route: {', '.join(entry['route'])}")
-        if "captures" in entry:
-            lines.append(f"      captures: {json.dumps(entry['captures'], ensure_ascii=False)}")
-    return lines
-
-
-def _conditions(trace: list[dict[str, Any]], indent: str) -> list[str]:
-    lines = []
-    for item in trace:
-        mark = "✓" if item.get("matched") else "✗"
-        for group in ("any", "all", "not"):
-            if group in item:
-                lines.append(f"{indent}{mark} {group}:")
-                lines += _conditions(item[group], indent + "    ")
-                break
-        else:
-            extra = {k: v for k, v in item.items() if k not in ("field", "matcher", "matched")}
-            details = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in extra.items())
-            lines.append(f"{indent}{mark} {item['field']} {item['matcher']}: {details}")
-    return lines
+    return lines + explanation_lines(evaluation.explanation)

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, err
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, err
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
 
 @app.command("run")
@@ -26,11 +26,12 @@ def run_cmd(
     cfg = config_of(ctx, config)
     problems = check_config(cfg)
     for problem in problems:
-        level = "[red]error[/red]" if problem.fatal else "[yellow]warning[/yellow]"
-        err.print(f"{level} {problem}" + ("" if problem.fatal else f" ({problem.mailbox} does not start)"),
-                  highlight=False)
+        level = "error" if problem.fatal else "warning"
+        err.print(f"{level}: {problem}" + ("" if problem.fatal else f" ({problem.mailbox} does not start)"),
+                  highlight=False, markup=False)
     if any(p.fatal for p in problems):
-        err.print("postbud does not start with these problems; `postbud config check` lists them", highlight=False)
+        err.print("  postbud does not start with these problems; fix them (`postbud config check` lists them)",
+                  highlight=False, markup=False)
         raise typer.Exit(1)
     logs.configure(cfg.logging.level, cfg.logging.format)
     asyncio.run(serve(cfg, once=once))

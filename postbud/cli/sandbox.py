@@ -6,9 +6,9 @@ import asyncio
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, config_of, out
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
 
 @app.command("sandbox")
@@ -23,8 +23,7 @@ def sandbox_cmd(
     try:
         extension = named("sandbox")
     except ExtensionError as exc:
-        err.print(f"[red]error[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from None
+        raise OperatorError(f"{exc}") from None
 
     async def serve() -> None:
         handle = await extension.start(cfg)

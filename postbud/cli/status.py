@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, config_of, out, print_json
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, out, print_json
 
-app = typer.Typer(add_completion=False)
+app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
 
 def ago(iso: str | None, now: datetime) -> str:

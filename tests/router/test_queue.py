@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from postbud.cli.app import app
 from core.config import Config
+from postbud.runtime import open_store
 from postbud.service import serve
 from router.queue import resolve_recipient
 from tests.collector.test_folder_collection import EML, drop
@@ -49,6 +50,14 @@ def held_config(make_config: MakeConfig, tmp_path: Path) -> Config:
     return config
 
 
+def approve_by_hand(config: Config, rid: str) -> None:
+    """An approved recipient, as `recipients approve` leaves it (these test recipients have no keys)."""
+    from core.storage.models import RecipientApproval
+
+    with open_store(config).transaction() as session:
+        session.add(RecipientApproval(organisation_cvr="12345678", recipient=rid, status="approved"))
+
+
 def test_held_message_is_listed_and_assigned_by_fuzzy_name(make_config: MakeConfig, tmp_path: Path) -> None:
     config = held_config(make_config, tmp_path)
     listed = runner.invoke(app, ["-c", str(config.path), "queue", "list", "--json"])
@@ -57,6 +66,11 @@ def test_held_message_is_listed_and_assigned_by_fuzzy_name(make_config: MakeConf
     assert item["organisation"] == "12345678" and item["reason"]
     assert item["age_seconds"] >= 0
 
+    # an unapproved recipient would bounce the letter back to held: refused, nothing changes
+    refused = runner.invoke(app, ["-c", str(config.path), "queue", "assign", item["id"][:10], "bogholderi"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: finance of 12345678 is not approved (never invited)")
+    approve_by_hand(config, "finance")
     assigned = runner.invoke(app, ["-c", str(config.path), "queue", "assign", item["id"][:10], "bogholderi",
                                    "--by", "mette"])
     assert assigned.exit_code == 0, assigned.output
