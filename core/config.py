@@ -18,7 +18,9 @@ ENV_DATABASE_URL = "POSTBUD_DATABASE_URL"
 
 
 class ServiceSettings(Frozen):
-    instance: str = Field(default_factory=lambda: f"{os.uname().nodename}-{os.getpid()}")
+    # Unset: a name kept in `instance_file`, so a restarted instance recognises its own leases.
+    instance: str | None = None
+    instance_file: RelPath = Path("var/instance.id")
 
 
 class DatabaseSettings(Frozen):

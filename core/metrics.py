@@ -110,6 +110,14 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        # A channel paused by a fault of its own (relay down, TLS, credentials): letters wait uncharged.
+        self.delivery_channel_paused = Gauge(
+            "postbud_delivery_channel_paused",
+            "1 while the channel is paused after a fault of the channel (relay down, TLS refused or invalid, "
+            "authentication refused); its letters wait without using their attempts.",
+            ["channel"],
+            registry=r,
+        )
         self.recipient_key_days_left = Gauge(
             "postbud_recipient_key_days_left",
             "Fewest days until a recipient key checked for delivery expires, per channel.",

@@ -7,7 +7,8 @@
     ├── ChannelUnavailable           PAUSE_CHANNEL: the channel, not the letter, is at fault;
     │   │                            stop using the channel, the letter waits for it
     │   ├── TlsRequired              no TLS (not offered, not https, certificate invalid): NOTHING sent
-    │   └── SmtpAuthFailed           AUTH refused: the channel needs new credentials
+    │   ├── SmtpAuthFailed           AUTH refused: the channel needs new credentials
+    │   └── RelayUnreachable         the relay cannot be reached or refuses to greet: NOTHING sent
     ├── RecipientUnusable            HOLD_RECIPIENT: nothing can go to this recipient as configured;
     │   │                            hold its rows, send its letters back for re-routing
     │   └── EncryptionError          the recipient's key material cannot be used to encrypt
@@ -97,6 +98,10 @@ class TlsRequired(ChannelUnavailable):
 
 class SmtpAuthFailed(ChannelUnavailable):
     """The server refused our credentials; the message is fine, the channel needs attention."""
+
+
+class RelayUnreachable(ChannelUnavailable):
+    """Connecting to the relay failed, or it refused the greeting: it is down, not the letter."""
 
 
 class EncryptionError(RecipientUnusable):

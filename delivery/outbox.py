@@ -1,15 +1,23 @@
-"""Outbox row transitions: claim under a lease, then settle as delivered, retry, fail, release or hold.
+"""Outbox row transitions: claim under a lease, start the send, then settle as delivered, retry, fail,
+release or hold.
 
 Every function is one transaction (or runs in the caller's), records its trace event with the
 change, and takes the message's row lock first (see `lock_message`). A row is only changed by the
 worker that still holds its lease (`owner`); a worker whose lease ran out changes nothing.
+
+An attempt is charged when the send to the relay starts (`start_send`), not when a row is claimed,
+so a crash before a row's turn costs it nothing. `send_started_at` stays set while a send's outcome
+is unknown: a row claimed with it set may already be in the recipient's mailbox (`Job.in_doubt`). Such
+a row is re-sent with the same Message-ID and never dead-lettered: if the re-send cannot be completed
+(attempts used up, or the relay refuses it for good, as one that drops duplicates may) it is settled
+as delivered, and the trace says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, update
@@ -39,6 +47,8 @@ class Job:
     channel: str
     idempotency_key: str
     attempts: int
+    # An earlier send of this row started and its outcome was never recorded (the process died).
+    in_doubt: bool = False
 
 
 def _due(now: dt.datetime) -> ColumnElement[bool]:
@@ -62,8 +72,7 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
             return []
         session.execute(
             update(Delivery).where(col(Delivery.id).in_(ids), _due(now))
-            .values(status=D.SENDING, lease_owner=owner, lease_expires_at=now + ttl,
-                    attempts=col(Delivery.attempts) + 1)
+            .values(status=D.SENDING, lease_owner=owner, lease_expires_at=now + ttl)
             .execution_options(synchronize_session=False)
         )
         rows = session.exec(
@@ -72,7 +81,7 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
             .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
         ).all()
         jobs = [Job(r.id, r.message_id, r.organisation_cvr, r.recipient, r.channel, r.idempotency_key,
-                    r.attempts) for r in rows]
+                    r.attempts, r.send_started_at is not None) for r in rows]
         starting = session.exec(
             select(Message).options(*LIGHT).where(col(Message.id).in_({j.message_id for j in jobs}),
                                                   Message.status == MessageStatus.ROUTED)
@@ -124,6 +133,28 @@ def _detail(job: Job, **extra: object) -> dict[str, object]:
             **extra}
 
 
+def start_send(store: Store, job: Job, *, owner: str, now: dt.datetime) -> Job | None:
+    """Charge the attempt as the send begins, and remember that a send is under way; the returned job
+    counts it. None when the lease passed to another worker meanwhile (send nothing)."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        started = cast(CursorResult[Any], session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(attempts=col(Delivery.attempts) + 1,
+                    send_started_at=func.coalesce(col(Delivery.send_started_at), now))
+        ))
+        if not started.rowcount:
+            return None
+        attempts = session.exec(select(Delivery.attempts).where(Delivery.id == job.id)).one()
+        job = replace(job, attempts=attempts)
+        if job.in_doubt:
+            record(session, job.message_id, "delivery_resend", actor=ACTOR,
+                   reason="an earlier send may have completed (the process stopped during it); "
+                          "sent again with the same Message-ID",
+                   detail=_detail(job))
+    return job
+
+
 def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *, owner: str) -> bool:
     """The commit after a successful send: row delivered, trace with the reply, message settled.
     False when the lease ran out and another worker took the row over (nothing changed)."""
@@ -132,7 +163,7 @@ def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *
         done = cast(CursorResult[Any], session.execute(
             update(Delivery).where(_owned(job, owner))
             .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=reply[:500],
-                    lease_owner=None, lease_expires_at=None)
+                    lease_owner=None, lease_expires_at=None, send_started_at=None)
         ))
         if not done.rowcount:
             return False
@@ -151,9 +182,13 @@ def backoff(attempt: int, settings: DeliverySettings, rng: random.Random | None 
 
 def mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySettings, *, owner: str,
                now: dt.datetime) -> str:
-    """Transient failure: back off (state in next_attempt_at), or dead-letter after max attempts.
-    Returns the outcome label: retry or failed."""
+    """Transient failure: back off (state in next_attempt_at), or dead-letter after max attempts
+    (a row in doubt is settled as delivered instead). Returns the outcome label."""
     if job.attempts >= settings.max_attempts:
+        if job.in_doubt:
+            settle_in_doubt(store, job, f"the re-send did not complete after {job.attempts} attempts: {error}",
+                            owner=owner)
+            return "delivered"
         mark_failed(store, job, f"gave up after {job.attempts} attempts: {error}", owner=owner)
         return "failed"
     delay = backoff(job.attempts, settings)
@@ -162,11 +197,31 @@ def mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySetti
         session.execute(
             update(Delivery).where(_owned(job, owner))
             .values(status=D.PENDING, next_attempt_at=now + dt.timedelta(seconds=delay),
-                    last_reply=str(error)[:500], lease_owner=None, lease_expires_at=None)
+                    last_reply=str(error)[:500], lease_owner=None, lease_expires_at=None,
+                    # the doubt about an earlier send stays; this attempt's failure is known
+                    **({} if job.in_doubt else {"send_started_at": None}))
         )
         record(session, job.message_id, "delivery_retry", actor=ACTOR, reason=str(error)[:500],
                detail=_detail(job, retry_in_seconds=round(delay, 1)))
     return "retry"
+
+
+def settle_in_doubt(store: Store, job: Job, reason: str, *, owner: str) -> None:
+    """A row whose earlier send may have completed is never dead-lettered: it counts as delivered,
+    and the trace says that it is settled in doubt, and why."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        done = cast(CursorResult[Any], session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=reason[:500],
+                    lease_owner=None, lease_expires_at=None, send_started_at=None)
+        ))
+        if not done.rowcount:
+            return
+        record(session, job.message_id, "delivery_settled_in_doubt", actor=ACTOR,
+               reason=f"settled as delivered: an earlier send may have completed; {reason}"[:500],
+               detail=_detail(job))
+        settle(session, job.message_id)
 
 
 def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
@@ -175,7 +230,8 @@ def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
         lock_message(session, job.message_id)
         session.execute(
             update(Delivery).where(_owned(job, owner))
-            .values(status=D.FAILED, last_reply=reply[:500], lease_owner=None, lease_expires_at=None)
+            .values(status=D.FAILED, last_reply=reply[:500], lease_owner=None, lease_expires_at=None,
+                    send_started_at=None)
         )
         record(session, job.message_id, "delivery_failed", actor=ACTOR, reason=reply[:500],
                detail=_detail(job, dead_letter=True))
@@ -190,13 +246,39 @@ def hold(store: Store, job: Job, reason: str) -> None:
 
 
 def release(store: Store, job: Job, *, owner: str, at: dt.datetime) -> None:
-    """Give a claimed row back untried (its channel is paused): the attempt does not count."""
+    """Give a claimed row back unsent (its channel is paused, or the run stopped before its turn):
+    no attempt was charged; a doubt about an earlier send stays."""
     with store.transaction() as session:
         session.execute(
             update(Delivery).where(_owned(job, owner))
-            .values(status=D.PENDING, attempts=col(Delivery.attempts) - 1, next_attempt_at=at,
-                    lease_owner=None, lease_expires_at=None)
+            .values(status=D.PENDING, next_attempt_at=at, lease_owner=None, lease_expires_at=None)
         )
+
+
+def channel_paused(store: Store, job: Job, error: Exception, *, owner: str, at: dt.datetime) -> None:
+    """The channel failed this send before anything reached the relay (down, TLS, credentials): the
+    letter is not at fault, so the attempt `start_send` charged is given back."""
+    with store.transaction() as session:
+        lock_message(session, job.message_id)
+        session.execute(
+            update(Delivery).where(_owned(job, owner))
+            .values(status=D.PENDING, attempts=col(Delivery.attempts) - 1, next_attempt_at=at,
+                    last_reply=str(error)[:500], lease_owner=None, lease_expires_at=None,
+                    **({} if job.in_doubt else {"send_started_at": None}))
+        )
+        record(session, job.message_id, "delivery_channel_paused", actor=ACTOR, reason=str(error)[:500],
+               detail=_detail(job, attempt=job.attempts - 1, retry_at=at.isoformat()))
+
+
+def recover_own(store: Store, owner: str, *, now: dt.datetime) -> int:
+    """At start: rows this instance held when it died are its own, so take them up at once instead of
+    after the lease period (their lease is ended; `send_started_at` says which may have been sent)."""
+    with store.transaction() as session:
+        done = cast(CursorResult[Any], session.execute(
+            update(Delivery).where(col(Delivery.lease_owner) == owner, col(Delivery.status) == D.SENDING)
+            .values(lease_expires_at=now - dt.timedelta(seconds=1))
+        ))
+        return int(done.rowcount or 0)
 
 
 def release_all(store: Store, jobs: list[Job], *, owner: str, at: dt.datetime) -> None:

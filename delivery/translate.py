@@ -9,6 +9,7 @@ import httpx
 
 from delivery.errors import (
     DeliveryError,
+    RelayUnreachable,
     SmtpAuthFailed,
     SmtpPermanent,
     SmtpTransient,
@@ -38,9 +39,9 @@ def smtp_connect_error(exc: BaseException, *, host: str, port: int) -> DeliveryE
     if isinstance(exc, ssl.SSLError) or _ssl_cause(exc):
         return TlsRequired(f"TLS with {host}:{port} failed: {exc}; nothing sent")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        # a refused greeting/EHLO is the server's state, not this message's fault: retry later
-        return SmtpTransient(exc.message, code=exc.code)
-    return SmtpTransient(f"cannot connect to {host}:{port}: {exc}")
+        # a refused greeting/EHLO is the server's state, not this message's fault: pause the channel
+        return RelayUnreachable(exc.message, code=exc.code)
+    return RelayUnreachable(f"cannot connect to {host}:{port}: {exc}")
 
 
 def smtp_transaction_error(exc: BaseException) -> SmtpTransient | SmtpPermanent:

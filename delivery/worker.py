@@ -1,8 +1,10 @@
 """The outbox worker: claims due outbox rows with a lease, sends each, records the outcome in one transaction.
 
-A crash between the remote side's acceptance and the commit leaves the row `sending` under a lease;
-when the lease expires another run sends it again with the same Message-ID (derived from the row's
-idempotency key), so the receiver can drop the duplicate. Nothing is ever sent to a recipient who
+A crash between the remote side's acceptance and the commit leaves the row `sending` under a lease,
+with `send_started_at` set; the same instance takes it up at its next start, another one when the
+lease expires, and it is sent again with the same Message-ID (derived from the row's idempotency
+key), so the receiver can drop the duplicate. An attempt counts only once its send has started, and
+a fault of the channel (relay down, TLS, credentials) pauses the channel without counting at all. Nothing is ever sent to a recipient who
 is not approved or whose key does not check out today: their rows are held and their messages go
 back to held for re-routing. Back-off state lives in the row (`next_attempt_at`), not in memory.
 """
@@ -35,6 +37,7 @@ from delivery.keys import (
     check_smime_cert,
 )
 from delivery.outbox import ACTOR, Job
+from delivery.pauses import ChannelPauses
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 
 log = logging.getLogger(__name__)
@@ -60,12 +63,12 @@ class _Run:
     """One call of deliver_pending: the claimed jobs, the channels, what was learnt about keys."""
 
     def __init__(self, store: Store, config: Config, directory: RecipientsFile | None, metrics: Metrics,
-                 channels: Mapping[str, Channel], owner: str, now: dt.datetime) -> None:
+                 channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses) -> None:
         self.store, self.settings, self.directory = store, config.delivery, directory
         self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
         self.config = config
         self.invitations: list[Invitation] = []  # new confirmation codes, mailed after their commit
-        self.paused: set[str] = set()
+        self.pauses = pauses
         self.days_left: dict[str, int] = {}
         self.contents: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = {}
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
@@ -83,15 +86,10 @@ class _Run:
                                            self.settings, owner=self.owner, now=self.now)
 
     async def _attempt(self, job: Job) -> str:
-        if job.channel in self.paused:
-            retry_at = self.now + dt.timedelta(seconds=self.settings.retry_base_seconds)
-            await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=retry_at)
+        paused_until = self.pauses.until(job.channel, self.now)
+        if paused_until is not None:
+            await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=paused_until)
             return "released"
-        if job.attempts > self.settings.max_attempts:
-            # earlier attempts never finished (the process died mid-send each time): stop the loop
-            await asyncio.to_thread(outbox.mark_failed, self.store, job, f"gave up after {job.attempts - 1} "
-                                    "attempts that never finished", owner=self.owner)
-            return "failed"
         problem, item = await asyncio.to_thread(self._prepare, job)
         if problem is not None or item is None:
             reason = problem or "nothing to send"
@@ -100,6 +98,10 @@ class _Run:
             await self._send_invitations()
             return "held"
         channel = self.channels[job.channel]
+        started_job = await asyncio.to_thread(outbox.start_send, self.store, job, owner=self.owner, now=self.now)
+        if started_job is None:
+            return "released"  # the lease passed to another worker: it sends the row
+        job = started_job
         started = time.perf_counter()
         try:
             sent = await channel.send(item)
@@ -107,6 +109,8 @@ class _Run:
             return await self._failed(job, exc)
         finally:
             self.metrics.delivery_attempt_seconds.labels(job.channel).observe(time.perf_counter() - started)
+        self.pauses.resume(job.channel)
+        self.metrics.delivery_channel_paused.labels(job.channel).set(0)
         if not await asyncio.to_thread(outbox.mark_delivered, self.store, job, sent.reply, sent.message_id,
                                        owner=self.owner):
             log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
@@ -119,14 +123,22 @@ class _Run:
             case Action.HOLD_RECIPIENT:
                 await asyncio.to_thread(outbox.hold, self.store, job, f"key cannot be used: {exc}")
                 return "held"
+            case Action.DEAD_LETTER if job.in_doubt:
+                # a relay that drops duplicates may refuse the re-send of a letter it already has
+                await asyncio.to_thread(outbox.settle_in_doubt, self.store, job, f"the re-send was refused: {exc}",
+                                        owner=self.owner)
+                return "delivered"
             case Action.DEAD_LETTER:
                 log.warning("delivery %s dead-lettered: %s", job.id, exc)
                 await asyncio.to_thread(outbox.mark_failed, self.store, job, str(exc), owner=self.owner)
                 return "failed"
             case Action.PAUSE_CHANNEL:
-                # the channel, not this message, is at fault: stop using it for this run
-                log.error("channel %s paused for this run: %s", job.channel, exc)
-                self.paused.add(job.channel)
+                # the channel, not this letter, is at fault: the letter waits for it, uncharged
+                until = self.pauses.pause(job.channel, self.now)
+                log.error("channel %s paused until %s: %s", job.channel, until.isoformat(timespec="seconds"), exc)
+                self.metrics.delivery_channel_paused.labels(job.channel).set(1)
+                await asyncio.to_thread(outbox.channel_paused, self.store, job, exc, owner=self.owner, at=until)
+                return "paused"
         return await asyncio.to_thread(outbox.mark_retry, self.store, job, exc, self.settings,
                                        owner=self.owner, now=self.now)
 
@@ -206,12 +218,14 @@ class _Run:
 
 async def deliver_pending(store: Store, config: Config, directory: RecipientsFile | None,
                           metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
-                          channels: Mapping[str, Channel] | None = None, lanes: int = 4) -> int:
+                          channels: Mapping[str, Channel] | None = None, lanes: int = 4,
+                          pauses: ChannelPauses | None = None) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.
 
     `lanes` rows are in flight at once, so one row's encryption and commit overlap another's
     SMTP exchange (the SMTP connection itself carries one transaction at a time). `channels`
-    replaces the configured ones (tests, bench); they are then not closed here.
+    replaces the configured ones (tests, bench); they are then not closed here. `pauses` carries
+    channel pauses from one call to the next (the daemon keeps one).
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
@@ -222,7 +236,8 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
     run = _Run(store, config, directory, metrics,
                build_channels(config.delivery, secrets_dir=directory.source.parent
                               if directory is not None and directory.source is not None else None)
-               if channels is None else channels, owner, when)
+               if channels is None else channels, owner, when,
+               pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
     queue = list(reversed(jobs))
     handled = 0
 
@@ -231,7 +246,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
         while queue:
             job = queue.pop()
             outcome = await run.deliver(job)
-            if outcome != "released":
+            if outcome not in ("released", "paused"):
                 handled += 1
                 metrics.deliveries.labels(job.channel, outcome).inc()
 

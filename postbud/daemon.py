@@ -69,8 +69,8 @@ class Daemon:
         sent = 0
         while not self._stop.is_set():
             handled = await deliver_pending(self.rt.store, self.config, self.rt.recipients, self.rt.metrics,
-                                            owner=self.config.service.instance,
-                                            limit=self.config.delivery.batch_size)
+                                            owner=self.rt.instance, limit=self.config.delivery.batch_size,
+                                            pauses=self.rt.pauses)
             if not handled:
                 break
             sent += handled
@@ -96,7 +96,7 @@ class Daemon:
 
     async def notify(self) -> int:
         """E-mail the queued notices that are due (each once; failures back off)."""
-        run = await send_notices(self.rt.store, self.config, self.rt.metrics, owner=self.config.service.instance,
+        run = await send_notices(self.rt.store, self.config, self.rt.metrics, owner=self.rt.instance,
                                  clock=self.clock)
         return run.sent
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute
 
+from collector import leases
 from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
@@ -23,7 +24,7 @@ from core.metrics import DatabaseGauges, Metrics, OpsGauges
 from core.notify import People, TraceNotifier
 from core.storage import migrate
 from core.storage.db import Store, make_engine
-from core.storage.models import Mailbox, MailboxStatus
+from core.storage.models import Mailbox, MailboxStatus, utcnow
 from core.storage.vault import Vault, load_keyring
 from delivery.recipients import RecipientsFile, load_recipients
 from postbud.stats import ops_reading
@@ -33,7 +34,10 @@ from router.decision import Decider
 from router.learning import ModelDecider, Models
 from router.suggester.settings import SuggesterSettings
 from router.default import DefaultRoute
+from delivery import outbox
 from delivery.errors import RecipientsFileError
+from delivery.pauses import ChannelPauses
+from postbud.instance import claim_instance, release_instance
 from postbud.reload import (RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED, RecipientsWatcher,
                             record_reload)
 from rules import RuleErrors, RuleIssue, RuleSet
@@ -83,6 +87,16 @@ def open_store(config: Config, *, upgrade: bool = True) -> Store:
     return Store(engine, Vault(keyring, source=source))
 
 
+def recover_own_work(store: Store, instance: str) -> None:
+    """Leases this instance held when it stopped are its own: its work is taken up at once, not after
+    the lease period (outbox rows keep what says whether their send may have completed)."""
+    mailboxes = leases.release_all(store, instance)
+    rows = outbox.recover_own(store, instance, now=utcnow())
+    if mailboxes or rows:
+        log.info("instance %s resumes its own work: %d mailboxes, %d deliveries in flight", instance,
+                 mailboxes, rows)
+
+
 @dataclass
 class Runtime:
     config: Config
@@ -96,18 +110,25 @@ class Runtime:
     recipients: RecipientsFile | None = None
     mailboxes: list[MailboxKey] = field(default_factory=list)
     recipients_watcher: RecipientsWatcher | None = None
+    instance: str = ""
+    instance_lock: int | None = None
+    pauses: ChannelPauses | None = None
 
     @classmethod
     def create(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:
         store = open_store(config)
+        instance, lock = claim_instance(config)
+        recover_own_work(store, instance)
         metrics = metrics or Metrics()
         metrics.add_collector(DatabaseGauges(lambda: metrics_reading(store)))
         metrics.add_collector(OpsGauges(lambda: ops_reading(store)))
         notifier = TraceNotifier(store, {o.cvr: o.administrators for o in config.organisations},
                                  {o.cvr: o.processors for o in config.organisations})
         dispatcher = Dispatcher(store, metrics, config.collector, notifier,
-                                owner=config.service.instance, jitter=config.schedule.jitter_seconds)
-        runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher, notifier)
+                                owner=instance, jitter=config.schedule.jitter_seconds)
+        runtime = cls(config, store, metrics, DefaultRoute(config), dispatcher, notifier, instance=instance,
+                      instance_lock=lock,
+                      pauses=ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
         runtime.configure_routing()
         runtime.connect_mailboxes()
         return runtime
@@ -271,3 +292,5 @@ class Runtime:
             await mb.connector.aclose()
         self.dispatcher.mailboxes = {}
         self.store.dispose()
+        release_instance(self.instance_lock)
+        self.instance_lock = None

@@ -73,7 +73,11 @@ def _send_notices(store: Store, cfg: Config) -> tuple[int, int]:
 
     from delivery.notices import pending_notices, send_notices
 
-    run = asyncio.run(send_notices(store, cfg, owner=f"{cfg.service.instance}-purge"))
+    import os
+
+    # a one-off command: its own name, never the daemon's (whose leases it must not take)
+    owner = cfg.service.instance or f"{os.uname().nodename}-{os.getpid()}"
+    run = asyncio.run(send_notices(store, cfg, owner=f"{owner}-purge"))
     return run.sent, pending_notices(store)
 
 

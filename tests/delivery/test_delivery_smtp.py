@@ -9,7 +9,7 @@ import pytest
 from delivery_testkit import RecordingHandler
 from pydantic import SecretStr
 
-from delivery.errors import SmtpAuthFailed, SmtpPermanent, SmtpTransient, TlsRequired
+from delivery.errors import RelayUnreachable, SmtpAuthFailed, SmtpPermanent, SmtpTransient, TlsRequired
 from delivery.smtp import SmtpSender, SmtpSettings
 from sandbox.testca import LocalCA
 
@@ -120,14 +120,14 @@ async def test_reconnects_after_the_server_dropped_the_connection(
     assert len(server.handler.peers) == 2
 
 
-async def test_connection_refused_is_transient(tmp_path: Path, test_ca: LocalCA) -> None:
+async def test_connection_refused_is_the_channels_fault(tmp_path: Path, test_ca: LocalCA) -> None:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, never listening: connect is refused
         async with sender_for(port, test_ca.cert_path) as smtp:
-            with pytest.raises(SmtpTransient):
+            with pytest.raises(RelayUnreachable):  # the relay is down: pause the channel, not the letter
                 await smtp.send(MESSAGE, sender="p@example.com", recipients=["a@example.com"])
 
 
@@ -160,7 +160,7 @@ async def test_auth_is_used_and_bad_credentials_are_typed(smtp_server: ServeFact
 async def test_refused_greeting_phase_keeps_the_message_for_later(smtp_server: ServeFactory) -> None:
     server = await smtp_server(handler=RecordingHandler(ehlo_reply="554 5.3.2 not now"))
     async with sender_for(server.port, server.ca_file) as smtp:
-        with pytest.raises(SmtpTransient) as caught:  # the server's state, not this message's fault
+        with pytest.raises(RelayUnreachable) as caught:  # the server's state, not this message's fault
             await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])
     assert caught.value.code == 554
     assert server.handler.mails == []

@@ -72,6 +72,7 @@ def test_every_error_names_what_the_caller_must_do() -> None:
     expected = {
         "SmtpTransient": Action.RETRY, "WebhookTransient": Action.RETRY,
         "TlsRequired": Action.PAUSE_CHANNEL, "SmtpAuthFailed": Action.PAUSE_CHANNEL,
+        "RelayUnreachable": Action.PAUSE_CHANNEL,
         "EncryptionError": Action.HOLD_RECIPIENT,
         "SmtpPermanent": Action.DEAD_LETTER, "WebhookPermanent": Action.DEAD_LETTER,
     }
@@ -90,11 +91,13 @@ async def test_a_channel_fault_pauses_the_channel_and_gives_the_other_letters_ba
     ids = await collect_and_route(rt, 1, 2, 3)
     channel = Refusing(RelayOnFire("relay on fire"))
     # WHEN the worker runs
-    assert await deliver(rt, channels={"email": channel}, lanes=1) == 1
-    # THEN the channel was tried once; that letter waits for a retry, the others were given back untried
+    assert await deliver(rt, channels={"email": channel}, lanes=1) == 0
+    # THEN the channel was tried once; no letter was charged an attempt, all wait for the channel
     assert channel.tries == 1
     rows = sorted(state(rt, mid).deliveries[0][1:] for mid in ids)
-    assert rows == [("pending", 0), ("pending", 0), ("pending", 1)]
+    assert rows == [("pending", 0), ("pending", 0), ("pending", 0)]
+    assert sum("delivery_channel_paused" in state(rt, mid).kinds() for mid in ids) == 1
+    assert rt.metrics.delivery_channel_paused.labels("email")._value.get() == 1
 
 
 @pytest.mark.parametrize(("error", "status", "kind"), [

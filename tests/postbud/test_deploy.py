@@ -87,7 +87,8 @@ def test_alert_rules_use_only_existing_metrics_and_cover_the_issue() -> None:
     assert used - defined_metrics() - PROMETHEUS_BUILTINS == set()
     names = set(re.findall(r"alert: (\w+)", (DEPLOY / "prometheus" / "alerts.yml").read_text()))
     assert {"PostbudMailboxQuiet", "PostbudMailboxNeedsReauth", "PostbudRecipientKeyExpiring", "PostbudDeadLetters",
-            "PostbudOutboxQueueOld", "PostbudPurgeNotRun", "PostbudMailboxCannotStart", "PostbudMailboxPaused"} <= names
+            "PostbudOutboxQueueOld", "PostbudPurgeNotRun", "PostbudMailboxCannotStart", "PostbudMailboxPaused",
+            "PostbudDeliveryChannelPaused"} <= names
 
 
 def test_promtool_checks_rules_config_and_rule_unit_tests() -> None:
