@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core.config import Config, OrganisationConfig
 from core.lifecycle import record
@@ -83,14 +83,15 @@ def run_schedule(store: Store, config: Config, now: datetime, *, dry_run: bool =
     for org in organisations(store, config):
         schedule = stages(org)
         for stage, letters in _due(store, org, schedule, now).items():
-            per_org = told.setdefault(org.cvr, {})
-            per_org[stage.kind] = per_org.get(stage.kind, 0) + len(letters)
-            if dry_run:
+            n = len(letters) if dry_run else _tell(store, org, people, schedule, stage, letters, now)
+            if not n:
                 continue
-            if _tell(store, config, org, people, stage, letters, now) and metrics is not None:
-                metrics.held_notices.labels(stage.kind).inc(len(letters))
+            per_org = told.setdefault(org.cvr, {})
+            per_org[stage.kind] = per_org.get(stage.kind, 0) + n
+            if metrics is not None and not dry_run:
+                metrics.held_notices.labels(stage.kind).inc(n)
                 if stage.kind == "final_warning":
-                    metrics.retention_escalations.inc(len(letters))
+                    metrics.retention_escalations.inc(n)
     return told
 
 
@@ -105,17 +106,7 @@ def _due(store: Store, org: OrganisationConfig, schedule: list[Stage], now: date
         )]
         if not letters:
             return {}
-        events = session.exec(
-            select(TraceEvent.message_id, TraceEvent.kind, TraceEvent.detail).where(
-                col(TraceEvent.message_id).in_([m.id for m in letters]), col(TraceEvent.kind).in_(EVENTS))
-        ).all()
-    index = {s.name: i for i, s in enumerate(schedule)}
-    done: dict[str, int] = {}
-    for message_id, kind, detail in events:
-        name = (detail or {}).get("stage")
-        if name is None:  # before the schedule: one `escalated`, the retention warning had purge_at
-            name = "final_warning" if kind == "escalated" and "purge_at" in (detail or {}) else "escalation"
-        done[str(message_id)] = max(done.get(str(message_id), -1), index.get(name, -1))
+        done = _told(session, [m.id for m in letters], schedule)
     due: dict[Stage, list[HeldLetter]] = defaultdict(list)
     for letter in letters:
         reached = [i for i, s in enumerate(schedule) if letter.received_at + s.after <= now]
@@ -124,14 +115,42 @@ def _due(store: Store, org: OrganisationConfig, schedule: list[Stage], now: date
     return due
 
 
-def _tell(store: Store, config: Config, org: OrganisationConfig, people: People, stage: Stage,
-          letters: list[HeldLetter], now: datetime) -> bool:
-    """The notice and each letter's stage event, in one transaction; False when another run told it."""
-    ids = sorted(m.id for m in letters)
-    key = f"{stage.name}:{org.cvr}:{hashlib.sha256(','.join(ids).encode()).hexdigest()[:32]}"
-    subject, text = compose(org, stage, letters, now)
+def _told(session: Session, ids: list[str], schedule: list[Stage]) -> dict[str, int]:
+    """Per letter, the position in `schedule` of the latest stage it was told (absent: none)."""
+    index = {s.name: i for i, s in enumerate(schedule)}
+    done: dict[str, int] = {}
+    for message_id, kind, detail in session.exec(
+        select(TraceEvent.message_id, TraceEvent.kind, TraceEvent.detail).where(
+            col(TraceEvent.message_id).in_(ids), col(TraceEvent.kind).in_(EVENTS))
+    ).all():
+        name = (detail or {}).get("stage")
+        if name is None:  # before the schedule: one `escalated`, the retention warning had purge_at
+            name = "final_warning" if kind == "escalated" and "purge_at" in (detail or {}) else "escalation"
+        done[str(message_id)] = max(done.get(str(message_id), -1), index.get(name, -1))
+    return done
+
+
+def _tell(store: Store, org: OrganisationConfig, people: People, schedule: list[Stage], stage: Stage,
+          letters: list[HeldLetter], now: datetime) -> int:
+    """The notice and each letter's stage event, in one transaction; the letters told (0 when another
+    run told them first, or they were placed meanwhile)."""
     try:
         with store.transaction() as session:
+            # Lock the letters: another instance running the schedule now waits here, then finds
+            # what this one told (PostgreSQL; SQLite has one writer anyway).
+            still = set(session.exec(
+                select(Message.id).where(col(Message.id).in_([m.id for m in letters]),
+                                         Message.status == MessageStatus.HELD, col(Message.purged_at).is_(None))
+                .with_for_update()
+            ).all())
+            done = _told(session, sorted(still), schedule)
+            position = schedule.index(stage)
+            letters = [m for m in letters if m.id in still and done.get(m.id, -1) < position]
+            if not letters:
+                return 0
+            ids = sorted(m.id for m in letters)
+            key = f"{stage.name}:{org.cvr}:{hashlib.sha256(','.join(ids).encode()).hexdigest()[:32]}"
+            subject, text = compose(org, stage, letters, now)
             notice = queue_notice(session, org.cvr, people.of(org.cvr, stage.audience), subject, text,
                                   key=key, kind=stage.kind, detail={"stage": stage.name, "letters": len(ids)})
             for letter in letters:
@@ -141,10 +160,10 @@ def _tell(store: Store, config: Config, org: OrganisationConfig, people: People,
                                        "purge_at": purge_at.isoformat()})
                 event.at = now
     except IntegrityError:
-        log.info("%s for %d letters of %s was told by another run", stage.name, len(ids), org.cvr)
-        return False
-    log.warning("%s: %d held letters of organisation %s", stage.name, len(ids), org.cvr)
-    return True
+        log.info("%s for %d letters of %s was told by another run", stage.name, len(letters), org.cvr)
+        return 0
+    log.warning("%s: %d held letters of organisation %s", stage.name, len(letters), org.cvr)
+    return len(letters)
 
 
 def _age(seconds: float) -> str:

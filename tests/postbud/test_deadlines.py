@@ -55,3 +55,29 @@ def test_only_the_latest_stage_due_is_told_and_each_only_once(make_config: MakeC
                          eight: ("escalated", "escalation")}
     assert sorted((n.kind, n.recipients) for n in notices) == [
         ("escalation", ["post@a.dk", "admin@a.dk"]), ("reminder", ["post@a.dk"]), ("reminder", ["post@a.dk"])]
+
+
+def test_two_instances_deciding_at_once_never_tell_a_letter_twice(make_config: MakeConfig) -> None:
+    from core.notify import People
+    from postbud.deadlines import _due, _tell
+
+    config = make_config(extra_org='administrators = ["admin@a.dk"]')
+    store = store_for(config)
+    org = config.organisations[0]
+    schedule = stages(org)
+    people = People({org.cvr: org.administrators})
+    # GIVEN instance A saw one letter due and instance B, a moment later, that one and a new one
+    first = add(store, Spec(days_ago(2), status="held"))
+    seen_by_a = _due(store, org, schedule, NOW)
+    second = add(store, Spec(days_ago(2), status="held"))
+    seen_by_b = _due(store, org, schedule, NOW)
+    # WHEN both tell what they saw
+    told_a = sum(_tell(store, org, people, schedule, s, letters, NOW) for s, letters in seen_by_a.items())
+    told_b = sum(_tell(store, org, people, schedule, s, letters, NOW) for s, letters in seen_by_b.items())
+    # THEN B told only the letter A had not: each letter has one reminder, in one notice each
+    assert (told_a, told_b) == (1, 1)
+    with store.read() as session:
+        reminded = [str(e.message_id) for e in session.exec(select(TraceEvent).where(TraceEvent.kind == "reminded"))]
+        notices = list(session.exec(select(Notice).order_by(col(Notice.created_at))))
+    assert sorted(reminded) == sorted([first, second])
+    assert [first in n.text for n in notices] == [True, False] and second in notices[1].text
