@@ -12,7 +12,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, true, update
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, or_, true, update
 from sqlmodel import col, select
 
 from core.storage.db import Store
@@ -23,7 +25,7 @@ from core.storage.models import Mailbox, MailboxStatus
 POLLED = (MailboxStatus.ACTIVE, MailboxStatus.PAUSED)
 
 
-def _free(now: datetime):  # type: ignore[no-untyped-def]
+def _free(now: datetime) -> ColumnElement[bool]:
     return or_(col(Mailbox.lease_owner).is_(None), col(Mailbox.lease_expires_at) < now)
 
 
@@ -76,10 +78,10 @@ def renew(store: Store, mailbox_id: int, owner: str, *, now: datetime, ttl: time
     with store.transaction() as session:
         result = session.execute(
             update(Mailbox)
-            .where(col(Mailbox.id) == mailbox_id, Mailbox.lease_owner == owner)
+            .where(col(Mailbox.id) == mailbox_id, col(Mailbox.lease_owner) == owner)
             .values(lease_expires_at=now + ttl)
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(cast(CursorResult[Any], result).rowcount)  # an UPDATE's result is a CursorResult
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,6 @@ def release_all(store: Store, owner: str) -> int:
     """On shutdown: every lease this instance holds becomes free at once."""
     with store.transaction() as session:
         result = session.execute(
-            update(Mailbox).where(Mailbox.lease_owner == owner).values(lease_owner=None, lease_expires_at=None)
+            update(Mailbox).where(col(Mailbox.lease_owner) == owner).values(lease_owner=None, lease_expires_at=None)
         )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(cast(CursorResult[Any], result).rowcount)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from collector.addressing import FOREIGN
 from connectors.base import AcknowledgePolicy, Fetched, MessageRef
@@ -221,9 +221,9 @@ def pending_acks(store: Store, mailbox: MailboxKey) -> list[tuple[str, MessageRe
         rows = session.exec(
             select(Message.id, Message.ack_ref).where(
                 Message.mailbox_id == mailbox.id,
-                Message.ack_requested_at.is_not(None),  # type: ignore[union-attr]
-                Message.acknowledged_at.is_(None),  # type: ignore[union-attr]
-            ).order_by(Message.ack_requested_at)  # type: ignore[arg-type]
+                col(Message.ack_requested_at).is_not(None),
+                col(Message.acknowledged_at).is_(None),
+            ).order_by(col(Message.ack_requested_at))
         ).all()
     pending = []
     for message_id, blob in rows:

@@ -36,6 +36,7 @@ class UnsafeXmlError(ValueError):
     """The input is not XML this process will parse; `str(error)` says why."""
 
 
+# lxml ships no types: Resolver is Any to mypy here (misc), and typed by lxml-stubs where installed.
 class _RefuseEverything(etree.Resolver):  # type: ignore[misc,unused-ignore]
     """Whatever libxml2 would load (DTD, entity, XInclude), it gets an empty document instead."""
 

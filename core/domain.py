@@ -144,7 +144,9 @@ class NormalizedMessage:
 
     def to_json(self, *, include_content: bool = False) -> dict[str, Any]:
         """A JSON-ready dict whose keys are this model's field names (file bytes become sizes)."""
-        return _jsonable(self, include_content=include_content)
+        out = _jsonable(self, include_content=include_content)
+        assert isinstance(out, dict)
+        return out
 
 
 def _jsonable(value: Any, *, include_content: bool) -> Any:

@@ -126,9 +126,9 @@ def _secrets(report: _Report) -> None:
         for j, mb in enumerate(org.mailboxes):
             if not mb.enabled:
                 continue
-            for key, value in mb.connector_settings.items():
-                if is_secret_ref(value):
-                    ref = SecretRef.model_validate(value, context={"base_dir": config.base_dir})
+            for key, setting in mb.connector_settings.items():
+                if is_secret_ref(setting):
+                    ref = SecretRef.model_validate(setting, context={"base_dir": config.base_dir})
                     report.secret(("organisations", i, "mailboxes", j, key), ref, mailbox=f"{org.cvr}/{mb.name}")
 
 

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, insert, literal, select as sa_select, update
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from core.config import Config, OrganisationConfig
 from postbud.erasure import ErasureReceipt, SubjectError, erase  # re-exported: one place for GDPR tools
@@ -206,7 +207,7 @@ def run_housekeeping(
 # -- purging ----------------------------------------------------------------------------------
 
 
-def _due_messages(cvr: str, cutoff: datetime):  # type: ignore[no-untyped-def]
+def _due_messages(cvr: str, cutoff: datetime) -> SelectOfScalar[str]:
     return select(Message.id).where(
         Message.organisation_cvr == cvr, col(Message.received_at) < cutoff, col(Message.purged_at).is_(None)
     )
@@ -297,25 +298,25 @@ def _tombstone(session: Session, ids: Sequence[str], now: datetime, cutoff: date
     return int(attachments.rowcount or 0), int(events.rowcount or 0)
 
 
-def _org_events(cvr: str, cutoff: datetime):  # type: ignore[no-untyped-def]
+def _org_events(cvr: str, cutoff: datetime) -> SelectOfScalar[int | None]:
     """Events older than the cutoff left after the tombstoning (those of messages purged in earlier
     runs that were younger then). An event is never older than its message, hence `received_at`."""
     org_messages = sa_select(col(Message.id)).where(
         col(Message.organisation_cvr) == cvr, col(Message.received_at) < cutoff
     )
-    return select(TraceEvent.id).where(
+    return select(col(TraceEvent.id)).where(
         col(TraceEvent.at) < cutoff, col(TraceEvent.message_id).in_(org_messages)
     )
 
 
-def _system_events(cutoff: datetime):  # type: ignore[no-untyped-def]
-    return select(TraceEvent.id).where(
+def _system_events(cutoff: datetime) -> SelectOfScalar[int | None]:
+    return select(col(TraceEvent.id)).where(
         col(TraceEvent.message_id).is_(None), col(TraceEvent.at) < cutoff,
         col(TraceEvent.kind).not_in(KEPT_SYSTEM_KINDS),
     )
 
 
-def _delete_events(store: Store, query, batch_size: int, metrics: Metrics | None) -> int:  # type: ignore[no-untyped-def]
+def _delete_events(store: Store, query: SelectOfScalar[int | None], batch_size: int, metrics: Metrics | None) -> int:
     deleted = 0
     while True:
         with store.transaction() as session:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, or_
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import Session, col, select
 
 from core.storage.db import Store
@@ -136,7 +136,9 @@ def search_page(store: Store, flt: SearchFilter) -> SearchPage:
         select(Message, Mailbox.name)
         .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
         .where(col(Message.id).in_(page.scalar_subquery()))
-        .options(defer(Message.content), defer(Message.raw))  # type: ignore[arg-type]
+        # SQLModel types columns as their values; the attributes are QueryableAttributes at run time.
+        .options(defer(cast(QueryableAttribute[Any], Message.content)),
+                 defer(cast(QueryableAttribute[Any], Message.raw)))
         .order_by(col(Message.received_at).desc(), col(Message.id))
     )
     with store.read() as session:
@@ -250,11 +252,11 @@ def metrics_reading(store: Store) -> Reading:
     """The database side of /metrics: counts by status and each mailbox's freshness."""
     now = datetime.now(timezone.utc)
     with store.read() as session:
-        oldest = dict(
+        oldest: dict[int | None, datetime] = dict(
             session.exec(
                 select(Message.mailbox_id, func.min(Message.received_at))
                 .where(col(Message.acknowledged_at).is_(None), Message.status != "quarantined")
-                .group_by(Message.mailbox_id)
+                .group_by(col(Message.mailbox_id))
             ).all()
         )
         rows = session.exec(select(Mailbox, Organisation.cvr).join(Organisation)).all()

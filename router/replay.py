@@ -31,7 +31,8 @@ class ReplayReport:
 
 
 def _as_evaluation(action: str, recipients: list[str] | tuple[str, ...], rule: str | None) -> Evaluation:
-    return Evaluation(action=action, recipients=tuple(recipients), rule=rule)  # type: ignore[arg-type]
+    # A stored decision's action is "route" or "hold" (router.decision.Action).
+    return Evaluation(action="route" if action == "route" else "hold", recipients=tuple(recipients), rule=rule)
 
 
 def replay(store: Store, decider: Decider, *, since: datetime, until: datetime | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import codec
 from core.lifecycle import transition
@@ -39,7 +39,7 @@ def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: R
         message = session.exec(
             select(Message)
             .where(Message.status == MessageStatus.COLLECTED)
-            .order_by(Message.received_at)  # type: ignore[arg-type]
+            .order_by(col(Message.received_at))
             .limit(1)
             .with_for_update(skip_locked=True)
         ).first()

@@ -332,9 +332,8 @@ async def check_contract(target: Target) -> None:
         kind = type(connector)
         name, settings = getattr(kind, "name", None), getattr(kind, "Settings", None)
         _expect(isinstance(name, str) and bool(name), "the class declares no name")
-        _expect(isinstance(settings, type) and issubclass(settings, ConnectorSettings),
-                "Settings is not a ConnectorSettings subclass")
-        assert isinstance(settings, type)
+        if not (isinstance(settings, type) and issubclass(settings, ConnectorSettings)):
+            raise ConformanceFailure("Settings is not a ConnectorSettings subclass")
         config = settings.model_config
         _expect(config.get("frozen") is True and config.get("extra") == "forbid",
                 "Settings must be frozen and reject unknown keys")

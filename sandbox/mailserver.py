@@ -59,7 +59,7 @@ class BulkDataSMTP(SMTP):
             raise
         if too_much:
             await self.push("552 Error: Too much mail data")
-            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            self._set_post_data_state()  # type: ignore[no-untyped-call]  # aiosmtpd's own method, unannotated
             return
         # RFC 5321 §4.5.2: drop the transparency dot at the start of each line
         content = raw[1:] if raw.startswith(b".") else raw

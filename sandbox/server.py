@@ -45,6 +45,7 @@ _CERT_REQS = {
 class _PeerCertProtocol(H11Protocol):
     """h11 protocol with TCP_NODELAY that exposes the client certificate's CN to the app."""
 
+    # uvicorn declares BaseTransport; its TCP server always hands a Transport, whose extras this reads.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         raw = transport.get_extra_info("socket")
         if raw is not None:

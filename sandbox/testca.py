@@ -30,7 +30,10 @@ class LocalCA:
         self.cert_path = folder / "ca.pem"
         self._key_path = folder / "ca-key.pem"
         if self.cert_path.exists() and self._key_path.exists():
-            self._key = serialization.load_pem_private_key(self._key_path.read_bytes(), None)
+            loaded = serialization.load_pem_private_key(self._key_path.read_bytes(), None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey):  # this CA only ever writes EC keys
+                raise ValueError(f"{self._key_path} is not the test CA's EC key")
+            self._key = loaded
             self._cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
             return
         folder.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def _required(el: etree._Element, attr: str) -> str:
     value = el.get(attr)
     if value is None:
         raise XmlError(f"<{_local(el)}> lacks the {attr!r} attribute", XmlProblem.SHAPE)
-    return value
+    return str(value)
 
 
 def _int(value: str | None) -> int:

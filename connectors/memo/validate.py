@@ -12,7 +12,7 @@ def display(tag: str) -> str:
     """An element name as a reader of the XSD would write it: `label`, `grd:ProductionUnit`."""
     qname = etree.QName(tag)
     if qname.namespace == MEMO:
-        return qname.localname
+        return str(qname.localname)
     prefix = PREFIXES.get(qname.namespace or "")
     if prefix:
         return f"{prefix}:{qname.localname}"

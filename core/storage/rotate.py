@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlmodel import col, select
 
 from core import codec
 from core.storage.db import Store
+from core.storage.vault import Vault
 from core.storage.models import Attachment, Mailbox, Message
 
 
@@ -33,7 +35,12 @@ def reencrypt_all(store: Store, *, batch_size: int = 500,
     return report
 
 
-def _rotate_rows(store, vault, model, batch_size, report, progress, columns) -> None:  # type: ignore[no-untyped-def]
+Row = TypeVar("Row", Message, Attachment, Mailbox)
+
+
+def _rotate_rows(store: Store, vault: Vault, model: type[Row], batch_size: int, report: RotationReport,
+                 progress: Callable[[RotationReport], None] | None,
+                 columns: Callable[[Row], list[tuple[str, str]]]) -> None:
     last = None
     while True:
         with store.transaction() as session:

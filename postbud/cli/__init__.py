@@ -23,7 +23,7 @@ def invoke(argv: Sequence[str]) -> int:
         return int(exc.exit_code)
     except TyperException as exc:  # a usage error of the root itself, before any sub-command
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `postbud`: the help is the answer
-            exc.show()  # type: ignore[attr-defined]
+            exc.show()  # type: ignore[attr-defined]  # click's NoArgsIsHelpError has show(); typer's base type does not say so
             return USAGE
         message = exc.format_message() if hasattr(exc, "format_message") else "aborted"
         say(" ".join(message.split()).rstrip(".") + "; see `postbud --help`")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, out, say
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, err, out, say
 
 app = typer.Typer(no_args_is_help=True, help="Validate the configuration.", cls=OperatorGroup)
 
