@@ -44,6 +44,7 @@ from pydantic import (
 )
 
 from core.settings import is_cvr
+from core.tomlpos import KeyLocator
 from delivery.errors import RecipientsFileError
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
@@ -271,45 +272,6 @@ def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Orga
 
 
 def _error(path: Path, text: str, loc: tuple[str, ...], msg: str) -> RecipientsFileError:
-    line = _find_line(text, loc)
+    line = KeyLocator(text).line(loc)
     where = f"{path}:{line}" if line else str(path)
     return RecipientsFileError(f"{where}: {'.'.join(loc)}: {msg}")
-
-
-_HEADER = re.compile(r"^\s*\[\[?\s*(.+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"^\s*([A-Za-z0-9_\-\"'. ]+?)\s*=")
-
-
-def _split_key(dotted: str) -> tuple[str, ...]:
-    parts = re.findall(r'"([^"]*)"|\'([^\']*)\'|([^.\s]+)', dotted)
-    return tuple(next(p for p in groups if p) if any(groups) else "" for groups in parts)
-
-
-def _find_line(text: str, loc: tuple[str, ...]) -> int | None:
-    """The 1-based line defining the key at `loc`, else the closest enclosing table's line."""
-    best: tuple[int, int] | None = None  # (matched prefix length, line)
-    table: tuple[str, ...] = ()
-    for n, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line)
-        if header and "=" not in header.group(1):
-            table = _split_key(header.group(1))
-            key = table
-        else:
-            assign = _ASSIGN.match(line)
-            if not assign:
-                continue
-            key = table + _split_key(assign.group(1))
-        depth = _common_prefix(key, loc)
-        # a key inside loc, or (for implicitly created tables) a table below loc
-        if depth in (len(key), len(loc)) and (best is None or depth > best[0]):
-            best = (depth, n)
-    return best[1] if best else None
-
-
-def _common_prefix(a: tuple[str, ...], b: tuple[str, ...]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

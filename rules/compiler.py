@@ -11,7 +11,7 @@ from rules.conditions import AllOf, FieldTest, Node, NotOf, all_of, any_of
 from rules.facts import FIELD_PREFIXES, FIELDS, FieldSpec
 from rules.matcher_args import compile_matcher, type_name
 from rules.model import Rule, RuleIssue, Target
-from rules.tomlpos import Path, Pos, Positions
+from core.tomlpos import Path, Pos, Positions
 
 RULE_KEYS = (
     "name", "description", "when", "route", "hold", "tag", "priority", "continue",

@@ -13,7 +13,7 @@ from core.recipients import RecipientDirectory
 from rules.compiler import CompiledRule, FileCompiler, Lookup
 from rules.engine import DEFAULT_BUDGET, DEFAULT_REGEX_TIMEOUT, RuleSet
 from rules.model import Rule, RuleErrors, RuleIssue
-from rules.tomlpos import Pos, locate
+from core.tomlpos import Pos, locate
 
 _TOML_POS = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 

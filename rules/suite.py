@@ -14,7 +14,7 @@ from core.recipients import RecipientDirectory
 from rules.facts import MessageFacts
 from rules.loader import load, rule_files
 from rules.model import Evaluation, RuleErrors
-from rules.tomlpos import locate
+from core.tomlpos import locate
 
 CASE_KEYS = ("name", "message", "organisation", "mailbox", "provider", "received_at", "expect")
 EXPECT_KEYS = ("action", "recipients", "rule", "tags", "priority")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from rules.tomlpos import locate
+from core.tomlpos import locate
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rules" / "examples"
 
