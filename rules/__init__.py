@@ -1,6 +1,9 @@
-"""Rules: the administrators' TOML routing language (load, check, evaluate, explain, test, reload).
+"""Floor 2, rules: the administrators' TOML routing language (load, check, evaluate, explain, test, reload).
 
-The grammar is documented in rules/README.md. Typical use by the router:
+The grammar is documented in rules/README.md; a matcher (`words`, `regex`, `fuzzy`, `recipient`, ...)
+lives in `matchers.py`, its arguments in `matcher_args.py`, the fields it reads in `facts.py`. The
+rules parse no message: their callers (the router, `postbud rules`) hand them `MessageFacts` or a
+`MessageReader`. Typical use by the router:
 
     ruleset = load(rules_dir, recipients)           # raises RuleErrors(issues) when invalid
     evaluation = ruleset.evaluate(MessageFacts(message, cvr, mailbox, provider, received_at))
