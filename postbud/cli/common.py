@@ -251,11 +251,16 @@ def known_organisation(config: Config, store: Store, typed: str) -> str:
         raise
 
 
-def table(*headers: str) -> Table:
-    """A table that folds long cells instead of cutting them, so ids and titles stay whole at 80 columns."""
-    grid = Table(show_lines=False)
+def table(*headers: str, whole: tuple[str, ...] = ("id", "received", "status", "period", "org", "organisation",
+                                                  "age", "approval", "channel")) -> Table:
+    """A table for 80 columns: no borders, the `whole` columns (ids, times, states) never wrapped, the
+    others folded rather than cut (titles get the room left), so nothing is lost to an ellipsis."""
+    grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold underline")
     for header in headers:
-        grid.add_column(header, overflow="fold")
+        if header in whole:
+            grid.add_column(header, no_wrap=True)
+        else:
+            grid.add_column(header, overflow="fold", min_width=min(len(header), 8))
     return grid
 
 

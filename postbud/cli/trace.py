@@ -68,7 +68,7 @@ def search_cmd(
     else:
         grid = table("id", "received", "status", "org", "mailbox", "sender", "title")
         for r in page.rows:
-            grid.add_row(r["id"][:12], r["received_at"][:16], r["status"], r["organisation"], r["mailbox"],
+            grid.add_row(r["id"][:12], r["received_at"][:16].replace("T", " "), r["status"], r["organisation"], r["mailbox"],
                          r["sender"] or "", r["title"])
         out.print(grid)
     if page.truncated:

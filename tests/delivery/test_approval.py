@@ -216,3 +216,18 @@ async def test_cli_invite_confirm_list_approve_revoke(rt: Runtime, smtp: Running
     again = {i["id"]: i["approval"] for i in json.loads(relisted.stdout)}
     assert again == {"reception": "approved", "carol": "not invited"}
     assert len(smtp.handler.messages) == 1  # only the invitation: no document went out
+
+
+async def test_cli_invite_of_a_new_person_keeps_the_display_name(rt: Runtime, smtp: RunningSmtp) -> None:
+    """GIVEN someone not in the recipients file WHEN invited by name THEN the list shows that name;
+    a bad address is refused before anything is written or sent."""
+    path = rt.config.path
+    assert path is not None
+    bad = await asyncio.to_thread(cli, path, "invite", ORG, "Bo Nygaard", "not-an-email")
+    assert bad.exit_code == 2 and "not an e-mail address" in bad.stderr
+    assert smtp.handler.messages == []
+    invited = await asyncio.to_thread(cli, path, "invite", ORG, "Bo Nygaard", "bo@example.com")
+    assert invited.exit_code == 0, invited.output
+    listed = await asyncio.to_thread(cli, path, "list", "--json")
+    (bo,) = [i for i in json.loads(listed.stdout) if i["email"] == "bo@example.com"]
+    assert (bo["name"], bo["in_file"], bo["approval"]) == ("Bo Nygaard", False, "invited")
