@@ -130,8 +130,36 @@ def _secrets(report: _Report) -> None:
                 if is_secret_ref(setting):
                     ref = SecretRef.model_validate(setting, context={"base_dir": config.base_dir})
                     report.secret(("organisations", i, "mailboxes", j, key), ref, mailbox=f"{org.cvr}/{mb.name}")
+            _connector_files(report, (i, j), org.cvr, mb.name, mb.type, mb.connector_settings)
 
 
+def _connector_files(report: _Report, at: tuple[int, int], cvr: str, name: str, kind: str,
+                     settings: dict[str, object]) -> None:
+    """Files a connector's settings name (certificates, keys, CA files) exist: the mailbox would
+    otherwise fail at its first poll. Folders are left out: a connector creates its own (a drop folder)."""
+    from typing import get_args
+
+    from connectors.registry import RegistryError, discover
+
+    try:
+        registered = discover().get(kind)
+    except RegistryError:
+        return  # reported by `connectors list` and the config's own check
+    if registered is None:
+        return
+    for field_name, field in registered.factory.Settings.model_fields.items():
+        value = settings.get(field_name)
+        is_path = field.annotation is Path or Path in get_args(field.annotation)
+        if not isinstance(value, str) or not is_path or not _FILE_FIELD.search(field_name):
+            continue
+        path = Path(value).expanduser()
+        path = path if path.is_absolute() else report.config.base_dir / path
+        if not path.exists() and not report.made_by_sandbox(path):
+            report.add(("organisations", at[0], "mailboxes", at[1], field_name),
+                       f"{path} does not exist; the mailbox cannot start without it", mailbox=f"{cvr}/{name}")
+
+
+_FILE_FIELD = re.compile(r"file|cert|key")
 _WHERE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.*)$", re.DOTALL)
 
 

@@ -19,7 +19,7 @@ def check_cmd(ctx: typer.Context, config: ConfigOpt = None) -> None:
     cfg = config_of(ctx, config)
     problems = check_config(cfg)
     for warning in foreign_cvr_warnings(cfg):  # allowed, but another company's mail may arrive here
-        err.print(f"[yellow]warning[/yellow] {warning}", highlight=False)
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     for problem in problems:
         say(str(problem))
     if problems:

@@ -159,3 +159,20 @@ def test_run_refuses_with_one_line_per_problem_not_a_traceback(tmp_path: Path, s
     assert "Traceback" not in result.output and "refused" not in result.stderr
     assert len(result.stderr.splitlines()) == 2  # the problem, then what to do
     assert not (tmp_path / "var" / "postbud.db").exists()  # nothing started
+
+
+def test_a_missing_certificate_of_a_mailbox_fails(tmp_path: Path) -> None:
+    path = write(tmp_path)
+    path.write_text(path.read_text() + textwrap.dedent("""\
+        [[organisations.mailboxes]]
+        name = "digital-post"
+        type = "ngdp"
+        system_id = "0690685f-a865-4bfe-b2a7-3383ecd90dcf"
+        api_token = "not-a-secret-ref-but-checked-elsewhere"
+        client_cert = "certs/system.pem"
+        client_key = "certs/system-key.pem"
+        """))
+    code, stderr = check(path)
+    assert code == 1
+    assert f"{path}:{line_of(path, 'certs/system.pem')}: organisations[0].mailboxes[1].client_cert: " in stderr
+    assert "system-key.pem does not exist" in stderr
