@@ -9,6 +9,7 @@ when the sandbox is enabled.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def _secrets(report: _Report) -> None:
 
 
 def _connector_files(report: _Report, at: tuple[int, int], cvr: str, name: str, kind: str,
-                     settings: dict[str, object]) -> None:
+                     settings: Mapping[str, object]) -> None:
     """Files a connector's settings name (certificates, keys, CA files) exist: the mailbox would
     otherwise fail at its first poll. Folders are left out: a connector creates its own (a drop folder)."""
     from typing import get_args
