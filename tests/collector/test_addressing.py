@@ -75,6 +75,8 @@ async def test_mail_for_another_cvr_is_held_for_its_organisation_or_quarantined(
 
 def test_config_check_warns_about_ngdp_mailboxes_collecting_other_cvrs(tmp_path: Path) -> None:
     path = tmp_path / "postbud.toml"
+    (tmp_path / "c").touch()  # config check wants the certificate files the mailboxes name
+    (tmp_path / "k").touch()
     common = '  type = "ngdp"\n  system_id = "s"\n  api_token = "t"\n  client_cert = "c"\n  client_key = "k"\n'
     path.write_text(
         '[[organisations]]\ncvr = "12345678"\nname = "T"\n'
