@@ -23,7 +23,7 @@ from collector import leases
 from collector.breaker import Backoff
 from collector.ledger import MailboxKey
 from collector.poll import PollResult, poll_mailbox
-from connectors.base import AuthError, Connector, TransientError
+from connectors.base import AuthError, ConfigurationError, Connector, TransientError
 from core.config import CollectorSettings
 from core.logs import correlation_id
 from core.metrics import Metrics
@@ -191,6 +191,10 @@ class Dispatcher:
             outcome = "auth"
             error = f"needs re-authentication: {exc}"[:500]
             await asyncio.to_thread(self._needs_reauth, mb, str(exc))
+        except ConfigurationError as exc:
+            outcome = "config"
+            error = f"configuration: {exc}"[:500]
+            await asyncio.to_thread(self._misconfigured, mb, str(exc))
         except TransientError as exc:
             outcome, error, retry_after = "transient", str(exc)[:500], exc.retry_after
         except asyncio.CancelledError:
@@ -218,7 +222,7 @@ class Dispatcher:
 
     def _release(self, mb: MailboxRuntime, outcome: str, error: str | None, retry_after: float | None,
                  more: bool) -> leases.Released | None:
-        failed = outcome in ("auth", "transient", "error")
+        failed = outcome in ("auth", "config", "transient", "error")
 
         def delay(failures: int) -> tuple[float, bool]:
             if more:
@@ -277,4 +281,21 @@ class Dispatcher:
             f"Mailbox {mb.key.name} ({mb.key.provider}) needs re-authentication",
             f"postbud stopped polling this mailbox because the provider refused its credentials: {reason}\n"
             "Update the credentials in the configuration; polling resumes when they change.",
+        )
+
+    def _misconfigured(self, mb: MailboxRuntime, reason: str) -> None:
+        """Not a credentials problem: the settings pick nothing (or several) of what the provider offers."""
+        with self.store.transaction() as session:
+            row = session.get(Mailbox, mb.key.id)
+            if row is None:
+                return
+            row.status = MailboxStatus.ERROR
+            row.last_error = f"configuration: {reason}"[:500]
+            row.credentials_fingerprint = mb.fingerprint
+        log.error("mailbox configuration does not match the provider; polling stopped until it changes: %s", reason)
+        self.notifier.notify(
+            mb.key.organisation_cvr,
+            f"Mailbox {mb.key.name} ({mb.key.provider}) is misconfigured",
+            f"postbud stopped polling this mailbox: {reason}\n"
+            "Fix its settings in the configuration and reload (SIGHUP); polling resumes then.",
         )

@@ -5,6 +5,9 @@ Error tree (what the caller must do, not what went wrong)::
     ConnectorError
     ├── TransientError      retry later (network, timeouts, 5xx, 429); `retry_after` when the provider said
     ├── AuthError           stop polling this mailbox until its credentials change
+    ├── ConfigurationError  the settings name something the provider does not offer (a mailbox, a
+    │                       folder): stop polling until the configuration changes; the message lists
+    │                       what the provider does offer
     └── PermanentError      this one message can never be processed: quarantine it, go on with the rest
 
 Third-party exceptions (httpx, ssl, lxml, ...) are translated into this tree inside the connector;
@@ -36,6 +39,11 @@ class TransientError(ConnectorError):
 
 class AuthError(ConnectorError):
     """Credentials are missing, wrong, expired or revoked; a person must act."""
+
+
+class ConfigurationError(ConnectorError):
+    """The provider accepted the credentials, but the settings do not pick what it offers (no match,
+    or more than one); the message names what it saw, so the operator can fix the configuration."""
 
 
 class PermanentError(ConnectorError):
@@ -117,6 +125,7 @@ class ConnectorContext:
     organisation: str
     base_dir: Path
     state: StateStore
+    organisation_name: str = ""  # as configured: what a provider's owner name is matched against
 
 
 @runtime_checkable

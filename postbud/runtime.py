@@ -202,6 +202,7 @@ class Runtime:
             (org.cvr, mb.name): mb for org in self.config.organisations for mb in org.mailboxes
         }
         current = self.dispatcher.mailboxes
+        names = {org.cvr: org.name for org in self.config.organisations}
         wanted: dict[int, MailboxRuntime] = {}
         for key in self.mailboxes:
             mb_config = configs[(key.organisation_cvr, key.name)]
@@ -216,6 +217,7 @@ class Runtime:
                 organisation=key.organisation_cvr,
                 base_dir=self.config.base_dir,
                 state=MailboxState(self.store, key.id),
+                organisation_name=names.get(key.organisation_cvr, ""),
             )
             try:
                 connector = build(mb_config, context)

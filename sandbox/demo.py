@@ -82,7 +82,8 @@ async def start_sandbox(config: Config) -> Sandbox:
     settings = config.sandbox
     cvrs = [org.cvr for org in config.organisations]
     providers = await serve_sandbox(settings.folder, cvrs, messages_per_cvr=settings.messages_per_cvr,
-                                    seed=settings.seed, ports=dict(settings.ports))
+                                    seed=settings.seed, ports=dict(settings.ports),
+                                    names={org.cvr: org.name for org in config.organisations})
     write_secrets(settings.folder / "secrets", providers)
     mail = SandboxMailServer(settings.folder / "mail", settings.folder / "ca",
                              port=settings.ports.get("smtp", 0))

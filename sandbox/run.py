@@ -94,13 +94,15 @@ class SandboxHandle:
 
 async def serve_sandbox(folder: Path, cvrs: list[str], *, messages_per_cvr: int, seed: int,
                         ports: Mapping[str, int] | None = None,
-                        fault_rate: float = 0.0) -> SandboxHandle:
+                        fault_rate: float = 0.0, names: Mapping[str, str] | None = None) -> SandboxHandle:
     """Start every registered connector's fake on 127.0.0.1 with `messages_per_cvr` generated messages per CVR.
 
     `ports` pins a provider's port (e.g. {"ngdp": 8443}) so a static config can name it; the
     others get one from the OS. The CA, client certificates and credentials in `folder` are
     reused across runs with the same `seed`, so such a config stays valid. `fault_rate` makes
     that fraction of requests fail with a random injectable fault (seeded), to watch retries.
+    `names` gives a CVR's company name where a provider shows it (mit.dk's mailbox owner name), so a
+    connector can tell the company's mailbox by its organisation's name.
     """
     folder.mkdir(parents=True, exist_ok=True)
     ca = LocalCA(folder / "ca")
@@ -113,6 +115,9 @@ async def serve_sandbox(folder: Path, cvrs: list[str], *, messages_per_cvr: int,
             if fault_rate:
                 fake.faults.set_rate(fault_rate)
             for cvr in cvrs:
+                named = getattr(fake, "mailbox_for", None)
+                if names and cvr in names and callable(named):
+                    named(cvr, names[cvr])
                 # Each provider gets its own messages: the same mail in two mailboxes would be a
                 # different scenario (and is not what a company sees).
                 fake.add_messages(generate(cvr, messages_per_cvr, seed=seed * len(providers) + index))

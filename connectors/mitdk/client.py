@@ -47,6 +47,8 @@ class MitdkClient:
         self._seed = tokens.seed_fingerprint(settings.dpp_refresh_token, settings.ngdp_refresh_token)
         self.data: dict[str, Any] = {}
         self.refreshes = 0
+        # What the last refresh granted: a margin longer than half of it would refresh at every call.
+        self._lifetime = tokens.DEFAULT_LIFETIME
 
     async def _load(self) -> tokens.Pair:
         if self._pair is None:
@@ -59,15 +61,24 @@ class MitdkClient:
             }
         return self._pair
 
+    def _due(self, pair: tokens.Pair, rejected: str | None) -> bool:
+        expires = min(t.expires_on for t in pair.values())
+        margin = min(self._settings.refresh_margin, self._lifetime / 2)
+        due = not pair["dpp"].access_token or self._clock() >= expires - margin
+        # After a 401, refresh only if nobody refreshed since that request was sent.
+        return due or (rejected is not None and pair["dpp"].access_token == rejected)
+
     async def _fresh(self, *, rejected: str | None = None) -> tokens.Pair:
-        """A usable pair: refreshed when missing, within `refresh_margin` of expiry, or just rejected."""
+        """A usable pair: refreshed when missing, within the margin of expiry, or just rejected."""
         async with self._lock:
             pair = await self._load()
-            expires = min(t.expires_on for t in pair.values())
-            due = not pair["dpp"].access_token or self._clock() >= expires - self._settings.refresh_margin
-            # After a 401, refresh only if nobody refreshed since that request was sent.
-            if due or (rejected is not None and pair["dpp"].access_token == rejected):
-                pair = await self._refresh(pair)
+            if self._due(pair, rejected):
+                # Another instance (or `connectors probe`) may have refreshed meanwhile and retired the
+                # refresh token held here: the stored chain is the truth.
+                self._pair = None
+                pair = await self._load()
+                if self._due(pair, rejected):
+                    pair = await self._refresh(pair)
             return pair
 
     async def _refresh(self, pair: tokens.Pair) -> tokens.Pair:
@@ -91,7 +102,12 @@ class MitdkClient:
                 code = body.get("code") if isinstance(body, dict) else None
                 raise AuthError(f"mit.dk {what}: refused (HTTP {response.status_code}, code {code}); the "
                                 "refresh chain has lapsed, onboard this mailbox again with MitID")
-            new = tokens.parse_refresh(body, self._clock())
+            now = self._clock()
+        new = tokens.parse_refresh(body, now)
+        self._lifetime = max(0.0, min(t.expires_on for t in new.values()) - now)
+        if self._lifetime < 2 * self._settings.refresh_margin:
+            log.info("mit.dk grants tokens for %.0fs, less than twice refresh_margin (%.0fs): refreshing at "
+                     "half their life instead", self._lifetime, self._settings.refresh_margin)
         self._pair = new
         self.data.update(seed=self._seed, tokens=tokens.to_state(new))
         # Saved before first use: the old refresh tokens are already retired on the server.

@@ -17,8 +17,8 @@ import httpx
 
 from connectors.base import (
     AcknowledgePolicy,
-    AuthError,
     Capability,
+    ConfigurationError,
     ConnectorContext,
     ConnectorSettings,
     Fetched,
@@ -29,12 +29,13 @@ from connectors.base import (
 )
 from connectors.mitdk.client import MitdkClient
 from connectors.mitdk.errors import json_body, translated
+from connectors.mitdk.mailboxes import choose_mailbox, describe, seen_mailboxes, summary
 from connectors.mitdk.normalize import file_refs, normalize
 from connectors.mitdk.settings import MitdkSettings
 
 log = logging.getLogger(__name__)
 
-_GONE = frozenset({404, 409})
+_GONE = frozenset({404, 409, 412})  # gone, or If-Match no longer the current version
 #: The listing fields a later fetch and acknowledge need; the rest of a result is not kept in the handle.
 _HANDLE_FIELDS = ("id", "dataSource", "mailboxId", "version", "label", "sender", "recipient",
                   "receivedDateTime", "read", "messageType", "reply", "postType", "forwardData", "documents")
@@ -55,6 +56,11 @@ class MitdkConnector:
         self._client = MitdkClient(settings, context.state, clock=clock, transport=transport)
         self._mailbox: str | None = None
         self._folders: tuple[str, ...] | None = None
+        self._organisation_name = context.organisation_name
+        # Messages whose mark-read had an unknown outcome (the answer was lost): their version may have
+        # moved on, so the next attempt reads the current one instead of re-sending a stale If-Match.
+        self._versions: dict[str, Any] = {}
+        self._uncertain: set[str] = set()
 
     @property
     def refreshes(self) -> int:
@@ -75,30 +81,38 @@ class MitdkConnector:
             for wanted in self._settings.folders:
                 found = [f for f in folders.get(wanted) or [] if isinstance(f, dict) and f.get("id") is not None]
                 if not found:
-                    raise AuthError(f"mit.dk: mailbox {self._mailbox} has no {wanted} folder; fix `folders`")
+                    seen = ", ".join(sorted(str(k) for k in folders)) or "none"
+                    raise ConfigurationError(f"mit.dk: mailbox {self._mailbox} has no {wanted} folder; fix "
+                                             f"`folders` (folder types seen: {seen})")
                 picked.append(str(found[0]["id"]))  # Net-MitDK takes the first folder of each type
             self._folders = tuple(picked)
         return self._mailbox, self._folders
 
     def _pick_mailbox(self, body: Any) -> str:
-        groups = body.get("groupedMailboxes") if isinstance(body, dict) else None
-        if not isinstance(groups, list):
-            raise TransientError("mit.dk list mailboxes: the answer has no groupedMailboxes")
-        boxes = [m for g in groups if isinstance(g, dict) for m in g.get("mailboxes") or []
-                 if isinstance(m, dict) and m.get("dataSource") == self._settings.data_source]
-        wanted_id, wanted_owner = self._settings.mailbox_id, self._settings.owner_name
-        if wanted_id is not None:
-            matches = [m for m in boxes if str(m.get("id")) == wanted_id]
-        elif wanted_owner is not None:
-            matches = [m for m in boxes if str(m.get("ownerName", "")).casefold() == wanted_owner.casefold()]
-        else:
-            # NgDP addresses mailboxes by ownerId/ownerIdType [U: inferred from its query parameters].
-            matches = [m for m in boxes if str(m.get("ownerId", "")) == self._settings.cvr] or boxes
+        """The company's mailbox among those the listing offers (§2.3: id, dataSource, ownerName, and
+        whatever type field a mailbox carries); no match or several is a configuration error that
+        lists what was seen."""
+        boxes = [m for m in seen_mailboxes(body) if m.get("dataSource") == self._settings.data_source]
+        matches, how = choose_mailbox(boxes, mailbox_id=self._settings.mailbox_id,
+                                      owner_name=self._settings.owner_name, cvr=self._settings.cvr,
+                                      organisation_name=self._organisation_name)
         if len(matches) != 1:
-            names = ", ".join(f"{m.get('ownerName')} ({m.get('id')})" for m in boxes) or "none"
-            raise AuthError(f"mit.dk: {len(matches)} mailboxes match for CVR {self._settings.cvr}; set "
-                            f"mailbox_id or owner_name to one of: {names}")
+            raise ConfigurationError(
+                f"mit.dk: {len(matches) or 'no'} mailboxes match {how} for CVR {self._settings.cvr}; set "
+                f"mailbox_id (or owner_name) to one of: {describe(boxes)} "
+                "(`postbud connectors probe MAILBOX` lists them)")
         return str(matches[0]["id"])
+
+    async def probe(self) -> list[dict[str, str]]:
+        """The mailboxes the token pair sees, each with whether this configuration picks it."""
+        body = await self._json("GET", "mailboxes", "list mailboxes")
+        boxes = seen_mailboxes(body)
+        eligible = [m for m in boxes if m.get("dataSource") == self._settings.data_source]
+        matches, _ = choose_mailbox(eligible, mailbox_id=self._settings.mailbox_id,
+                                    owner_name=self._settings.owner_name, cvr=self._settings.cvr,
+                                    organisation_name=self._organisation_name)
+        chosen = {str(m.get("id")) for m in matches} if len(matches) == 1 else set()
+        return [{**summary(m), "chosen": "yes" if str(m.get("id")) in chosen else ""} for m in boxes]
 
     async def _json(self, method: str, path: str, what: str, body: Any = None) -> Any:
         response = await self._client.request(method, path, what=what, body=body)
@@ -162,31 +176,44 @@ class MitdkConnector:
         return Fetched(ref=ref, raw=raw, raw_media_type="application/json", message=normalized)
 
     async def acknowledge(self, ref: MessageRef) -> None:
-        """Mark read with If-Match on the version; after a 409 re-read and retry (harmless when repeated)."""
+        """Mark read with If-Match on the version; after a 409/412, or when an earlier attempt's outcome
+        is unknown, re-read the current version first (harmless when repeated)."""
         message = _message(ref)
         path = _message_path(message)
-        version = message.get("version")
+        version = self._versions.get(ref.key, message.get("version"))
         for _ in range(self._settings.mark_read_attempts):
+            if ref.key in self._uncertain:
+                current = await self._client.request("GET", path, what="re-read message", accept=frozenset({404}))
+                if current.status_code == 404:
+                    self._forget(ref.key)
+                    return
+                body = json_body(current, "re-read message")
+                if not isinstance(body, dict):
+                    raise TransientError("mit.dk re-read message: the answer is not a message")
+                if body.get("read") is True:
+                    self._forget(ref.key)
+                    return  # someone (or an earlier attempt of ours) already marked it
+                version = self._versions[ref.key] = body.get("version")
+                self._uncertain.discard(ref.key)
+            self._uncertain.add(ref.key)  # until an answer says otherwise
             response = await self._client.request(
                 "PATCH", path, what="mark read", body={"read": True},
                 headers={"If-Match": str(version)}, accept=_GONE)
             if response.is_success:
                 json_body(response, "mark read")  # an HTML 200 from a proxy is no acknowledgement
+                self._forget(ref.key)
                 return
             if response.status_code == 404:
                 log.info("mit.dk message %s is gone; nothing to mark read", ref.key)
+                self._forget(ref.key)
                 return
-            current = await self._client.request("GET", path, what="re-read message", accept=frozenset({404}))
-            if current.status_code == 404:
-                return
-            body = json_body(current, "re-read message")
-            if not isinstance(body, dict):
-                raise TransientError("mit.dk re-read message: the answer is not a message")
-            if body.get("read") is True:
-                return  # someone (or an earlier attempt of ours) already marked it
-            version = body.get("version")
+            # 409/412: the version moved on; the loop re-reads it (the key stays uncertain)
         raise TransientError(f"mit.dk mark read: message {ref.key} kept changing "
                              f"({self._settings.mark_read_attempts} attempts)")
+
+    def _forget(self, key: str) -> None:
+        self._uncertain.discard(key)
+        self._versions.pop(key, None)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -53,6 +53,7 @@ class FakeMitdk(FakeProvider):
         super().__init__(seed=seed)
         self.client_id = client_id
         self.token_ttl = token_ttl
+        self.stale_if_match = 0  # PATCHes refused because their If-Match was not the current version
         self.clock = clock
         self.chain = _Chain(secrets.token_urlsafe(24), secrets.token_urlsafe(24))
         self.initial_refresh = (self.chain.dpp_refresh, self.chain.ngdp_refresh)
@@ -239,6 +240,7 @@ class FakeMitdk(FakeProvider):
         _, message = found
         if request.method == "PATCH":
             if request.headers.get("if-match") != str(message.version):
+                self.stale_if_match += 1
                 return self._error(409, "CONFLICT", "The message was changed by someone else")
             patch = json.loads(await request.body() or b"{}")
             if patch.get("read") is True:

@@ -47,9 +47,8 @@ class Mailbox:
     messages: dict[str, FakeMessage] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
-        # ownerId/ownerIdType are inferred from NgDP's mailbox query parameters [U].
-        return {"id": self.mailbox_id, "dataSource": SOURCE, "ownerName": self.owner_name,
-                "ownerId": self.owner_id, "ownerIdType": self.owner_id_type}
+        # Only what PROTOCOLS.md §2.3 documents: the owner's id and its type are not in the listing.
+        return {"id": self.mailbox_id, "dataSource": SOURCE, "ownerName": self.owner_name}
 
     def newest_first(self) -> list[FakeMessage]:
         return sorted(self.messages.values(), key=lambda m: (m.source.sent_at or datetime.min.replace(

@@ -245,3 +245,17 @@ def test_instances_starting_together_on_a_fresh_postgres_schema_all_start(tmp_pa
         for runtime in runtimes:
             asyncio.run(runtime.aclose())
     del open_store
+
+
+async def test_a_configuration_error_is_an_error_state_not_needs_reauth(store: Store, waits: list[float]) -> None:
+    from connectors.base import ConfigurationError
+
+    connector = ScriptedConnector([["m1"]])
+    connector.faults["list"].append(ConfigurationError("2 mailboxes match; set mailbox_id to one of: a, b"))
+    d = dispatcher(store)
+    attach(d, store, [connector])
+    await d.run_all_once()
+    row = _rows(store)[0]
+    assert row.status == MailboxStatus.ERROR
+    assert row.last_error == "configuration: 2 mailboxes match; set mailbox_id to one of: a, b"
+    assert await d.dispatch(all_due=True, only={row.id or 0}) == []  # stopped until the configuration changes

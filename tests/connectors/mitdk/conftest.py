@@ -88,9 +88,9 @@ def make_connector(make_settings: Callable[..., Settings], state: MemoryState, c
                    tmp_path: Path) -> Callable[..., MitdkConnector]:
     """Connectors share one state store, as postbud's mailbox does, so the token chain carries over."""
 
-    def make(*, store: MemoryState | None = None, **overrides: Any) -> MitdkConnector:
+    def make(*, store: MemoryState | None = None, organisation_name: str = "", **overrides: Any) -> MitdkConnector:
         context = ConnectorContext(mailbox="mitdk", organisation=CVR, base_dir=tmp_path,
-                                   state=store if store is not None else state)
+                                   state=store if store is not None else state, organisation_name=organisation_name)
         return MitdkConnector(make_settings(**overrides), context, clock=clock)
 
     return make

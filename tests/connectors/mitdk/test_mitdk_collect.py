@@ -74,7 +74,10 @@ async def test_the_sandbox_factory_serves_a_collectable_mailbox(tmp_path: Any, c
     async with serve_tls(fake.app, ca=ca, server_name="mitdk-sandbox") as url:
         settings = Settings.model_validate({**fake.credentials(), "base_url": url + fake.base_path,
                                             "ca_file": ca.cert_path, "cvr": CVR})
-        connector = MitdkConnector(settings, ConnectorContext("mitdk", CVR, tmp_path, MemoryState()))
+        # The listing gives only id, dataSource and ownerName (§2.3): the organisation's name picks the box.
+        context = ConnectorContext("mitdk", CVR, tmp_path, MemoryState(),
+                                   organisation_name=fake.mailbox_for(CVR).owner_name)
+        connector = MitdkConnector(settings, context)
         try:
             assert set(await collect(connector)) == set(keys)
         finally:

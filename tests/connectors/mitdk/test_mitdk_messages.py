@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import AuthError, PermanentError, TransientError
+from connectors.base import ConfigurationError, AuthError, PermanentError, TransientError
 from sandbox.providers.mitdk import FakeMitdk
 from sandbox.faults import Fault
 from sandbox.generator import generate
@@ -172,21 +172,48 @@ async def test_the_mailbox_is_found_by_owner_name(fake: FakeMitdk, make_connecto
         await connector.aclose()
 
 
-async def test_the_mailbox_is_found_by_cvr_by_default(fake: FakeMitdk, make_connector: Any,
-                                                     letters: list[Any]) -> None:
-    connector = make_connector(mailbox_id=None)
+async def test_the_mailbox_is_found_by_the_organisations_name_by_default(
+        fake: FakeMitdk, make_connector: Any, letters: list[Any]) -> None:
+    # The listing offers id, dataSource and ownerName only (§2.3): no owner id to match the CVR against.
+    connector = make_connector(mailbox_id=None, organisation_name="TESTFIRMA ApS")
     try:
         assert set(await _all_refs(connector)) == {m.message_id for m in letters}
     finally:
         await connector.aclose()
 
 
-async def test_an_ambiguous_mailbox_is_an_auth_error_naming_the_choices(fake: FakeMitdk, make_connector: Any,
-                                                                       letters: list[Any]) -> None:
-    connector = make_connector(mailbox_id=None, cvr="11111111")
+async def test_an_ambiguous_mailbox_is_a_configuration_error_naming_the_choices(
+        fake: FakeMitdk, make_connector: Any, letters: list[Any]) -> None:
+    connector = make_connector(mailbox_id=None, cvr="11111111", organisation_name="Ukendt ApS")
     try:
-        with pytest.raises(AuthError, match="Testfirma ApS") as caught:
+        with pytest.raises(ConfigurationError, match="Testfirma ApS") as caught:
+            await connector.list_new(None)
+        listed = await connector.probe()  # what `postbud connectors probe` prints
+    finally:
+        await connector.aclose()
+    assert not isinstance(caught.value, AuthError)
+    assert "Andet Firma A/S" in str(caught.value) and "Delegeret Person" in str(caught.value)
+    assert {b["ownerName"] for b in listed} == {"Delegeret Person", "Testfirma ApS", "Andet Firma A/S"}
+    assert all(b["dataSource"] == "DP_PUBLIC" and b["id"] and not b["chosen"] for b in listed)
+
+
+async def test_a_wrong_mailbox_id_is_a_configuration_error(fake: FakeMitdk, make_connector: Any) -> None:
+    connector = make_connector(mailbox_id="no-such-box")
+    try:
+        with pytest.raises(ConfigurationError, match="Testfirma ApS"):
             await connector.list_new(None)
     finally:
         await connector.aclose()
-    assert "Andet Firma A/S" in str(caught.value)
+
+
+def test_a_type_field_picks_the_company_mailbox_when_the_listing_has_one() -> None:
+    from connectors.mitdk.mailboxes import choose_mailbox
+
+    boxes = [{"id": "p", "dataSource": "DP_PUBLIC", "ownerName": "Jens Hansen", "type": "PERSON"},
+             {"id": "c", "dataSource": "DP_PUBLIC", "ownerName": "Et Andet Navn A/S", "type": "COMPANY"}]
+    chosen, _ = choose_mailbox(boxes, mailbox_id=None, owner_name=None, cvr="12345678", organisation_name="X")
+    assert [b["id"] for b in chosen] == ["c"]
+    untyped = [{k: v for k, v in b.items() if k != "type"} for b in boxes]
+    chosen, _ = choose_mailbox(untyped, mailbox_id=None, owner_name=None, cvr="12345678",
+                               organisation_name="Et andet navn")  # legal form and case do not matter
+    assert [b["id"] for b in chosen] == ["c"]
