@@ -192,6 +192,9 @@ class MailboxConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+DEFAULT_REMINDERS_HOURS = (24.0, 120.0)
+
+
 class OrganisationConfig(Frozen):
     cvr: Cvr
     name: str
@@ -202,7 +205,7 @@ class OrganisationConfig(Frozen):
     retention_days: int = Field(default=90, gt=0)
     # A held letter's life: reminders while it waits, escalation at the decision deadline, a final
     # warning `final_warning_days` before retention purges it (postbud.deadlines).
-    held_reminders_hours: tuple[Annotated[float, Field(gt=0)], ...] = (24.0, 120.0)
+    held_reminders_hours: tuple[Annotated[float, Field(gt=0)], ...] = DEFAULT_REMINDERS_HOURS
     decision_deadline_days: float = Field(default=7.0, gt=0)
     final_warning_days: float = Field(default=7.0, gt=0)
     notices_show_senders: bool = False  # senders' names in notices (a sender may be a person)
@@ -210,12 +213,18 @@ class OrganisationConfig(Frozen):
 
     @model_validator(mode="before")
     @classmethod
-    def _old_escalation_key(cls, data: Any) -> Any:
-        # Before the schedule, one escalation after `escalate_held_after_hours`; it is the first reminder now.
-        if isinstance(data, dict) and "escalate_held_after_hours" in data:
-            data = dict(data)
-            hours = data.pop("escalate_held_after_hours")
-            data.setdefault("held_reminders_hours", [hours])
+    def _reminders(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "escalate_held_after_hours" in data:
+            # Before the schedule, one escalation after this many hours; it is the first reminder now.
+            data.setdefault("held_reminders_hours", [data.pop("escalate_held_after_hours")])
+        if "held_reminders_hours" not in data:
+            # The default reminders that fall before a shorter deadline; given ones are checked below.
+            deadline = data.get("decision_deadline_days", 7.0)
+            if isinstance(deadline, (int, float)) and not isinstance(deadline, bool):
+                data["held_reminders_hours"] = [h for h in DEFAULT_REMINDERS_HOURS if h < deadline * 24]
         return data
 
     @model_validator(mode="after")

@@ -61,6 +61,14 @@ def stages(org: OrganisationConfig) -> list[Stage]:
     return sorted(out, key=lambda s: s.after)
 
 
+def deadlines(config: Config, organisation: str, received_at: datetime) -> tuple[datetime, datetime]:
+    """A held letter's decision deadline and the day retention purges it (what the queue shows)."""
+    org = next((o for o in config.organisations if o.cvr == organisation), None) \
+        or OrganisationConfig(cvr=organisation, name=organisation)
+    return (received_at + timedelta(days=org.decision_deadline_days),
+            received_at + timedelta(days=org.retention_days))
+
+
 def organisations(store: Store, config: Config) -> list[OrganisationConfig]:
     """Configured organisations, and defaults for CVRs found among held letters (told in the trace)."""
     known = {o.cvr: o for o in config.organisations}

@@ -36,22 +36,25 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Held messages, oldest first, with age, reason and the top suggestions."""
+    """Held messages, oldest first, with age, decision deadline, reason and the top suggestions."""
+    from postbud.deadlines import deadlines
     from postbud.runtime import open_store
     from router.queue import held
 
     cfg = config_of(ctx, config)
     store = open_store(cfg)
     items = held(store, organisation=known_organisation(cfg, store, org) if org else None)
+    dates = {i.id: deadlines(cfg, i.organisation, i.received_at) for i in items}
     if as_json:
-        print_json([i.to_json() for i in items])
+        print_json([{**i.to_json(), "decision_deadline": dates[i.id][0].isoformat(),
+                     "purge_at": dates[i.id][1].isoformat()} for i in items])
         return
-    grid = table("id", "age", "org", "sender", "title", "reason", "suggestions")
+    grid = table("id", "age", "deadline", "org", "sender", "title", "reason", "suggestions")
     for i in items:
         suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3]) \
             or (f"none: {i.model_reason}" if i.model_reason else "")
-        grid.add_row(i.id[:12], _age(i.age_seconds), i.organisation, i.sender or "", i.title, i.reason or "",
-                     suggested)
+        grid.add_row(i.id[:12], _age(i.age_seconds), f"{dates[i.id][0]:%Y-%m-%d}", i.organisation, i.sender or "",
+                     i.title, i.reason or "", suggested)
     out.print(grid)
     err.print(f"{len(items)} held")
 

@@ -23,6 +23,11 @@ def test_the_old_single_escalation_key_reads_as_the_first_reminder() -> None:
         ("reminder-1", timedelta(hours=2)), ("escalation", timedelta(days=7)), ("final_warning", timedelta(days=83))]
 
 
+def test_a_shorter_deadline_keeps_only_the_default_reminders_before_it() -> None:
+    org = OrganisationConfig.model_validate({"cvr": "12345678", "name": "A", "decision_deadline_days": 3})
+    assert org.held_reminders_hours == (24.0,)
+
+
 def test_a_reminder_after_the_deadline_is_refused_with_its_line(tmp_path: Path) -> None:
     path = tmp_path / "postbud.toml"
     path.write_text('[[organisations]]\ncvr = "12345678"\nname = "A"\nheld_reminders_hours = [24, 200]\n'
@@ -81,3 +86,22 @@ def test_two_instances_deciding_at_once_never_tell_a_letter_twice(make_config: M
         notices = list(session.exec(select(Notice).order_by(col(Notice.created_at))))
     assert sorted(reminded) == sorted([first, second])
     assert [first in n.text for n in notices] == [True, False] and second in notices[1].text
+
+
+def test_the_queue_shows_each_letters_decision_deadline_and_purge_day(make_config: MakeConfig) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from postbud.cli.app import app
+
+    config = make_config(extra_org="decision_deadline_days = 3\nretention_days = 30")
+    assert config.path is not None
+    received = NOW - timedelta(days=1)
+    add(store_for(config), Spec(received, status="held"))
+    result = CliRunner().invoke(app, ["-c", str(config.path), "queue", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.stdout)
+    assert item["decision_deadline"] == (received + timedelta(days=3)).isoformat()
+    assert item["purge_at"] == (received + timedelta(days=30)).isoformat()
+    assert CliRunner().invoke(app, ["-c", str(config.path), "queue", "list"]).exit_code == 0
