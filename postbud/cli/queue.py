@@ -49,7 +49,8 @@ def list_cmd(
         print_json([{**i.to_json(), "decision_deadline": dates[i.id][0].isoformat(),
                      "purge_at": dates[i.id][1].isoformat()} for i in items])
         return
-    grid = table("id", "age", "deadline", "org", "sender", "title", "reason", "suggestions")
+    grid = table("id", "age", "deadline", "org", "sender", "title", "reason", "suggestions",
+                 whole=("id", "age", "deadline", "org"))
     for i in items:
         suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3]) \
             or (f"none: {i.model_reason}" if i.model_reason else "")

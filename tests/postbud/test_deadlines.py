@@ -104,4 +104,5 @@ def test_the_queue_shows_each_letters_decision_deadline_and_purge_day(make_confi
     (item,) = json.loads(result.stdout)
     assert item["decision_deadline"] == (received + timedelta(days=3)).isoformat()
     assert item["purge_at"] == (received + timedelta(days=30)).isoformat()
-    assert CliRunner().invoke(app, ["-c", str(config.path), "queue", "list"]).exit_code == 0
+    table_view = CliRunner().invoke(app, ["-c", str(config.path), "queue", "list"])
+    assert f"{received + timedelta(days=3):%Y-%m-%d}" in table_view.stdout  # whole, at 80 columns
