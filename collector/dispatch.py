@@ -26,7 +26,7 @@ from collector.poll import PollResult, poll_mailbox
 from connectors.base import AuthError, ConfigurationError, Connector, TransientError
 from core.config import CollectorSettings
 from core.logs import correlation_id
-from core.metrics import Metrics
+from core.metrics import IN_FLIGHT, Metrics
 from core.notify import Notifier
 from core.storage.db import Store
 from core.storage.models import Mailbox, MailboxStatus
@@ -181,9 +181,11 @@ class Dispatcher:
         result: PollResult | None = None
         try:
             async with self._provider_slots[provider]:
-                result = await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
-                                            retries=self.settings.retries, budget=self.settings.poll_request_budget,
-                                            organisations=self.organisations)
+                with IN_FLIGHT.track("poll"):
+                    result = await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
+                                                retries=self.settings.retries,
+                                                budget=self.settings.poll_request_budget,
+                                                organisations=self.organisations)
             retry_after = result.retry_after
             if result.failed:
                 outcome = "partial"

@@ -21,7 +21,7 @@ from tenacity.stop import stop_base
 from collector import ledger
 from collector.addressing import place
 from collector.ledger import MailboxKey
-from connectors.base import Connector, MessageRef, Page, PermanentError, TransientError
+from connectors.base import Connector, ConnectorError, Fetched, MessageRef, Page, PermanentError, TransientError
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.storage.db import Store
@@ -62,6 +62,20 @@ class PollResult:
         if self.requests >= self.budget:
             raise BudgetSpent()
         self.requests += 1
+
+
+class _Unexpected(Exception):
+    """A fetch failed in a way its connector did not type: this one letter is quarantined, not the mailbox jammed."""
+
+
+async def _fetch(connector: Connector, ref: MessageRef) -> Fetched:
+    try:
+        return await connector.fetch(ref)
+    except (ConnectorError, asyncio.CancelledError):
+        raise
+    except Exception as error:  # noqa: BLE001 - typed here; the letter is quarantined with the reason
+        log.exception("fetch raised an untyped error")
+        raise _Unexpected(f"the connector failed on this message: {type(error).__name__}: {error}"[:300]) from None
 
 
 async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int, result: PollResult) -> T:
@@ -191,11 +205,12 @@ async def _collect_one(
     correlation_id.set(known.message_id if known else f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
     if known is None:
         try:
-            fetched = await _retrying(lambda: connector.fetch(ref), attempts=retries, result=result)
-        except PermanentError as exc:
+            fetched = await _retrying(lambda: _fetch(connector, ref), attempts=retries, result=result)
+        except (PermanentError, _Unexpected) as exc:
+            raw = exc.raw if isinstance(exc, PermanentError) else None
             log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key, exc)
             known = await asyncio.to_thread(
-                ledger.save_quarantined, store, mailbox, ref, str(exc), exc.raw
+                ledger.save_quarantined, store, mailbox, ref, str(exc), raw
             )
             metrics.messages_quarantined.labels(mailbox.provider, "collect").inc()
             result.quarantined += 1

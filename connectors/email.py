@@ -38,6 +38,11 @@ def parse_eml(raw: bytes, *, max_bytes: int = MAX_BYTES) -> NormalizedMessage:
     except EmailError as error:
         error.raw = raw
         raise
+    except RecursionError:
+        # `From: ((((…` or MIME parts nested hundreds deep: the stdlib parser recurses per level.
+        raise EmailError("e-mail nested too deeply to parse (headers or MIME parts)", raw=raw) from None
+    except Exception as error:  # noqa: BLE001 - whatever the stdlib parser raises, this letter is unusable
+        raise EmailError(f"undecodable e-mail: {type(error).__name__}: {error}"[:300], raw=raw) from None
 
 
 def _parse(raw: bytes, max_bytes: int) -> NormalizedMessage:

@@ -10,14 +10,17 @@ leaves the file in place, and the next poll finds it already stored and only del
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
+import stat
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from pydantic import Field, field_validator
 
+from connectors import watchdog
 from connectors.base import (
     AcknowledgePolicy,
     Capability,
@@ -40,6 +43,8 @@ class FolderSettings(ConnectorSettings):
     settle_seconds: float = Field(default=2.0, ge=0)
     max_files_per_poll: int = Field(default=1000, gt=0)
     max_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    # An oversize file is quarantined with its first `evidence_bytes` kept (encrypted) as evidence.
+    evidence_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
 
     @field_validator("processed")
     @classmethod
@@ -80,17 +85,18 @@ class FolderConnector:
         candidates = []
         for entry in entries:
             suffix = Path(entry.name).suffix.lower()
-            if entry.name.startswith(".") or suffix not in _MEDIA_TYPES or not entry.is_file():
+            # Regular files only: a symlink (to /etc/shadow, say), device or FIFO is never read.
+            if entry.name.startswith(".") or suffix not in _MEDIA_TYPES or not entry.is_file(follow_symlinks=False):
                 continue
-            stat = entry.stat()
-            if now - stat.st_mtime < self.settings.settle_seconds:
+            info = entry.stat(follow_symlinks=False)
+            if now - info.st_mtime < self.settings.settle_seconds:
                 continue  # still being written by the scanner or export
-            candidates.append((stat.st_mtime, entry.name))
+            candidates.append((info.st_mtime, entry.name))
         refs = []
         for _, name in sorted(candidates)[: self.settings.max_files_per_poll]:
             try:
                 digest = _sha256(self.folder / name)
-            except FileNotFoundError:
+            except (FileNotFoundError, _NotRegular):
                 continue
             refs.append(MessageRef(key=f"sha256:{digest}", handle=name))
         return refs
@@ -99,17 +105,21 @@ class FolderConnector:
         from connectors.files import parse_message_file
 
         path = self.folder / ref.handle
+        limit = self.settings.max_bytes
         try:
-            size = path.stat().st_size
-            if size > self.settings.max_bytes:
-                raise PermanentError(f"{ref.handle}: {size} bytes exceeds max_bytes")
-            raw = await asyncio.to_thread(path.read_bytes)
+            raw, size = await asyncio.to_thread(_read_regular, path, max(limit, self.settings.evidence_bytes))
         except FileNotFoundError:
             raise TransientError(f"{ref.handle} disappeared before it was read") from None
+        except _NotRegular as exc:
+            raise PermanentError(f"{ref.handle}: {exc}") from None
         except OSError as exc:
             raise TransientError(f"cannot read {ref.handle}: {exc.strerror}") from None
+        if size > limit:
+            kept = raw[: self.settings.evidence_bytes]
+            raise PermanentError(f"{ref.handle}: {size} bytes exceeds max_bytes ({limit}); "
+                                 f"the first {len(kept)} bytes are kept as evidence", raw=kept)
         try:
-            message = await asyncio.to_thread(parse_message_file, raw, ref.handle)
+            message = await watchdog.run(parse_message_file, raw, ref.handle)
         except PermanentError as exc:
             raise PermanentError(f"{ref.handle}: {exc}", raw=raw) from None
         media_type = _MEDIA_TYPES[Path(ref.handle).suffix.lower()]
@@ -135,9 +145,34 @@ class FolderConnector:
         return None
 
 
+class _NotRegular(OSError):
+    """The name is a symlink, device, FIFO or folder: never read, never followed."""
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Opens without following a symlink, and only a regular file (a FIFO would block, a device never end)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _NotRegular("is a symbolic link; only regular files are read") from None
+        raise
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise _NotRegular("is not a regular file; only regular files are read")
+    return handle
+
+
+def _read_regular(path: Path, limit: int) -> tuple[bytes, int]:
+    """At most `limit` bytes of the regular file at `path`, and its full size."""
+    with _open_regular(path) as handle:
+        return handle.read(limit), os.fstat(handle.fileno()).st_size
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with _open_regular(path) as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

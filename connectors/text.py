@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
@@ -21,14 +23,39 @@ _BLOCK_TAGS = frozenset({
 })
 
 
+_THREAD_NAME = "postbud-pdf-text"
+# One deadline for all of a letter's files (set by the parse watchdog); files are tried one after
+# another, so per-file timeouts alone would add up.
+_deadline: float | None = None
+
+
+@contextlib.contextmanager
+def letter_deadline(seconds: float) -> Iterator[None]:
+    """Every `extract_text` call inside shares `seconds` in total (this thread's process only)."""
+    global _deadline
+    previous, _deadline = _deadline, time.monotonic() + seconds if seconds > 0 else None
+    try:
+        yield
+    finally:
+        _deadline = previous
+
+
+def stragglers() -> int:
+    """PDF reader threads still running past their deadline (their process should be replaced)."""
+    return sum(1 for t in threading.enumerate() if t.name == _THREAD_NAME and t.is_alive())
+
+
 def extract_text(file: File, *, max_chars: int = 100_000, timeout_s: float = 10.0) -> str:
     """The readable text of `file`, at most `max_chars` characters; "" for types it cannot read.
 
     Never raises on hostile or broken content: a PDF that does not parse yields "", and one that
-    takes longer than `timeout_s` yields the text of the pages read before the deadline.
+    takes longer than `timeout_s` (or the rest of the letter's deadline) yields the text of the
+    pages read before it.
     """
     media_type, charset = _media_type(file)
     if media_type == "application/pdf":
+        if _deadline is not None:
+            timeout_s = max(0.0, min(timeout_s, _deadline - time.monotonic()))
         text = _pdf_text(file.content, max_chars=max_chars, timeout_s=timeout_s)
     elif media_type == "text/html":
         text = _html_text(_decode(file.content, charset), max_chars=max_chars)
@@ -125,12 +152,12 @@ def _pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
     A thread cannot be killed, so the worker also checks a stop flag between pages: a slow PDF
     stops at the next page boundary, and only a single pathological page can outlive the call.
     """
-    if b"%PDF-" not in content[:1024]:
+    if b"%PDF-" not in content[:1024] or timeout_s <= 0:
         return ""  # not a PDF at all (readers accept the header anywhere in the first KiB)
     pages: list[str] = []
     stop = threading.Event()
     worker = threading.Thread(
-        target=_read_pdf_pages, args=(content, pages, stop, max_chars), name="postbud-pdf-text", daemon=True
+        target=_read_pdf_pages, args=(content, pages, stop, max_chars), name=_THREAD_NAME, daemon=True
     )
     started = time.monotonic()
     worker.start()

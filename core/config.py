@@ -73,6 +73,10 @@ class CollectorSettings(Frozen):
     breaker_max_cooldown_seconds: float = Field(default=600.0, gt=0)
     poll_request_budget: int = Field(default=1000, ge=10)
     claim_batch: int = Field(default=10, gt=0)
+    # One budget per letter for parsing and text extraction, in killable worker processes.
+    letter_seconds: float = Field(default=30.0, gt=0)
+    letter_memory_mb: int = Field(default=1024, ge=256)
+    parse_workers: int = Field(default=2, ge=1, le=64)
 
 
 class RulesSettings(Frozen):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 
@@ -125,8 +129,83 @@ class Metrics:
             registry=r,
         )
 
+        self.registry.register(InFlightGauges(IN_FLIGHT))
+
     def add_collector(self, collector: Collector) -> None:
         self.registry.register(collector)
+
+
+STAGES_TRACKED = ("poll", "parse")
+OVERRUN_REASONS = ("time", "memory", "crash")
+
+
+class InFlight:
+    """What runs right now, by stage, so a stuck poll or parse shows while it is stuck, not after.
+
+    Process-wide (the parse pool's driver threads and the dispatcher both report here); read at scrape time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count()
+        self._running: dict[int, tuple[str, float]] = {}
+        self._overruns = dict.fromkeys(OVERRUN_REASONS, 0)
+
+    @contextmanager
+    def track(self, stage: str) -> Iterator[None]:
+        token = next(self._ids)
+        with self._lock:
+            self._running[token] = (stage, time.monotonic())
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.pop(token, None)
+
+    def oldest(self) -> dict[str, float]:
+        """Seconds the longest-running operation of each stage has run (0 when none runs)."""
+        now = time.monotonic()
+        ages = dict.fromkeys(STAGES_TRACKED, 0.0)
+        with self._lock:
+            for stage, started in self._running.values():
+                ages[stage] = max(ages.get(stage, 0.0), now - started)
+        return ages
+
+    def count_overrun(self, reason: str) -> None:
+        with self._lock:
+            self._overruns[reason] = self._overruns.get(reason, 0) + 1
+
+    def overruns(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._overruns)
+
+
+IN_FLIGHT = InFlight()
+
+
+class InFlightGauges(Collector):
+    """The in-flight tracker as metrics: the oldest running poll and parse, and parse budget overruns."""
+
+    def __init__(self, tracker: InFlight) -> None:
+        self._tracker = tracker
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        running = GaugeMetricFamily(
+            "postbud_stage_oldest_running_seconds",
+            "How long the longest-running operation of a stage (poll, parse) has been running; 0 when idle.",
+            labels=["stage"],
+        )
+        for stage, seconds in sorted(self._tracker.oldest().items()):
+            running.add_metric([stage], seconds)
+        yield running
+        overruns = CounterMetricFamily(
+            "postbud_parse_budget_exceeded_total",
+            "Letters whose parse overran its time or memory budget or crashed its worker (quarantined).",
+            labels=["reason"],
+        )
+        for reason, n in sorted(self._tracker.overruns().items()):
+            overruns.add_metric([reason], n)
+        yield overruns
 
 
 @dataclass(frozen=True)

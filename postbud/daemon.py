@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -37,6 +39,10 @@ log = logging.getLogger(__name__)
 # from queueing behind a few slow calls; not many more, since each thread may get its own malloc
 # arena (glibc), which showed as +130 MB resident with 32 threads at 1,000 mailboxes.
 EXECUTOR_THREADS = 8
+# SIGTERM ends the process within this many seconds whatever is stuck (the systemd unit's
+# TimeoutStopSec is 60): in-flight work gets up to 15 s twice, then the exit is forced.
+STOP_TIMEOUT_SECONDS = 45.0
+_GRACE_SECONDS = 15.0
 
 
 class Daemon:
@@ -138,11 +144,12 @@ class Daemon:
         log.info("postbud running: %d mailboxes", len(self.rt.dispatcher.mailboxes))
         await self._stop.wait()
         log.info("shutting down: finishing in-flight work")
+        _force_exit_after(STOP_TIMEOUT_SECONDS)
         assert self._scheduler is not None
         self._scheduler.shutdown(wait=False)
         await collector
         await self._drain()
-        await self.rt.dispatcher.shutdown()
+        await self.rt.dispatcher.shutdown(timeout=_GRACE_SECONDS)
         if self._server is not None:
             self._server.should_exit = True
         if server_task is not None:
@@ -177,7 +184,7 @@ class Daemon:
         current = asyncio.current_task()
         pending = [t for t in asyncio.all_tasks() if t is not current and t.get_name().startswith("postbud-job")]
         if pending:
-            await asyncio.wait(pending, timeout=30)
+            await asyncio.wait(pending, timeout=_GRACE_SECONDS)
 
     def _schedule(self) -> None:
         sched = AsyncIOScheduler(timezone=timezone.utc)
@@ -210,3 +217,17 @@ class Daemon:
         app = make_app(self.rt.metrics, self.rt.store, lambda: self._ready, self.rt.http_routes())
         self._server, task = serve_task(app, host, port, name="postbud-http")
         return task
+
+
+def _force_exit_after(seconds: float) -> None:
+    """A last resort no stuck thread can block: everything is persisted step by step, so exiting loses
+    nothing; leases expire and the next start resumes."""
+
+    def force() -> None:
+        log.critical("shutdown took longer than %.0f s; exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()

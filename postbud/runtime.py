@@ -16,6 +16,7 @@ from collector import leases
 from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
+from connectors import watchdog
 from connectors.base import ConnectorContext
 from connectors.registry import build
 from core.config import Config, MailboxConfig
@@ -116,6 +117,7 @@ class Runtime:
 
     @classmethod
     def create(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:
+        configure_parsing(config)
         store = open_store(config)
         instance, lock = claim_instance(config)
         recover_own_work(store, instance)
@@ -269,6 +271,7 @@ class Runtime:
         self.config = config
         self.notifier.people = People({o.cvr: o.administrators for o in config.organisations},
                                       {o.cvr: o.processors for o in config.organisations})
+        configure_parsing(config)
         self.configure_routing()
         self.connect_mailboxes()
         for mailbox_id, mb in old.items():
@@ -296,3 +299,10 @@ class Runtime:
         self.store.dispose()
         release_instance(self.instance_lock)
         self.instance_lock = None
+
+
+def configure_parsing(config: Config) -> None:
+    """The per-letter budget every connector's parse runs under (see `connectors.watchdog`)."""
+    c = config.collector
+    watchdog.configure(watchdog.Budget(seconds=c.letter_seconds, memory_bytes=c.letter_memory_mb * 1024 * 1024,
+                                       workers=c.parse_workers))

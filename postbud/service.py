@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from connectors import watchdog
 from core.config import Config
 from postbud.daemon import Daemon
 from postbud.extensions import running
@@ -27,3 +28,4 @@ async def serve(config: Config, *, once: bool = False) -> None:
                 await daemon.run()
         finally:
             await runtime.aclose()
+            watchdog.shutdown()

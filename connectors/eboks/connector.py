@@ -11,10 +11,12 @@ after which it stays read. Contract: `connectors.base.Connector`.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import ClassVar
 
 import httpx
 
+from connectors import watchdog
 from connectors.base import (
     AcknowledgePolicy,
     AuthError,
@@ -163,8 +165,13 @@ class EboksConnector:
             for att in info.attachments
         ]
         _refuse_empty(info, body, parts, detail.content)
-        message = normalize(info, body, parts, cvr=self._settings.cvr,
-                            share_name=self._share[1] if self._share else None)
+        # Text extraction reads sender-controlled PDFs: in a killable worker under the letter budget.
+        try:
+            message = await watchdog.run(partial(normalize, cvr=self._settings.cvr,
+                                                 share_name=self._share[1] if self._share else None),
+                                         info, body, parts)
+        except PermanentError as exc:
+            raise PermanentError(f"e-Boks message {ref.key}: {exc}", raw=detail.content) from None
         return Fetched(ref=ref, raw=detail.content, raw_media_type="application/xml", message=message)
 
     async def acknowledge(self, ref: MessageRef) -> None:

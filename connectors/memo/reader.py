@@ -62,6 +62,10 @@ def parse_memo(raw: bytes, *, max_bytes: int = MAX_BYTES) -> NormalizedMessage:
     except MemoError as error:
         error.raw = raw
         raise
+    except RecursionError:
+        raise MemoError("nested too deeply to read", raw=raw) from None
+    except Exception as error:  # noqa: BLE001 - whatever breaks on hostile input, this letter is unusable
+        raise MemoError(f"unreadable MeMo: {type(error).__name__}: {error}"[:300], raw=raw) from None
 
 
 def validate_memo(raw: bytes, *, max_bytes: int = MAX_BYTES) -> str:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import httpx
 
+from connectors import watchdog
 from connectors.base import (
     AcknowledgePolicy,
     Capability,
@@ -171,8 +173,11 @@ class MitdkConnector:
             if "html" in declared and "html" not in file.encoding_format.lower():
                 raise TransientError("mit.dk file content: an HTML page came back instead of the file")
             contents[file.file_id] = response.content
-        with translated("message", raw=raw):
-            normalized = normalize(message, contents, cvr=self._settings.cvr)
+        # Text extraction reads sender-controlled PDFs: in a killable worker under the letter budget.
+        try:
+            normalized = await watchdog.run(partial(normalize, cvr=self._settings.cvr), message, contents)
+        except PermanentError as exc:
+            raise PermanentError(f"mit.dk message {ref.key}: {exc}", raw=raw) from None
         return Fetched(ref=ref, raw=raw, raw_media_type="application/json", message=normalized)
 
     async def acknowledge(self, ref: MessageRef) -> None:

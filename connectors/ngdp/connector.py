@@ -167,12 +167,14 @@ class NgdpConnector:
         return self._recipients[memo_uuid]
 
     async def fetch(self, ref: MessageRef) -> Fetched:
+        from connectors import watchdog
         from connectors.memo import MemoError, parse_memo
 
         raw = await download(self._http(), _memo_path(ref), max_bytes=self.settings.max_memo_bytes)
         try:
-            message = parse_memo(raw)
-        except MemoError as exc:
+            # In a killable worker under the letter budget: any Digital Post sender controls these bytes.
+            message = await watchdog.run(parse_memo, raw)
+        except (MemoError, PermanentError) as exc:
             raise PermanentError(f"NgDP memo {ref.key}: {exc}", raw=raw) from exc
         if message.message_id.lower() != ref.key.lower():
             raise PermanentError(f"NgDP memo {ref.key}: messageUUID in the memo differs", raw=raw)

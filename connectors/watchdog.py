@@ -1,0 +1,293 @@
+"""Runs each letter's parse and text extraction in a reusable worker process under one time and memory budget.
+
+A thread cannot be stopped, a process can: every parse of provider data goes through `run`, which
+hands the call to one of a few long-lived worker processes (started once, reused for every letter,
+so the cost per letter is two pickles). A worker has an address-space limit (RLIMIT_AS); a call that
+overruns the time budget gets its worker killed and replaced. Either way the letter fails with
+`BudgetExceeded`, a `PermanentError`, and is quarantined; the next letter goes through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import queue
+import resource
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
+
+from connectors.base import PermanentError, TransientError
+from core.metrics import IN_FLIGHT
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_PRELOAD = ["connectors.files", "connectors.watchdog", "pypdf"]
+# A worker whose peak resident memory passed this share of the budget is replaced after its letter,
+# so one big letter does not keep a big process around.
+_RECYCLE_SHARE = 0.5
+# Text extraction gets half the letter's time: slow PDFs then yield the text read so far instead of
+# costing the whole letter.
+_TEXT_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one letter may use: wall-clock seconds and address space, for parse and text extraction."""
+
+    seconds: float = 30.0
+    memory_bytes: int = 1024 * 1024 * 1024
+    workers: int = 2
+
+
+class BudgetExceeded(PermanentError):
+    """The letter overran its time or memory budget, or crashed its parser: quarantine it."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # time, memory or crash: a small fixed set, used as a metric label
+
+
+class _Closed(TransientError):
+    """The pool closed (the daemon stops) while the letter waited: try again at the next start."""
+
+
+# -- the worker process ---------------------------------------------------------------------------
+
+
+def _serve(conn: Connection, memory_bytes: int, text_seconds: float) -> None:
+    """Worker main loop: one call at a time; replies (outcome, payload, retire)."""
+    # The parent decides when workers end; Ctrl-C in a terminal reaches the whole process group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    except (ValueError, OSError) as error:  # a hard limit already lower: keep that one
+        log.warning("parse worker runs without its memory limit: %s", error)
+    from connectors import text
+
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        retire = False
+        try:
+            with text.letter_deadline(text_seconds):
+                reply: tuple[str, Any] = ("ok", fn(*args))
+        except MemoryError:
+            reply, retire = ("memory", ""), True
+        except PermanentError as error:
+            reply = ("permanent", str(error))
+        except RecursionError as error:
+            reply = ("permanent", f"nested too deeply for the parser ({error})")
+        except Exception as error:  # noqa: BLE001 - any parser failure is this one letter's problem
+            reply = ("permanent", f"the parser failed: {type(error).__name__}: {error}"[:500])
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        retire = retire or peak > memory_bytes * _RECYCLE_SHARE or text.stragglers() > 0
+        try:
+            conn.send((*reply, retire))
+        except Exception as error:  # noqa: BLE001 - e.g. a result too deep or too big to pickle
+            conn.send(("permanent", f"the parsed letter could not be returned: {type(error).__name__}", True))
+        if retire:
+            return
+
+
+class _Worker:
+    def __init__(self, context: Any, budget: Budget) -> None:
+        self.conn, child = context.Pipe(duplex=True)
+        self.process = context.Process(
+            target=_serve, args=(child, budget.memory_bytes, budget.seconds * _TEXT_SHARE), name="postbud-parse", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+# -- the pool, in the daemon --------------------------------------------------------------------
+
+
+_Item = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+
+
+class ParsePool:
+    """`budget.workers` worker processes, each driven by one daemon thread of this pool."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(_PRELOAD)
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers: set[_Worker] = set()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a worker; raises `BudgetExceeded` on overrun and `PermanentError` for any
+        failure inside `fn` (its reason as text). `fn` and `args` must pickle (module-level functions)."""
+        if self._closed:
+            raise _Closed("the parser pool is closed")
+        self._start_threads()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((fn, args, loop, future))
+        result: T = await future
+        return result
+
+    def close(self) -> None:
+        """Kill every worker at once (they hold no state); waiting letters fail as transient."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers)
+            self._workers.clear()
+        for _ in self._threads:
+            self._queue.put(None)
+        for worker in workers:
+            worker.kill()
+
+    def _start_threads(self) -> None:
+        with self._lock:
+            while len(self._threads) < self.budget.workers:
+                thread = threading.Thread(target=self._drive, name="postbud-parse-driver", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _spawn(self) -> _Worker:
+        worker = _Worker(self._context, self.budget)
+        with self._lock:
+            if self._closed:
+                worker.kill()
+                raise _Closed("the parser pool is closed")
+            self._workers.add(worker)
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+        worker.kill()
+
+    def _drive(self) -> None:
+        worker: _Worker | None = None
+        while (item := self._queue.get()) is not None:
+            fn, args, loop, future = item
+            if future.cancelled():
+                continue  # its poll was cancelled (shutdown, lost lease) while it waited
+            try:
+                if worker is None or not worker.process.is_alive():
+                    worker = self._spawn()
+                with IN_FLIGHT.track("parse"):
+                    outcome, retire = self._call(worker, fn, args)
+            except BaseException as error:  # noqa: BLE001 - handed to the awaiting task, never lost
+                outcome, retire = error, True
+            if retire and worker is not None:
+                self._retire(worker)
+                worker = None
+            if isinstance(outcome, BudgetExceeded):
+                IN_FLIGHT.count_overrun(outcome.reason)
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            except RuntimeError:
+                pass  # the caller's loop is gone: nobody waits for this letter any more
+
+    def _call(self, worker: _Worker, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, bool]:
+        seconds = self.budget.seconds
+        try:
+            worker.conn.send((fn, args))
+            if not worker.conn.poll(seconds):
+                log.warning("a letter overran its parse budget of %.0f s; its worker is replaced", seconds)
+                return BudgetExceeded(f"parsing took longer than the budget of {seconds:g} s",
+                                      reason="time"), True
+            kind, payload, retire = worker.conn.recv()
+        except (EOFError, OSError):
+            if self._closed:
+                return _Closed("the parser pool closed while the letter was parsed"), True
+            worker.process.join(1)
+            code = worker.process.exitcode
+            return BudgetExceeded(f"the parser process died ({_describe(code)}) on this letter",
+                                  reason="crash"), True
+        if kind == "ok":
+            return payload, retire
+        if kind == "memory":
+            mb = self.budget.memory_bytes // (1024 * 1024)
+            return BudgetExceeded(f"parsing needed more than the memory budget of {mb} MB", reason="memory"), True
+        return PermanentError(str(payload)), retire
+
+
+def _describe(code: int | None) -> str:
+    if code is None:
+        return "no exit status"
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit status {code}"
+
+
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+# -- the process-wide pool --------------------------------------------------------------------------
+
+_pool: ParsePool | None = None
+_budget = Budget()
+_pool_lock = threading.Lock()
+
+
+def configure(budget: Budget) -> None:
+    """Use `budget` from now on (the daemon calls this at start and on reload); idle workers are replaced."""
+    global _budget, _pool
+    with _pool_lock:
+        if budget == _budget and _pool is not None:
+            return
+        _budget, old, _pool = budget, _pool, None
+    if old is not None:
+        old.close()
+
+
+def pool() -> ParsePool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ParsePool(_budget)
+        return _pool
+
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` under the letter budget, in the process-wide pool (see `ParsePool.run`)."""
+    return await pool().run(fn, *args)
+
+
+def shutdown() -> None:
+    """Kill the workers (the daemon's last step; also safe when none ever started)."""
+    global _pool
+    with _pool_lock:
+        old, _pool = _pool, None
+    if old is not None:
+        old.close()
+
+
+def worker_pids() -> list[int]:
+    """The live workers' process ids (for tests and measurements)."""
+    current = _pool
+    if current is None:
+        return []
+    with current._lock:
+        return [w.process.pid for w in current._workers if w.process.pid is not None and w.process.is_alive()]
+

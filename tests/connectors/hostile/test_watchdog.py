@@ -1,0 +1,92 @@
+"""Each letter's parse runs in a killable worker under one time and memory budget; overruns are quarantined."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from connectors import watchdog
+from connectors.base import PermanentError
+from core.metrics import IN_FLIGHT, Metrics
+from tests.connectors.hostile import workloads
+
+
+@pytest.fixture
+def pool() -> Iterator[watchdog.ParsePool]:
+    pool = watchdog.ParsePool(watchdog.Budget(seconds=2.0, memory_bytes=512 * 1024 * 1024, workers=1))
+    yield pool
+    pool.close()
+
+
+async def test_a_call_over_the_time_budget_is_killed_and_the_next_call_runs(pool: watchdog.ParsePool) -> None:
+    first = await pool.run(workloads.pid)
+    before = IN_FLIGHT.overruns()["time"]
+    started = time.monotonic()
+    with pytest.raises(watchdog.BudgetExceeded, match="longer than the budget of 2 s") as caught:
+        await pool.run(workloads.sleep_forever, b"")
+    assert caught.value.reason == "time"
+    assert time.monotonic() - started < 6
+    assert IN_FLIGHT.overruns()["time"] == before + 1
+    # A fresh worker took over; the stuck one is gone.
+    assert await pool.run(workloads.echo, "next letter") == "next letter"
+    assert await pool.run(workloads.pid) != first
+
+
+async def test_a_call_over_the_memory_budget_is_quarantined(pool: watchdog.ParsePool) -> None:
+    with pytest.raises(watchdog.BudgetExceeded, match="memory budget of 512 MB") as caught:
+        await pool.run(workloads.hog_memory, 2048)
+    assert caught.value.reason == "memory"
+    assert await pool.run(workloads.hog_memory, 16) == 16
+
+
+@pytest.mark.parametrize("code", [-9, 3])
+async def test_a_crashing_parser_is_quarantined(pool: watchdog.ParsePool, code: int) -> None:
+    with pytest.raises(watchdog.BudgetExceeded, match="parser process died") as caught:
+        await pool.run(workloads.crash, code)
+    assert caught.value.reason == "crash"
+    assert await pool.run(workloads.echo, 1) == 1
+
+
+async def test_any_exception_inside_is_one_permanent_error(pool: watchdog.ParsePool) -> None:
+    with pytest.raises(PermanentError, match="nested too deeply"):
+        await pool.run(workloads.recurse, 100_000)
+    with pytest.raises(PermanentError, match="ZeroDivisionError"):
+        await pool.run(divmod, 1, 0)
+
+
+async def test_workers_are_reused_not_spawned_per_letter(pool: watchdog.ParsePool) -> None:
+    pids = {await pool.run(workloads.pid) for _ in range(20)}
+    assert len(pids) == 1
+    started = time.monotonic()
+    for _ in range(200):
+        await pool.run(workloads.echo, b"x" * 10_000)
+    per_call = (time.monotonic() - started) / 200
+    assert per_call < 0.01  # the overhead of a reused worker, far from a process start
+
+
+async def test_a_stuck_parse_shows_in_the_metrics_while_it_runs(pool: watchdog.ParsePool) -> None:
+    from prometheus_client import generate_latest
+
+    task = asyncio.ensure_future(pool.run(workloads.sleep_forever, b""))
+    await asyncio.sleep(1.2)
+    exposed = generate_latest(Metrics().registry).decode()
+    line = next(x for x in exposed.splitlines() if x.startswith('postbud_stage_oldest_running_seconds{stage="parse"}'))
+    assert float(line.split()[-1]) >= 1.0
+    with pytest.raises(watchdog.BudgetExceeded):
+        await task
+
+
+async def test_closing_the_pool_ends_waiting_letters_as_transient() -> None:
+    from connectors.base import TransientError
+
+    pool = watchdog.ParsePool(watchdog.Budget(seconds=60.0, workers=1))
+    task = asyncio.ensure_future(pool.run(workloads.sleep_forever, b""))
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    pool.close()
+    with pytest.raises(TransientError):
+        await task
+    assert time.monotonic() - started < 5
