@@ -1,4 +1,4 @@
-"""Structured logging with a correlation id per message, and a last-line guard against CPR numbers."""
+"""Structured logging with a correlation id per message, and a last-line guard against secrets and CPR numbers."""
 
 from __future__ import annotations
 
@@ -14,8 +14,59 @@ correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlatio
 _CPR = re.compile(r"(?<!\d)(?:[0-3]\d[01]\d\d\d-?\d{4})(?!\d)")
 
 
+# Credential-carrying headers, however they are printed: `Name: value` lines, and the
+# `(b'name', b'value')` tuples httpcore logs at DEBUG. The value runs to the tuple's end or the line's.
+_SECRET_HEADER = re.compile(
+    r"""(?im)((?:proxy-)?authorization|x-eboks-authenticate|x-eboks-challenge|set-cookie|cookie|x-api-key)"""
+    r"""(['"]?\s*(?:,\s*b?['"]|:\s*b?['"]?|=\s*['"]?))(.*?)(?=['"]\)|$)"""
+)
+# name=value and "name": "value" pairs whose value is a secret (form bodies, JSON, URLs, header fields).
+_SECRET_FIELD = re.compile(
+    r"""(?i)\b(sessionid|nonce|response|password|passwd|pincode|pin|secret|client_secret|access_token"""
+    r"""|refresh_token|id_token|token|api_key|apikey|activation_code|code_verifier|private_key)\b"""
+    r"""(\\?["']?\s*[=:]\s*\\?["']?)([^\s"'\\,;&}\])]+)"""
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*")
+_REDACTED = "[redacted]"
+
+
 def redact(text: str) -> str:
+    """`text` with credentials (auth headers, tokens, passwords, session ids) and CPR numbers masked."""
+    text = _SECRET_HEADER.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, text)
+    text = _SECRET_FIELD.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
+    text = _JWT.sub(_REDACTED, text)
     return _CPR.sub("[cpr]", text)
+
+
+def mask_cpr(text: str) -> str:
+    """Only CPR-like numbers masked: for reasons stored in the database, which carry no credentials."""
+    return _CPR.sub("[cpr]", text)
+
+
+_base_factory = logging.getLogRecordFactory()
+
+
+def _redacted_record(*args: object, **kwargs: object) -> logging.LogRecord:
+    """Every record of every logger (httpx and httpcore included), whatever handler takes it: redacted
+    as it is made, so no handler, level or library can see the secret."""
+    record = _base_factory(*args, **kwargs)
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - a bad format string is logging's to report, not ours
+        return record
+    record.msg, record.args = redact(message), None
+    return record
+
+
+def install_redaction() -> None:
+    """Redact every log record from now on (idempotent)."""
+    global _base_factory
+    current = logging.getLogRecordFactory()
+    if current is not _redacted_record:
+        _base_factory = current
+        logging.setLogRecordFactory(_redacted_record)
 
 
 class _Redacting(logging.Filter):
@@ -24,6 +75,12 @@ class _Redacting(logging.Filter):
         record.args = None
         record.correlation_id = correlation_id.get()
         return True
+
+
+class _TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        # Tracebacks are formatted here, after the record was made: redact them too.
+        return redact(super().format(record))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -46,9 +103,8 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
-        )
+        handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
+    install_redaction()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
