@@ -17,6 +17,7 @@ from connectors.registry import discover
 from core import codec
 from core.config import Config, MailboxConfig
 from core.lifecycle import record
+from core.logs import mask_cpr
 from core.storage.db import Store
 from core.storage.models import Mailbox, MailboxStatus, Message, MessageStatus, Organisation, utcnow
 
@@ -175,7 +176,7 @@ def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason:
         provider=mailbox.provider,
         provider_message_id=ref.key,
         status=MessageStatus.QUARANTINED,
-        status_reason=reason,
+        status_reason=mask_cpr(reason),
         title=ref.meta.get("title", ""),
     )
     if raw is not None:

@@ -18,6 +18,7 @@ from core.domain import (
     Party,
     ReplyData,
 )
+from core.logs import mask_cpr
 from core.storage.models import Attachment, Message
 from core.storage.vault import Vault
 
@@ -63,7 +64,8 @@ def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | No
                 document_index=d,
                 file_index=f,
                 document_kind=doc.kind.value,
-                name=file.name,
+                # Clear for listing; the real name travels only in the sealed content.
+                name=mask_cpr(file.name),
                 media_type=file.media_type,
                 size=file.size,
                 content=b"",

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from core.logs import mask_cpr
 from core.storage.models import Message, MessageStatus, TraceEvent, utcnow
 
 S = MessageStatus
@@ -58,13 +59,17 @@ def record(
     from_status: str | None = None,
     to_status: str | None = None,
 ) -> TraceEvent:
-    """Add a trace event to the session (committed with the caller's transaction)."""
+    """Add a trace event to the session (committed with the caller's transaction).
+
+    CPR-like numbers in the reason and the detail's text are masked: a sender controls file names,
+    titles and field values that reasons quote, and the trace is kept in clear for searching.
+    """
     event = TraceEvent(
         message_id=message_id,
         kind=kind,
         actor=actor,
-        reason=reason,
-        detail=detail or {},
+        reason=mask_cpr(reason) if reason is not None else None,
+        detail=_masked(detail or {}),
         from_status=from_status,
         to_status=to_status,
     )
@@ -90,7 +95,7 @@ def transition(
     if target not in ALLOWED[current]:
         raise IllegalTransition(message.id, current, target)
     message.status = target
-    message.status_reason = reason
+    message.status_reason = mask_cpr(reason) if reason is not None else None
     message.updated_at = utcnow()
     session.add(message)
     record(
@@ -103,3 +108,13 @@ def transition(
         from_status=current,
         to_status=target,
     )
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_cpr(value)
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    return value

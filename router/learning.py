@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from core import codec
 from core.storage.db import Store
 from core.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
+from core.storage.vault import private_dir
 from router.decision import Action, Decider, Decision, Facts
 from router.suggester.errors import ModelRejected
 from router.suggester.examples import Example, fingerprint
@@ -115,7 +116,7 @@ class Models:
             from router.suggester.store import save_model
 
             model = Suggester(self.settings).train(examples)
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)
             save_model(model, self.path(organisation), self.key)
             self._models[organisation] = model
         log.info("model for %s trained on %d examples in %.1fs", organisation, len(examples), model.train_seconds)

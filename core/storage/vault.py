@@ -63,11 +63,20 @@ def _new_kid() -> str:
     return "k" + secrets.token_hex(4)
 
 
+def keyring_path(configured: Path) -> Path:
+    """$POSTBUD_KEYRING when set (always a file path, as the deploy files give it), else `configured`."""
+    env = os.environ.get("POSTBUD_KEYRING", "").strip()
+    if not env:
+        return configured
+    if env.startswith("{"):
+        raise VaultError("$POSTBUD_KEYRING is the keyring file's path, not its JSON: "
+                         "write the JSON to a file (mode 0600) and give its path")
+    return Path(env)
+
+
 def load_keyring(path: Path, *, create: bool) -> Keyring:
-    """The keyring in `path` (or $POSTBUD_KEYRING, for containers); created 0600 on first use if allowed."""
-    env = os.environ.get("POSTBUD_KEYRING")
-    if env:
-        return Keyring.from_json(env)
+    """The keyring file at `keyring_path(path)`; created 0600 in a 0700 folder on first use if allowed."""
+    path = keyring_path(path)
     if path.exists():
         return Keyring.from_json(path.read_text(encoding="utf-8"))
     if not create:
@@ -80,10 +89,18 @@ def load_keyring(path: Path, *, create: bool) -> Keyring:
     return keyring
 
 
+def private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) owner-only, whatever the umask; an existing folder is left as is."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for created in missing:
+        os.chmod(created, 0o700)  # mkdir's mode is masked by the umask; chmod's is not
+
+
 def save_keyring(path: Path, keyring: Keyring, *, exclusive: bool = False) -> bool:
-    """Write atomically with owner-only permissions; with `exclusive`, only if `path` does not exist
-    yet (False then)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically with owner-only permissions (in a 0700 folder); with `exclusive`, only if
+    `path` does not exist yet (False then)."""
+    private_dir(path.parent)
     tmp = path.with_suffix(f"{path.suffix}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:

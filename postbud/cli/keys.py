@@ -19,12 +19,12 @@ def rotate_cmd(
 ) -> None:
     """Make a new active key and re-encrypt all stored content with it, in batches."""
     from core.storage.rotate import reencrypt_all
-    from core.storage.vault import Vault, load_keyring, save_keyring
+    from core.storage.vault import Vault, keyring_path, load_keyring, save_keyring
     from postbud.runtime import open_store
 
     cfg = config_of(ctx, config)
     keyring = load_keyring(cfg.encryption.keyring, create=False).rotated()
-    save_keyring(cfg.encryption.keyring, keyring)
+    save_keyring(keyring_path(cfg.encryption.keyring), keyring)
     store = open_store(cfg)
     store.vault = Vault(keyring, source=store.vault.source)
     report = reencrypt_all(

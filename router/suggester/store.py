@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import sklearn
 
+from core.storage.vault import private_dir
 from router.suggester.errors import ModelRejected, RejectReason
 from router.suggester.model import TrainedModel
 
@@ -53,7 +54,7 @@ def save_model(model: TrainedModel, path: str | Path, key: bytes) -> None:
     header_line = json.dumps(_header(model), sort_keys=True).encode("utf-8") + b"\n"
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     blob = _MAGIC + header_line + _sign(key, header_line, payload) + b"\n" + payload
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(target.parent)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as stream:
