@@ -106,9 +106,15 @@ class _Worker:
         self.process.start()
         child.close()
 
-    def kill(self) -> None:
-        if self.process.is_alive():
+    def signal_kill(self) -> None:
+        try:
             self.process.kill()
+        except (OSError, ValueError):
+            pass  # already reaped, or never started
+
+    def kill(self) -> None:
+        """Kill, reap and close: only from the thread that drives this worker."""
+        self.signal_kill()
         self.process.join(5)
         self.conn.close()
 
@@ -145,7 +151,12 @@ class ParsePool:
         return result
 
     def close(self) -> None:
-        """Kill every worker at once (they hold no state); waiting letters fail as transient."""
+        """Kill every worker at once (they hold no state); waiting letters fail as transient.
+
+        Only the signal is sent from here: each worker's pipe belongs to its driver thread, which sees
+        the end of file and closes it (closing it from this thread could hand its descriptor number
+        to a new pipe while the driver still reads it).
+        """
         with self._lock:
             self._closed = True
             workers = list(self._workers)
@@ -153,7 +164,7 @@ class ParsePool:
         for _ in self._threads:
             self._queue.put(None)
         for worker in workers:
-            worker.kill()
+            worker.signal_kill()
 
     def _start_threads(self) -> None:
         with self._lock:
@@ -183,7 +194,10 @@ class ParsePool:
             if future.cancelled():
                 continue  # its poll was cancelled (shutdown, lost lease) while it waited
             try:
-                if worker is None or not worker.process.is_alive():
+                if worker is not None and not worker.process.is_alive():
+                    self._retire(worker)
+                    worker = None
+                if worker is None:
                     worker = self._spawn()
                 with IN_FLIGHT.track("parse"):
                     outcome, retire = self._call(worker, fn, args)
@@ -198,6 +212,8 @@ class ParsePool:
                 loop.call_soon_threadsafe(_settle, future, outcome)
             except RuntimeError:
                 pass  # the caller's loop is gone: nobody waits for this letter any more
+        if worker is not None:
+            self._retire(worker)
 
     def _call(self, worker: _Worker, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, bool]:
         seconds = self.budget.seconds
