@@ -15,6 +15,7 @@ from email.utils import encode_rfc2231, format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
 from core.domain import File
+from core.untrusted import one_line, safe_filename, visible
 
 
 @dataclass(frozen=True)
@@ -33,20 +34,21 @@ class Cover:
 
 
 def cover_text(cover: Cover) -> str:
-    """The plain-text note shown above the attachments."""
+    """The plain-text note shown above the attachments. What the sender wrote is one line per field
+    (a title with CR/LF cannot forge lines, a `Bcc:` line say), and its blocks carry no control characters."""
     parts = [
         "Official digital mail forwarded by postbud.\n"
         "\n"
-        f"From:        {cover.sender}\n"
-        f"Title:       {cover.title}\n"
+        f"From:        {one_line(cover.sender)}\n"
+        f"Title:       {one_line(cover.title)}\n"
         f"Received:    {cover.received_at.isoformat(timespec='seconds')}\n"
         f"Trace id:    {cover.trace_id}\n"
         "\n"
     ]
-    notification = (cover.notification or "").strip()
+    notification = visible(cover.notification or "", newlines=True).strip()
     if notification:
         parts.append(f"Notification:\n\n{notification}\n\n")
-    text = cover.text.strip()
+    text = visible(cover.text, newlines=True).strip()
     if not cover.has_files and text and text != notification:
         parts.append(f"Text:\n\n{text}\n\n")
     parts.append("The original documents are attached.\n" if cover.has_files
@@ -121,7 +123,7 @@ def _fixed_lines(count: int) -> struct.Struct:
 
 def header_text(value: str) -> str:
     """An unstructured header value, RFC 2047-encoded when not plain ASCII."""
-    value = " ".join(value.split())  # no CR/LF can smuggle extra headers in
+    value = one_line(value)  # no CR/LF can smuggle extra headers in, no control character rides along
     if value.isascii():
         return value
     return Header(value, "utf-8").encode()
@@ -136,7 +138,8 @@ def address(value: str) -> str:
 
 
 def _filename_param(name: str) -> str:
-    name = " ".join(name.split()).replace("\\", "_").replace('"', "_") or "document"
+    # A safe base name: `../../../../tmp/x` from a sender must not reach a recipient's mail client.
+    name = safe_filename(name).replace('"', "_")
     if name.isascii():
         return f'filename="{name}"'
     return f"filename*={encode_rfc2231(name, 'utf-8')}"

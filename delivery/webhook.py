@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers import algorithms
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from core.domain import File
+from core.untrusted import safe_filename
 from delivery.errors import EncryptionError, TlsRequired
 from delivery.keys import first_line
 from delivery.recipients import KeyKind
@@ -74,7 +75,7 @@ def build_envelope(*, delivery_id: str, trace_id: str, sender: str, title: str,
     documents = []
     for f in files:
         fmt, data = encrypt_document(f.content, key_kind, key)
-        documents.append({"name": f.name, "media_type": f.media_type, "encryption": fmt,
+        documents.append({"name": safe_filename(f.name), "media_type": f.media_type, "encryption": fmt,
                           "data": base64.b64encode(data).decode("ascii")})
     envelope = {
         "version": ENVELOPE_VERSION, "id": delivery_id, "trace_id": trace_id, "sender": sender,

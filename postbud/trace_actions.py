@@ -7,7 +7,6 @@ re-queues the outbox (every row back to pending, or one new recipient) through t
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from postbud import trace
 from core.lifecycle import ALLOWED, gone_reason, record, transition
 from core.storage.db import Store
 from core.storage.models import Attachment, Delivery, DeliveryStatus, Message, MessageStatus, new_id, utcnow
+from core.untrusted import safe_filename
 
 RAW_SUFFIX = {"message/rfc822": ".eml", "application/xml": ".xml", "text/xml": ".xml", "application/json": ".json"}
 
@@ -55,8 +55,7 @@ def find_message(session: Session, message_id: str) -> Message:
 
 def safe_name(name: str, fallback: str) -> str:
     """A file name that stays inside the target folder whatever the sender called the file."""
-    base = re.sub(r"[^\w.\- ]", "_", os.path.basename(name.replace("\\", "/"))).strip(" .")
-    return base or fallback
+    return safe_filename(name, default=fallback)
 
 
 def download(store: Store, message_id: str, folder: Path, *, actor: str) -> Download:

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import Exit, TyperException
 from rich.table import Table
@@ -27,6 +29,7 @@ from rich.table import Table
 from core.config import Config
 from core.configfile import ConfigError, default_config_path
 from core.storage.db import Store
+from core.untrusted import visible
 from delivery.recipients import RecipientsFile
 from postbud.configuration import load_config
 
@@ -104,8 +107,24 @@ def config_of(ctx: typer.Context, explicit: Path | None = None) -> Config:
     return context_of(ctx, explicit).config()
 
 
+# JSON escapes C0 controls itself; these it leaves raw, and a terminal would obey them (0x9b is CSI).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+
+
+def shown(value: object) -> str:
+    """A value a sender may control, for a console line: control characters written out (a terminal
+    shows ``\\x1b`` instead of obeying it) and Rich markup escaped (no ``[link=…]`` from a subject)."""
+    return escape(visible("" if value is None else str(value)))
+
+
+def cell(value: object) -> Text:
+    """As `shown`, for a table cell (a `Text` is never read as markup)."""
+    return Text(visible("" if value is None else str(value)))
 
 
 def actor(by: str | None = None) -> str:
@@ -204,7 +223,7 @@ class OperatorError(Exception):
 
 def say(message: str) -> None:
     """One error line: what is wrong and what to do."""
-    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    err.print(f"error: {visible(message)}", highlight=False, markup=False, soft_wrap=True)
 
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
@@ -275,4 +294,5 @@ def show_message(config: Config, message_id: str, *, as_json: bool, full: bool =
         print_json(found)
         return
     for line in message_lines(found, full=full):
-        out.print(line, highlight=False, markup=False)
+        # The lines quote titles, senders and reasons as the sender wrote them: shown, never obeyed.
+        out.print(visible(line), highlight=False, markup=False)

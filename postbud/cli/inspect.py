@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, JsonOpt, OperatorError, OperatorGroup, out, print_json
+from postbud.cli.common import ConfigOpt, JsonOpt, OperatorError, OperatorGroup, out, print_json, shown
 
 app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
@@ -30,17 +30,18 @@ def inspect_cmd(
     if as_json:
         print_json(data)
         return
-    out.print(f"[bold]{message.title}[/bold]", highlight=False)
+    out.print(f"[bold]{shown(message.title)}[/bold]", highlight=False)
     for key in ("message_type", "message_id", "format", "sent_at", "sender", "recipient", "attention", "flags"):
         value = data[key]
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if v not in (None, False, ""))
-        out.print(f"  {key:<13} {value}", highlight=False)
+        out.print(f"  {key:<13} {shown(value)}", highlight=False)
     for doc in message.documents:
         for f in doc.files:
-            out.print(f"  {doc.kind.value:<13} {f.name} ({f.media_type}, {f.size} bytes)", highlight=False)
+            out.print(f"  {doc.kind.value:<13} {shown(f.name)} ({shown(f.media_type)}, {f.size} bytes)",
+                      highlight=False)
     lines = [line for line in message.text.splitlines() if line.strip()][:8]
     if lines:
         out.print("  text:", highlight=False)
         for line in lines:
-            out.print(f"    {line}", highlight=False)
+            out.print(f"    {shown(line)}", highlight=False)

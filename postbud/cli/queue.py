@@ -11,6 +11,7 @@ from postbud.cli.common import (
     OperatorError,
     OperatorGroup,
     actor,
+    cell,
     config_of,
     err,
     known_organisation,
@@ -54,8 +55,8 @@ def list_cmd(
     for i in items:
         suggested = ", ".join(f"{s['label']} {s['probability']:.0%}" for s in i.suggestions[:3]) \
             or (f"none: {i.model_reason}" if i.model_reason else "")
-        grid.add_row(i.id[:12], _age(i.age_seconds), f"{dates[i.id][0]:%Y-%m-%d}", i.organisation, i.sender or "",
-                     i.title, i.reason or "", suggested)
+        grid.add_row(*(cell(v) for v in (i.id[:12], _age(i.age_seconds), f"{dates[i.id][0]:%Y-%m-%d}", i.organisation,
+                                          i.sender, i.title, i.reason, suggested)))
     out.print(grid)
     err.print(f"{len(items)} held")
 

@@ -13,6 +13,7 @@ from postbud.cli.common import (
     OperatorError,
     OperatorGroup,
     actor,
+    cell,
     config_of,
     err,
     known_organisation,
@@ -21,6 +22,7 @@ from postbud.cli.common import (
     print_json,
     recipients_of,
     show_message,
+    shown,
     table,
 )
 
@@ -68,8 +70,8 @@ def search_cmd(
     else:
         grid = table("id", "received", "status", "org", "mailbox", "sender", "title")
         for r in page.rows:
-            grid.add_row(r["id"][:12], r["received_at"][:16].replace("T", " "), r["status"], r["organisation"], r["mailbox"],
-                         r["sender"] or "", r["title"])
+            grid.add_row(*(cell(v) for v in (r["id"][:12], r["received_at"][:16].replace("T", " "), r["status"],
+                                             r["organisation"], r["mailbox"], r["sender"], r["title"])))
         out.print(grid)
     if page.truncated:
         err.print(f"{len(page.rows)} messages shown; more match: narrow the search, or give --limit N or --all",
@@ -108,7 +110,7 @@ def download_cmd(
     except TraceActionError as exc:
         raise OperatorError(str(exc)) from exc
     for path in result.files:
-        out.print(str(path), highlight=False)
+        out.print(shown(path), highlight=False)
     err.print(f"{len(result.files)} files written; the download is recorded in the trace")
 
 
@@ -141,4 +143,4 @@ def resend_cmd(
     except TraceActionError as exc:
         raise OperatorError(str(exc)) from exc
     targets = list(result.requeued) + ([result.added] if result.added else [])
-    out.print(f"message {result.message_id} queued again for {', '.join(targets)}", highlight=False)
+    out.print(f"message {shown(result.message_id)} queued again for {shown(', '.join(targets))}", highlight=False)
