@@ -69,6 +69,9 @@ def _serve(conn: Connection, memory_bytes: int, text_seconds: float) -> None:
     except (ValueError, OSError) as error:  # a hard limit already lower: keep that one
         log.warning("parse worker runs without its memory limit: %s", error)
     from connectors import text
+    from core.logs import install_redaction
+
+    install_redaction()  # the worker logs to its own stderr: the same redaction as the daemon
 
     while True:
         try:
@@ -130,6 +133,9 @@ class ParsePool:
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
+        # forkserver, not fork: the daemon has threads, and a forked copy of a held lock never opens.
+        # Like spawn, a new worker imports the program's main module by path: every postbud entry
+        # point (the console script, `python -m postbud`, pytest) keeps its work behind a main guard.
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
