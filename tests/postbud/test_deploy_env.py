@@ -93,3 +93,19 @@ def test_daemon_runs_with_the_deploy_environment_and_stops_in_time(
     assert stat.S_IMODE(keyring.parent.stat().st_mode) == 0o700
     database = Path(env["POSTBUD_DATABASE_URL"].removeprefix("sqlite:///"))
     assert stat.S_IMODE(database.stat().st_mode) == 0o600
+
+
+def test_a_stop_that_hangs_is_forced_to_exit_within_the_timeout() -> None:
+    # A thread stuck in C code (as the parser was on /dev/ptmx) keeps a Python process alive for ever;
+    # the daemon's last resort after SIGTERM ends it anyway.
+    script = (
+        "import threading, time\n"
+        "from postbud.daemon import _force_exit_after\n"
+        "threading.Thread(target=lambda: time.sleep(3600)).start()  # not a daemon thread: blocks exit\n"
+        "_force_exit_after(1.0)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 1
+    assert time.monotonic() - started < 15
+    assert "exiting now" in done.stderr
