@@ -136,8 +136,8 @@ class FolderConnector:
             if _sha256(path) != ref.key.removeprefix("sha256:"):
                 return
             path.unlink()
-        except FileNotFoundError:
-            return  # already deleted: acknowledging twice is harmless
+        except (FileNotFoundError, _NotRegular):
+            return  # already deleted (acknowledging twice is harmless), or replaced by what is never read
         except OSError as exc:
             raise TransientError(f"cannot delete {ref.handle}: {exc.strerror}") from None
 

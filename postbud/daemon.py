@@ -46,8 +46,10 @@ _GRACE_SECONDS = 15.0
 
 
 class Daemon:
-    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, runtime: Runtime, *, clock: Callable[[], datetime] = utcnow, force_exit: bool = False) -> None:
         self.rt = runtime
+        # Only the `postbud run` process arms the forced exit: in a test it would end the test run.
+        self.force_exit = force_exit
         self.clock = clock  # the housekeeping's and notices' "now"; tests make time pass with it
         self.config: Config = runtime.config
         self._stop = asyncio.Event()
@@ -144,7 +146,8 @@ class Daemon:
         log.info("postbud running: %d mailboxes", len(self.rt.dispatcher.mailboxes))
         await self._stop.wait()
         log.info("shutting down: finishing in-flight work")
-        _force_exit_after(STOP_TIMEOUT_SECONDS)
+        if self.force_exit:
+            _force_exit_after(STOP_TIMEOUT_SECONDS)
         assert self._scheduler is not None
         self._scheduler.shutdown(wait=False)
         await collector

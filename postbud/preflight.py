@@ -87,18 +87,15 @@ def check_config(config: Config) -> list[Problem]:
 
 
 def _keyring(report: _Report) -> None:
-    import os
-
-    from core.storage.vault import Keyring, VaultError
+    from core.storage.vault import Keyring, VaultError, keyring_path
 
     enc = report.config.encryption
     try:
-        if os.environ.get("POSTBUD_KEYRING"):
-            Keyring.from_json(os.environ["POSTBUD_KEYRING"])
-        elif enc.keyring.exists():
-            Keyring.from_json(enc.keyring.read_text(encoding="utf-8"))
+        path = keyring_path(enc.keyring)  # $POSTBUD_KEYRING names the file, as the deploy files set it
+        if path.exists():
+            Keyring.from_json(path.read_text(encoding="utf-8"))
         elif not enc.create_if_missing:
-            report.add(("encryption", "keyring"), f"{enc.keyring} does not exist and create_if_missing "
+            report.add(("encryption", "keyring"), f"{path} does not exist and create_if_missing "
                        "is false; restore the keyring, or let postbud create a new one")
     except (VaultError, ValueError, KeyError, OSError) as exc:
         report.add(("encryption", "keyring"), f"the keyring cannot be read: {exc}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from core.notify import People, TraceNotifier
 from core.storage import migrate
 from core.storage.db import Store, make_engine
 from core.storage.models import Mailbox, MailboxStatus, utcnow
-from core.storage.vault import Vault, load_keyring
+from core.storage.vault import Vault, keyring_path, load_keyring
 from delivery.recipients import RecipientsFile, load_recipients
 from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
@@ -83,9 +82,8 @@ def open_store(config: Config, *, upgrade: bool = True) -> Store:
     engine = make_engine(config.database_url, echo=config.database.echo)
     if upgrade:
         migrate.upgrade(engine)
-    # A keyring from the environment cannot change under us; a file can (`postbud keys rotate`).
-    source = None if os.environ.get("POSTBUD_KEYRING") else config.encryption.keyring
-    return Store(engine, Vault(keyring, source=source))
+    # The keyring file can change under us (`postbud keys rotate`): the vault watches it.
+    return Store(engine, Vault(keyring, source=keyring_path(config.encryption.keyring)))
 
 
 def recover_own_work(store: Store, instance: str) -> None:

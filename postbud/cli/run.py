@@ -34,4 +34,4 @@ def run_cmd(
                   highlight=False, markup=False)
         raise typer.Exit(1)
     logs.configure(cfg.logging.level, cfg.logging.format)
-    asyncio.run(serve(cfg, once=once))
+    asyncio.run(serve(cfg, once=once, force_exit=True))

@@ -72,15 +72,15 @@ def test_daemon_runs_with_the_deploy_environment_and_stops_in_time(
     proc = subprocess.Popen([sys.executable, "-m", "postbud", "run"], env=env, cwd=tmp_path,
                             stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.umask(0o022))
     try:
-        processed = drop / "processed"
+        # Each file is deleted from the drop folder once it is stored (collected or quarantined).
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and proc.poll() is None:
-            if (processed / "1-ptmx.xml").exists() and (processed / "2-good.eml").exists():
+            if not (drop / "1-ptmx.xml").exists() and not (drop / "2-good.eml").exists():
                 break
             time.sleep(0.3)
         assert proc.poll() is None, proc.communicate()[1]
         assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
-        assert (processed / "2-good.eml").exists(), "the good letter behind the hostile one was not collected"
+        assert not (drop / "2-good.eml").exists(), "the good letter behind the hostile one was not collected"
         stopped = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=TIMEOUT_STOP_SEC)
