@@ -126,3 +126,26 @@ def test_a_letter_over_its_time_budget_is_quarantined_and_the_next_goes_through(
 
 def _context(tmp_path: Path) -> ConnectorContext:
     return ConnectorContext(mailbox="drop", organisation="12345678", base_dir=tmp_path, state=MemoryState())
+
+
+def test_a_stuck_poll_shows_in_the_metrics_while_it_runs(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    from core.metrics import IN_FLIGHT
+
+    async def stuck_listing(self: FolderConnector, cursor: str | None) -> object:
+        await asyncio.Event().wait()  # a provider that never answers
+        raise AssertionError("unreachable")
+
+    async def scenario() -> float:
+        monkeypatch.setattr(FolderConnector, "list_new", stuck_listing)
+        await runtime.dispatcher.dispatch(all_due=True)
+        await asyncio.sleep(1.0)
+        age = IN_FLIGHT.oldest()["poll"]
+        for task in list(runtime.dispatcher.running.values()):
+            task.cancel()
+        await asyncio.gather(*runtime.dispatcher.running.values(), return_exceptions=True)
+        return age
+
+    assert asyncio.run(scenario()) >= 0.9
+    assert IN_FLIGHT.oldest()["poll"] == 0.0
