@@ -31,6 +31,12 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f}d"
 
 
+def _next(iso: str, now: datetime) -> str:
+    """When the next poll is due; one long past means no daemon is polling."""
+    late = (now - datetime.fromisoformat(iso)).total_seconds()
+    return ago(iso, now) if late <= 60 else f"overdue by {duration(late)} (is the daemon running?)"
+
+
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
@@ -51,7 +57,7 @@ def status_cmd(
     lines = ["mailboxes"]
     for mb in facts.mailboxes:
         lines.append(f"  {mb.mailbox:<28} {mb.provider:<7} {mb.status:<15} last ok {ago(mb.last_success_at, now)}"
-                     + (f", next poll {ago(mb.next_poll_at, now)}" if mb.next_poll_at else ""))
+                     + (f", next poll {_next(mb.next_poll_at, now)}" if mb.next_poll_at else ""))
         if mb.last_error:
             failures = f" ({mb.consecutive_failures} in a row)" if mb.consecutive_failures else ""
             lines.append(f"      last error{failures}: {mb.last_error}")

@@ -93,3 +93,13 @@ def test_status_command_text_and_json(runtime: Runtime) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {"at", "mailboxes", "rules", "recipients", "backlog", "models", "key_warnings"}
+
+
+def test_status_says_when_no_daemon_polls(runtime: Runtime) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    with runtime.store.transaction() as session:
+        drop = session.exec(select(Mailbox).where(Mailbox.name == "drop")).one()
+        drop.next_poll_at = datetime.now(timezone.utc) - timedelta(hours=2)
+    result = CliRunner().invoke(app, ["-c", str(runtime.config.path), "status"])
+    assert "next poll overdue by 2.0h (is the daemon running?)" in result.stdout
