@@ -105,6 +105,20 @@ class ApiSettings(Frozen):
     tokens: dict[Cvr, tuple[SecretRef, ...]] = Field(default_factory=dict)
 
 
+class ConsoleSettings(Frozen):
+    """The web console on the daemon's HTTP listener (postbud/console/): off unless enabled."""
+
+    enabled: bool = False
+    # Cookies are marked Secure whenever the request arrived over TLS; set this behind a TLS proxy.
+    secure_cookies: bool = False
+    idle_timeout_minutes: float = Field(default=30.0, gt=0)
+    absolute_timeout_hours: float = Field(default=12.0, gt=0)
+    # Sign-in throttling: this many failures within the window, per account or per address, lock it.
+    max_failed_signins: int = Field(default=5, gt=0)
+    throttle_window_minutes: float = Field(default=15.0, gt=0)
+    page_size: int = Field(default=50, gt=0, le=500)
+
+
 class RecipientsSettings(Frozen):
     """The approved-recipients file (recipients, groups, key material per organisation)."""
 
@@ -263,6 +277,7 @@ class Config(Frozen):
     rules: RulesSettings = section()
     model: ModelSettings = section()
     api: ApiSettings = section()
+    console: ConsoleSettings = section()
     recipients: RecipientsSettings = section()
     delivery: DeliverySettings = section()
     notices: NoticeSettings = section()

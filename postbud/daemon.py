@@ -217,7 +217,13 @@ class Daemon:
         if not self.config.http.enabled:
             return None
         host, port = self.config.http.host_port
-        app = make_app(self.rt.metrics, self.rt.store, lambda: self._ready, self.rt.http_routes())
+        routes = self.rt.http_routes()
+        if self.config.console.enabled:
+            # Mounted here, not by the runtime: the console reads status, which builds on the runtime.
+            from postbud.console.app import console_mount
+
+            routes.append(console_mount(self.rt.store, lambda: self.rt.config, lambda: self.rt.recipients))
+        app = make_app(self.rt.metrics, self.rt.store, lambda: self._ready, routes)
         self._server, task = serve_task(app, host, port, name="postbud-http")
         return task
 

@@ -57,6 +57,7 @@ def pending_model_changes(engine: Engine) -> list[object]:
     from sqlmodel import SQLModel
 
     import core.storage.models  # noqa: F401
+    import core.storage.accounts  # noqa: F401
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})

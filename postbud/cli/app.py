@@ -22,6 +22,7 @@ from postbud.cli import (
     sandbox,
     status,
     trace,
+    users,
 )
 from postbud.cli.common import OperatorGroup, set_debug
 from postbud.cli.common import CliContext, ConfigOpt
@@ -40,6 +41,7 @@ GROUPS: dict[str, tuple[typer.Typer, str | None]] = {
     "queue": (queue.app, None),
     "model": (model.app, "The ML suggester: evaluate on a corpus, train on placements."),
     "recipients": (recipients.app, "Approved recipients: invite, confirm, list, approve, revoke."),
+    "users": (users.app, None),
 }
 # modules whose commands sit on the root itself
 ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, status.app, inspect.app, reply.app, sandbox.app)

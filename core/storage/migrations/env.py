@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import core.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import core.storage.accounts  # noqa: F401  (the console's tables)
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -1,0 +1,148 @@
+"""Local console accounts: argon2 password hashes, sign-in with throttling per account and address."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlmodel import col, select
+
+from core.storage.accounts import ConsoleSession, ConsoleUser
+from core.storage.db import Store
+from postbud.console import audit
+from postbud.console.profiles import Profile
+
+LANGUAGES = ("da", "en")
+MIN_PASSWORD = 10
+
+_hasher = PasswordHasher()
+# Verified against when the account does not exist, so a wrong name costs as long as a wrong password.
+_DUMMY = _hasher.hash("no such account, no such password")
+
+
+def use_hasher(hasher: PasswordHasher) -> None:
+    """Replace the argon2 parameters (tests use cheap ones; production keeps argon2-cffi's defaults)."""
+    global _hasher, _DUMMY
+    _hasher = hasher
+    _DUMMY = hasher.hash("no such account, no such password")
+
+
+class AccountError(ValueError):
+    """The account cannot be created or changed as asked; the text says why."""
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: ConsoleUser | None
+    refused: str | None  # "wrong", "throttled" or "disabled" when user is None
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password has at least {MIN_PASSWORD} characters")
+    return _hasher.hash(password)
+
+
+def _check_profile(profile: str) -> Profile:
+    try:
+        return Profile(profile)
+    except ValueError:
+        raise AccountError(f"unknown profile {profile!r}; one of {', '.join(p.value for p in Profile)}") from None
+
+
+def add_user(store: Store, username: str, password: str, *, profile: str, organisations: Sequence[str],
+             recipient: str | None = None, language: str = "da", actor: str = "cli") -> ConsoleUser:
+    chosen = _check_profile(profile)
+    if not username or len(username) > 64 or not username.replace(".", "").replace("-", "").replace("_", "").replace("@", "").isalnum():
+        raise AccountError("a user name is 1-64 letters, digits, '.', '-', '_' or '@'")
+    if not organisations:
+        raise AccountError("grant at least one organisation (CVR)")
+    if chosen is Profile.DELIVERY and not recipient:
+        raise AccountError("a delivery account names its recipient id (--recipient)")
+    if language not in LANGUAGES:
+        raise AccountError(f"language is one of {', '.join(LANGUAGES)}")
+    user = ConsoleUser(username=username, password_hash=hash_password(password), profile=chosen.value,
+                       organisations=list(dict.fromkeys(organisations)), recipient=recipient, language=language)
+    with store.transaction() as session:
+        if session.exec(select(ConsoleUser).where(ConsoleUser.username == username)).first() is not None:
+            raise AccountError(f"user {username} exists already")
+        session.add(user)
+        audit.record(session, actor, "user_added", organisation=user.organisations[0],
+                     detail={"user": username, "profile": chosen.value, "organisations": user.organisations})
+    return user
+
+
+def users(store: Store, *, organisations: Sequence[str] | None = None) -> list[ConsoleUser]:
+    """Every account, or those granted one of `organisations`."""
+    with store.read() as session:
+        rows = list(session.exec(select(ConsoleUser).order_by(col(ConsoleUser.username))))
+    if organisations is None:
+        return rows
+    return [u for u in rows if set(u.organisations) & set(organisations)]
+
+
+def _change(store: Store, username: str, action: str, actor: str, **changes: object) -> ConsoleUser:
+    with store.transaction() as session:
+        user = session.exec(select(ConsoleUser).where(ConsoleUser.username == username)).first()
+        if user is None:
+            raise AccountError(f"no user {username}")
+        for key, value in changes.items():
+            setattr(user, key, value)
+        session.add(user)
+        if action != "language_set":
+            # A changed or disabled account is signed out everywhere: its old rights end at once.
+            for row in session.exec(select(ConsoleSession).where(ConsoleSession.user_id == user.id)):
+                session.delete(row)
+        audit.record(session, actor, action, organisation=user.organisations[0] if user.organisations else None,
+                     detail={"user": username, **{k: str(v) for k, v in changes.items()}})
+    return user
+
+
+def disable(store: Store, username: str, *, actor: str) -> ConsoleUser:
+    return _change(store, username, "user_disabled", actor, disabled=True)
+
+
+def set_profile(store: Store, username: str, profile: str, *, actor: str, recipient: str | None = None) -> ConsoleUser:
+    chosen = _check_profile(profile)
+    if chosen is Profile.DELIVERY and not recipient:
+        raise AccountError("a delivery account names its recipient id (--recipient)")
+    return _change(store, username, "profile_set", actor, profile=chosen.value, recipient=recipient)
+
+
+def set_language(store: Store, username: str, language: str, *, actor: str) -> ConsoleUser:
+    if language not in LANGUAGES:
+        raise AccountError(f"language is one of {', '.join(LANGUAGES)}")
+    return _change(store, username, "language_set", actor, language=language)
+
+
+def authenticate(store: Store, username: str, password: str, *, address: str | None,
+                 max_failures: int, window_minutes: float) -> SignIn:
+    """Check a sign-in; every attempt, refused or not, goes into the audit trail."""
+    since = audit.window_start(window_minutes)
+    with store.read() as session:
+        user = session.exec(select(ConsoleUser).where(ConsoleUser.username == username)).first()
+        throttled = (audit.failures_since(session, since, username=username) >= max_failures
+                     or (address is not None
+                         and audit.failures_since(session, since, address=address) >= max_failures))
+    refused: str | None = None
+    if throttled:
+        refused = "throttled"  # no hash is checked: a locked account cannot be guessed at
+    else:
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY, password)
+            if user is None:
+                refused = "wrong"
+        except (VerificationError, InvalidHashError):
+            refused = "wrong"
+        if refused is None and user is not None and user.disabled:
+            refused = "disabled"
+    with store.transaction() as session:
+        action = {None: "signin", "wrong": "signin_failed", "throttled": "signin_throttled",
+                  "disabled": "signin_disabled"}[refused]
+        audit.record(session, username, action, address=address)
+        if refused is None and user is not None and _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+            session.add(user)
+    return SignIn(user if refused is None else None, refused)

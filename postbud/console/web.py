@@ -1,0 +1,138 @@
+"""What every console page shares: templates, the signed-in viewer, the profile and CSRF checks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from core.config import Config, ConsoleSettings
+from core.recipients import RecipientResolver
+from core.storage.db import Store
+from postbud.console import sessions
+from postbud.console.i18n import translator
+from postbud.console.profiles import ALLOWED, Area, Profile, allows
+
+PREFIX = "/console"
+TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
+                        autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    # Pages carry no script at all; images are the server's own (charts are inline SVG).
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+}
+
+
+@dataclass(frozen=True)
+class Console:
+    """What the pages need from the daemon: the store, the current configuration and recipients."""
+
+    store: Store
+    config: Callable[[], Config]
+    directory: Callable[[], RecipientResolver | None]
+
+    @property
+    def settings(self) -> ConsoleSettings:
+        return self.config().console
+
+
+Handler = Callable[[Request, Console, sessions.Viewer], Awaitable[Response]]
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def render(request: Request, template: str, *, viewer: sessions.Viewer | None, status: int = 200,
+           language: str | None = None, **context: Any) -> HTMLResponse:
+    lang = viewer.language if viewer else (language or "da")
+    areas = [a for a in (Area.QUEUE, Area.TRACE, Area.MINE, Area.STATS, Area.HEALTH, Area.USERS, Area.AUDIT)
+             if viewer and allows(viewer.profile, a)]
+    body = TEMPLATES.get_template(template).render(
+        t=translator(lang), lang=lang, viewer=viewer, areas=areas, prefix=PREFIX,
+        csrf=viewer.csrf if viewer else "", age=age, when=when, **context)
+    return HTMLResponse(body, status_code=status, headers=SECURITY_HEADERS)
+
+
+def not_found(request: Request, viewer: sessions.Viewer | None) -> HTMLResponse:
+    # Not allowed and not existing look the same: a guessed URL tells nothing.
+    return render(request, "message.html", viewer=viewer, status=404, heading="not_found", text="")
+
+
+def page(console: Console, area: Area | tuple[Area, ...], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: signed in (else to the sign-in page), the profile reaches `area` (any of them,
+    else 404), and a POST carries the session's CSRF token (else 403)."""
+    wanted = area if isinstance(area, tuple) else (area,)
+
+    async def endpoint(request: Request) -> Response:
+        settings = console.settings
+        token = request.cookies.get(sessions.COOKIE)
+        viewer = await run_in_threadpool(
+            sessions.lookup, console.store, token, idle=timedelta(minutes=settings.idle_timeout_minutes),
+            absolute=timedelta(hours=settings.absolute_timeout_hours))
+        if viewer is None:
+            if request.method != "GET":
+                return render(request, "message.html", viewer=None, status=401, heading="expired", text="")
+            response = RedirectResponse(f"{PREFIX}/signin" + ("?expired=1" if token else ""), status_code=303)
+            if token:
+                response.delete_cookie(sessions.COOKIE, path=PREFIX)
+            return response
+        if not any(allows(viewer.profile, a) for a in wanted):
+            return not_found(request, viewer)
+        if request.method == "POST":
+            if not sessions.csrf_ok(viewer, (await form(request)).get("csrf")):
+                return render(request, "message.html", viewer=viewer, status=403, heading="forbidden",
+                              text="CSRF")
+        return await handler(request, console, viewer)
+
+    return endpoint
+
+
+def may(viewer: sessions.Viewer, area: Area) -> bool:
+    return area in ALLOWED.get(Profile(viewer.profile), frozenset())
+
+
+MAX_FORM = 64 * 1024
+
+
+async def form(request: Request) -> dict[str, str]:
+    """The posted urlencoded form (the console's forms are all small; no multipart, no uploads)."""
+    cached = getattr(request.state, "console_form", None)
+    if isinstance(cached, dict):
+        return cached
+    body = await request.body()
+    parsed: dict[str, str] = {}
+    if len(body) <= MAX_FORM:
+        for key, value in urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+            parsed.setdefault(key, value)
+    request.state.console_form = parsed
+    return parsed
+
+
+async def form_value(request: Request, name: str) -> str:
+    return (await form(request)).get(name, "").strip()
+
+
+def age(at: datetime, now: datetime | None = None) -> str:
+    seconds = ((now or datetime.now(timezone.utc)) - at).total_seconds()
+    hours = seconds / 3600
+    return f"{hours / 24:.1f} d" if hours >= 48 else f"{hours:.1f} t" if hours >= 1 else f"{seconds / 60:.0f} m"
+
+
+def when(value: datetime | str | None) -> str:
+    if value is None:
+        return ""
+    text = value.isoformat() if isinstance(value, datetime) else value
+    return text[:16].replace("T", " ")
