@@ -23,6 +23,7 @@ from core.storage.db import Store
 from core.storage.models import RecipientApproval
 from delivery.approval import approve
 from delivery.recipients import RecipientsFile, load_recipients
+from sandbox.demo_accounts import ensure_demo_accounts
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from sandbox.run import SandboxHandle, serve_sandbox
 
@@ -59,6 +60,7 @@ class Sandbox:
     def runtime_ready(self, store: Store, config: Config) -> None:
         if config.recipients.file is not None:
             approve_demo_recipients(store, config, load_recipients(config.recipients.file))
+        ensure_demo_accounts(store, config)
 
     async def aclose(self) -> None:
         await self.mail.stop()
