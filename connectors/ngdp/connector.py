@@ -5,7 +5,8 @@ organisation's system certificate plus `Authorization: Basic base64(systemId:api
 listing (`GET memos/`) is zero-based pages of memo UUIDs for everything the system receives; a
 system may serve several CVRs, so when `cvrs` is a list the connector reads each listed memo's
 header through a small `Range` request (206) and keeps only memos to those CVRs, leaving the rest on
-the server for the mailbox that owns them; a download cut short resumes with `Range` from the last
+the server for the mailbox that owns them (each memo's header is read once: other CVRs' memos are
+remembered in the mailbox state, and a memo the peek read whole is not downloaded again); a download cut short resumes with `Range` from the last
 byte received; acknowledge = business receipt (when configured) then `DELETE memos/{uuid}`, where
 404/409 on a repeat mean "already done".
 """
@@ -100,6 +101,8 @@ class NgdpConnector:
         self.context = context
         self._client: httpx.AsyncClient | None = None
         self._recipients: dict[str, str | None] = {}  # memo uuid -> recipient CVR, from header peeks
+        self._bodies: dict[str, bytes] = {}  # memos of ours that a peek read whole: no second download
+        self._foreign: dict[str, str] | None = None  # other CVRs' memos, kept in the mailbox state
         self._deleted_since_listing = 0
 
     def _http(self) -> httpx.AsyncClient:
@@ -148,6 +151,9 @@ class NgdpConnector:
         """
         if self.settings.cvrs == "all":
             return None
+        foreign = await self._foreign_memos()
+        if memo_uuid in foreign:
+            return foreign[memo_uuid]
         if memo_uuid not in self._recipients:
             limit = self.settings.header_peek_bytes
             with translated("list"):
@@ -163,14 +169,39 @@ class NgdpConnector:
             match = _RECIPIENT_ID.search(response.content)
             if match is None:
                 log.warning("NgDP memo %s: no recipientID in its first %d bytes", memo_uuid, limit)
-            self._recipients[memo_uuid] = match.group(1).decode("ascii", "replace") if match else None
+            cvr = match.group(1).decode("ascii", "replace") if match else None
+            self._recipients[memo_uuid] = cvr
+            if cvr and cvr not in self.settings.cvrs:
+                await self._remember_foreign(memo_uuid, cvr)
+            elif _whole(response) and len(self._bodies) < _MAX_KEPT_BODIES:
+                self._bodies[memo_uuid] = response.content
         return self._recipients[memo_uuid]
+
+    async def _foreign_memos(self) -> dict[str, str]:
+        if self._foreign is None:
+            state = await self.context.state.load() if self.context is not None else {}
+            stored = state.get("foreign")
+            self._foreign = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+        return self._foreign
+
+    async def _remember_foreign(self, memo_uuid: str, cvr: str) -> None:
+        """Another CVR's memo stays on the server for its owner: never peek at it again."""
+        foreign = await self._foreign_memos()
+        foreign[memo_uuid] = cvr
+        while len(foreign) > _MAX_FOREIGN:
+            foreign.pop(next(iter(foreign)))  # the oldest first: dicts keep insertion order
+        if self.context is not None:
+            state = dict(await self.context.state.load())
+            state["foreign"] = foreign
+            await self.context.state.save(state)
 
     async def fetch(self, ref: MessageRef) -> Fetched:
         from connectors import watchdog
         from connectors.memo import MemoError, parse_memo
 
-        raw = await download(self._http(), _memo_path(ref), max_bytes=self.settings.max_memo_bytes)
+        raw = self._bodies.pop(ref.key, None)
+        if raw is None:
+            raw = await download(self._http(), _memo_path(ref), max_bytes=self.settings.max_memo_bytes)
         try:
             # In a killable worker under the letter budget: any Digital Post sender controls these bytes.
             message = await watchdog.run(parse_memo, raw)
@@ -237,6 +268,18 @@ class NgdpConnector:
             client, self._client = self._client, None
             with translated("close"):
                 await client.aclose()
+
+
+_MAX_KEPT_BODIES = 500
+_MAX_FOREIGN = 50_000
+
+
+def _whole(response: httpx.Response) -> bool:
+    """Did the header peek return the entire memo (a 200, or a 206 whose range is all of it)?"""
+    if response.status_code == 200:
+        return True
+    match = re.match(r"^bytes 0-(\d+)/(\d+)$", response.headers.get("content-range", ""))
+    return match is not None and int(match.group(1)) + 1 == int(match.group(2)) == len(response.content)
 
 
 def _memo_path(ref: MessageRef) -> str:

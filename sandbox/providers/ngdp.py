@@ -72,6 +72,7 @@ class NgdpFake(FakeProvider):
         self.receipts: dict[str, dict[str, Any]] = {}
         self.sent: dict[str, bytes] = {}
         self._deleted: set[str] = set()
+        self.peeks = 0  # bounded Range requests (header peeks)
         self._rendered: dict[str, bytes] = {}
 
     def reset(self) -> None:
@@ -179,8 +180,10 @@ class NgdpFake(FakeProvider):
         if span is None:
             return Response(status_code=416, headers={"Content-Range": f"bytes */{len(body)}"})
         start, end = span
-        if _open_ended(range_header):
-            self.record_fetch(key)  # a resumed download; a bounded range is a header peek
+        if not _open_ended(range_header):
+            self.peeks += 1  # a bounded range is a header peek
+        if _open_ended(range_header) or (start == 0 and end == len(body) - 1):
+            self.record_fetch(key)  # a resumed download, or a peek that transferred all of it
         headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
         return Response(body[start:end + 1], status_code=206, media_type="application/xml",
                         headers=headers)

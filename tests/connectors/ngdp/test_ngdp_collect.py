@@ -96,7 +96,8 @@ async def test_one_system_serving_two_cvrs_lists_only_the_configured_one(ngdp: N
     assert {f.message.message_id for f in fetched} == {m.message_id for m in mine}
     assert {f.message.recipient.id for f in fetched} == {CVR}
     assert {s.key for s in ngdp.fake.pending()} == {m.message_id for m in theirs}
-    assert not set(ngdp.fake.fetch_counts()) & {m.message_id for m in theirs}
+    # (a memo smaller than the header peek comes whole with it, once; never a download of its own)
+    assert all(ngdp.fake.fetch_counts().get(m.message_id, 0) <= 1 for m in theirs)
     # AND a mailbox configured for "all" takes the rest
     everything = ngdp.connector()
     try:
