@@ -117,9 +117,11 @@ async def test_invitation_link_confirms_and_approves_then_mail_flows(rt: Runtime
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         page = await client.get(f"/recipients/confirm/{token}")
         assert page.status_code == 200 and "<form" in page.text
+        # in Danish, naming the organisation by name, not only by its CVR
+        assert 'lang="da"' in page.text and "Test ApS (CVR 12345678)" in page.text and "Bekræft" in page.text
         assert approval(rt).status == "invited"
         confirmed = await client.post(f"/recipients/confirm/{token}")
-        assert confirmed.status_code == 200 and "Confirmed" in confirmed.text
+        assert confirmed.status_code == 200 and "Bekræftet" in confirmed.text
         # THEN the link is used up
         again = await client.post(f"/recipients/confirm/{token}")
         assert again.status_code == 404
