@@ -24,6 +24,7 @@ from core.storage.models import RecipientApproval
 from delivery.approval import approve
 from delivery.recipients import RecipientsFile, load_recipients
 from sandbox.demo_accounts import ensure_demo_accounts
+from sandbox.demo_held import drop_held_letters
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from sandbox.run import SandboxHandle, serve_sandbox
 
@@ -60,6 +61,7 @@ class Sandbox:
     def runtime_ready(self, store: Store, config: Config) -> None:
         if config.recipients.file is not None:
             approve_demo_recipients(store, config, load_recipients(config.recipients.file))
+        drop_held_letters(config, self.folder)
         ensure_demo_accounts(store, config)
 
     async def aclose(self) -> None:

@@ -25,7 +25,7 @@ def stacked_bars(periods: Sequence[PeriodStats], labels: dict[str, str]) -> str:
              f'<text x="{LEFT - 4}" y="{TOP + 8}" font-size="10" text-anchor="end">{peak}</text>',
              f'<text x="{LEFT - 4}" y="{TOP + plot_h}" font-size="10" text-anchor="end">0</text>']
     line: list[str] = []
-    every = max(1, len(periods) // 8)  # at most about eight period labels under the axis
+    every = max(1, -(-len(periods) // 7))  # at most seven period labels under the axis
     for i, p in enumerate(periods):
         x = LEFT + i * step + (step - bar) / 2
         y = TOP + plot_h
@@ -42,7 +42,7 @@ def stacked_bars(periods: Sequence[PeriodStats], labels: dict[str, str]) -> str:
             line.append(f"{x + bar / 2:.1f},{TOP + plot_h * (1 - p.automation_rate):.1f}")
         if i % every == 0:
             parts.append(f'<text x="{x + bar / 2:.1f}" y="{HEIGHT - BOTTOM + 14}" font-size="10" '
-                         f'text-anchor="middle">{escape(p.period)}</text>')
+                         f'text-anchor="middle">{escape(_short(p.period))}</text>')
     if len(line) > 1:
         parts.append(f'<polyline points="{" ".join(line)}" fill="none" stroke="#2a7d2e" stroke-width="2"/>')
     legend_x = LEFT
@@ -52,3 +52,8 @@ def stacked_bars(periods: Sequence[PeriodStats], labels: dict[str, str]) -> str:
         legend_x += 110
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _short(period: str) -> str:
+    """A day as MM-DD under the axis (the table beside the chart has the whole date)."""
+    return period[5:] if len(period) == 10 else period

@@ -1,0 +1,211 @@
+"""The console in headless Chromium (Selenium) on `make run`'s daemon and sandbox: sign in, place a held
+letter from the dropdown and see it delivered encrypted, search and resend, download, read a chart; a
+wrong password, an expired session and a CSRF-less post are refused. Skips when chromium is absent."""
+
+from __future__ import annotations
+
+import email
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.postbud.test_readme_examples import PORTS, ROOT, free_port
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+DOCS = ROOT / "docs"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(CHROMIUM is None or DRIVER is None, reason="chromium and chromedriver are not installed")]
+
+
+class Demo:
+    def __init__(self, folder: Path, base: str, passwords: dict[str, str]) -> None:
+        self.folder, self.base, self.passwords = folder, base, passwords
+
+    def mails(self) -> list[email.message.Message]:
+        return [email.message_from_bytes(p.read_bytes()) for p in sorted((self.folder / "var/sandbox/mail").glob("*.eml"))]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`make run`: the example config's daemon with the sandbox and the console, until its queue has work."""
+    if not (ROOT / ".venv" / "bin" / "postbud").exists():
+        pytest.skip("no .venv with the postbud command (make venv)")
+    folder = tmp_path_factory.mktemp("demo")
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    ports = {name: free_port() for name in PORTS}
+    for name, default in PORTS.items():
+        text = text.replace(str(default), str(ports[name]))
+    (folder / "config.example.toml").write_text(text, encoding="utf-8")
+    shutil.copytree(ROOT / "rules", folder / "rules", ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    log = (folder / "daemon.log").open("w")
+    proc = subprocess.Popen([str(ROOT / ".venv/bin/postbud"), "-c", "config.example.toml", "run"], cwd=folder,
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{ports['http']}/console"
+    try:
+        passwords: dict[str, str] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(passwords) < 2:
+            time.sleep(0.5)
+            passwords = dict(re.findall(r"^  (demo-\w+)\s+(\S+)\s+\(", (folder / "daemon.log").read_text(), re.M))
+            assert proc.poll() is None, (folder / "daemon.log").read_text()[-3000:]
+        assert len(passwords) == 2, (folder / "daemon.log").read_text()[-3000:]
+        # the passwords are on the terminal only: no file of the demo holds them
+        for path in folder.rglob("*"):
+            if path.is_file() and path.name != "daemon.log":
+                assert not any(p.encode() in path.read_bytes() for p in passwords.values()), path
+        yield Demo(folder, base, passwords)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900",
+                "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    driver.implicitly_wait(2)
+    driver.downloads = downloads  # type: ignore[attr-defined]
+    yield driver
+    driver.quit()
+
+
+def wait(until: Callable[[], Any], seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = until()
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError("timed out")
+
+
+def sign_in(driver: Any, demo: Demo, user: str, password: str | None = None) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{demo.base}/signin")
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password or demo.passwords[user])
+    driver.find_element(By.ID, "signin").click()
+    if password is None:
+        wait(lambda: "/signin" not in driver.current_url)
+
+
+def screenshot(driver: Any, name: str) -> None:
+    """The README's pictures: refreshed into docs/ when POSTBUD_SCREENSHOTS=1, else only taken."""
+    folder = DOCS if os.environ.get("POSTBUD_SCREENSHOTS") == "1" else Path(tempfile.mkdtemp())
+    folder.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(folder / name))
+
+
+def test_a_wrong_password_is_refused(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, demo, "demo-reception", "not the password at all")
+    assert "Forkert brugernavn eller adgangskode" in browser.find_element(By.ID, "flash").text
+    assert browser.get_cookie("postbud_console") is None
+
+
+def test_place_a_held_letter_from_the_dropdown_and_it_is_delivered_encrypted(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    sign_in(browser, demo, "demo-reception")
+    wait(lambda: browser.current_url.endswith("/console/queue"))
+    rows = wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#queue tbody tr") or browser.refresh())
+    assert len(rows) == 3 and "legal notification" in rows[0].text
+    screenshot(browser, "console-queue.png")
+    before = len(demo.mails())
+    rows[0].find_element(By.TAG_NAME, "a").click()
+    letter_url = browser.current_url
+    letter_id = letter_url.rsplit("/", 1)[1]
+    assert browser.find_element(By.ID, "letter-text").text
+    Select(browser.find_element(By.ID, "recipient")).select_by_value("legal")
+    browser.find_element(By.ID, "place").click()
+    # the next held letter opens
+    wait(lambda: "/console/queue/" in browser.current_url and letter_id not in browser.current_url)
+    assert "placed=legal" in browser.current_url
+    # THEN it is delivered, encrypted, to the sandbox's mail server
+    mails = wait(lambda: len(demo.mails()) > before and demo.mails())
+    assert all(m.get_content_type() in ("application/pkcs7-mime", "multipart/encrypted") for m in mails)
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/trace/{letter_id}")
+    wait(lambda: browser.find_element(By.ID, "status").text == "delivered" or browser.refresh())
+    assert "legal" in browser.find_element(By.ID, "deliveries").text
+    assert "console:demo-reception" in browser.find_element(By.ID, "timeline").text
+
+
+def test_search_resend_and_download(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/trace")
+    browser.find_element(By.ID, "text").send_keys("moms")
+    browser.find_element(By.ID, "search-button").click()
+    results = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
+    assert results and all("moms" in r.text.lower() for r in results)
+    delivered = next(r for r in results if "delivered" in r.text)
+    delivered.find_element(By.TAG_NAME, "a").click()
+    letter_id = browser.current_url.rsplit("/", 1)[1]
+    browser.find_element(By.ID, "resend").click()
+    assert "sat til genafsendelse" in browser.find_element(By.ID, "flash").text
+    assert "resent" in browser.find_element(By.ID, "timeline").text
+    browser.find_element(By.ID, "download").click()
+    archive = wait(lambda: next(iter(browser.downloads.glob(f"postbud-{letter_id}.zip")), None))
+    with zipfile.ZipFile(archive) as opened:
+        assert opened.namelist()
+    browser.refresh()
+    assert "downloaded" in browser.find_element(By.ID, "timeline").text
+
+
+def test_read_a_chart(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/stats?by=day")
+    assert browser.find_elements(By.CSS_SELECTOR, "#chart svg g.bar rect")
+    today = browser.find_elements(By.CSS_SELECTOR, "#figures tbody tr")[0].find_elements(By.TAG_NAME, "td")
+    assert int(today[1].text) > 0  # collected today, beside the chart
+    screenshot(browser, "console-statistics.png")
+
+
+def test_an_expired_session_and_a_csrf_less_post_are_refused(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    sign_in(browser, demo, "demo-reception")
+    cookie = browser.get_cookie("postbud_console")["value"]
+    # a post without the form's token, with the browser's own cookie
+    refused = httpx.post(f"{demo.base}/signout", cookies={"postbud_console": cookie}, data={})
+    assert refused.status_code == 403
+    # the session ends (signed out everywhere from another place): the browser is sent to sign in again
+    browser.get(f"{demo.base}/queue")
+    page = browser.page_source
+    token = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert token is not None
+    httpx.post(f"{demo.base}/signout/everywhere", cookies={"postbud_console": cookie}, data={"csrf": token.group(1)})
+    browser.get(f"{demo.base}/queue")
+    assert browser.current_url.endswith("/console/signin?expired=1")
+    assert "udløbet" in browser.find_element(By.ID, "flash").text
