@@ -205,7 +205,8 @@ async def run_chaos(folder: Path, *, letters: int, kills: int, seed: int, min_up
     sandbox_dir = run / "var" / "sandbox"
     per_source = letters // 4
     handle = await serve_sandbox(sandbox_dir, [CVR], messages_per_cvr=per_source, seed=0,
-                                 ports={k: ports[k] for k in PROVIDERS})
+                                 ports={k: ports[k] for k in PROVIDERS},
+                                 names={org.cvr: org.name for org in config.organisations})
     mail = SandboxMailServer(sandbox_dir / "mail", sandbox_dir / "ca", port=ports["smtp"])
     await mail.start()
     report = Report()
