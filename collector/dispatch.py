@@ -82,6 +82,7 @@ class Dispatcher:
         self.running: dict[int, asyncio.Task[None]] = {}
         self._lost: set[int] = set()
         self._unfinished: set[int] = set()  # polls that ended on their budget after making progress
+        self.new_work = 0  # letters moved on by polls so far (PollResult.new_work): run --once's yardstick
         self._provider_slots: dict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.max_concurrent_per_provider)
         )
@@ -132,10 +133,12 @@ class Dispatcher:
                 waiter.cancel()
             await asyncio.sleep(0.05)  # let a few more polls finish: one claim for all their slots
 
-    async def run_all_once(self) -> None:
+    async def run_all_once(self) -> int:
         """Poll every mailbox once, whatever its due time (cron mode and tests); a poll that ended on
         its request budget with progress is polled again. Ends when no mailbox has work it can do,
-        whatever state the others are in (stopped, leased elsewhere, failing)."""
+        whatever state the others are in (stopped, leased elsewhere, failing). Returns how many
+        letters were collected, quarantined or acknowledged for the first time meanwhile."""
+        before = self.new_work
         pending, again = set(self.mailboxes), set[int]()
         # Another instance running at the same time polls some of them: those are not polled twice.
         started = self.clock()
@@ -158,6 +161,7 @@ class Dispatcher:
             self._unfinished -= more
             again |= more
         await self.wait_idle()
+        return self.new_work - before
 
     async def wait_idle(self) -> None:
         while self.running:
@@ -213,6 +217,8 @@ class Dispatcher:
             self._lost.discard(mb.key.id)
             self.running.pop(mb.key.id, None)
             self.metrics.polls.labels(provider, outcome).inc()
+            if result is not None:
+                self.new_work += result.new_work
             more = result is not None and result.more and result.progressed
             if more:
                 self._unfinished.add(mb.key.id)

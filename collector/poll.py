@@ -47,6 +47,7 @@ class PollResult:
         self.quarantined = 0
         self.skipped = 0
         self.acknowledged = 0
+        self.newly_acknowledged = 0  # acknowledged for the first time (not a repeat of an earlier one)
         self.awaiting_delivery = 0
         self.failed = 0  # messages whose fetch or acknowledgement still failed after the retries
         self.budget = budget
@@ -57,6 +58,12 @@ class PollResult:
     @property
     def progressed(self) -> bool:
         return bool(self.collected or self.quarantined or self.acknowledged)
+
+    @property
+    def new_work(self) -> int:
+        """Letters this poll moved on for good (stored, quarantined, let go of at the provider for the
+        first time); a listing that only repeats what is known counts nothing."""
+        return self.collected + self.quarantined + self.newly_acknowledged
 
     def spend(self) -> None:
         if self.requests >= self.budget:
@@ -188,6 +195,7 @@ async def _reconcile_acks(store: Store, mailbox: MailboxKey, connector: Connecto
             continue
         await asyncio.to_thread(ledger.mark_acknowledged, store, message_id, reconciled=True)
         result.acknowledged += 1
+        result.newly_acknowledged += 1
         log.info("acknowledgement reconciled id=%s mailbox=%s", message_id, mailbox.name)
 
 
@@ -257,4 +265,5 @@ async def _collect_one(
         return
     result.acknowledged += 1
     if not known.acknowledged:
+        result.newly_acknowledged += 1
         await asyncio.to_thread(ledger.mark_acknowledged, store, known.message_id)

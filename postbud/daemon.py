@@ -120,17 +120,34 @@ class Daemon:
             log.exception("%s job failed; it runs again at its next turn", stage)
 
     async def run_once(self) -> None:
-        """Every stage until there is no more work (cron mode)."""
+        """Every stage until there is no more work (cron mode).
+
+        Each stage takes a bounded amount per pass (a folder poll at most `max_files_per_poll` files, a
+        poll its request budget), so the stages go round until a whole round moves no letter on: the
+        round after the last delivery also lets mailboxes that acknowledge after delivery let go.
+        """
         try:
-            await self._supervised("collect", self.rt.dispatcher.run_all_once)
-            await self._supervised("route", self.route)
-            await self._supervised("deliver", self.deliver)
-            # Again: mailboxes that acknowledge only after delivery can now let go of what was delivered.
-            await self._supervised("collect", self.rt.dispatcher.run_all_once)
-            await self._supervised("route", self.route)
+            while not self._stop.is_set():
+                moved = 0
+                for stage, job in (("collect", self.rt.dispatcher.run_all_once), ("route", self.route),
+                                   ("deliver", self.deliver)):
+                    moved += await self._counted(stage, job)
+                if not moved:
+                    break
             await self._supervised("housekeeping", self.housekeeping)
         finally:
             await self.rt.dispatcher.shutdown()
+
+    async def _counted(self, stage: str, job: Callable[[], Awaitable[int]]) -> int:
+        """Run a stage under supervision; how many letters it moved on (0 when it failed)."""
+        moved = 0
+
+        async def counting() -> None:
+            nonlocal moved
+            moved = await job()
+
+        await self._supervised(stage, counting)
+        return moved
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
