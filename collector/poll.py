@@ -133,7 +133,9 @@ async def poll_mailbox(
     early with its progress kept (`result.failed`, the cursor saved).
 
     A poll that resumed mid-list from a saved cursor goes round once more from the start, up to where
-    it began, so messages listed early are acknowledged without waiting for the listing to wrap.
+    it began, so messages listed early are acknowledged without waiting for the listing to wrap; a
+    poll from the start that acknowledged something goes round once more too, since the listing
+    moved under it.
     A message addressed to another CVR than the mailbox's organisation is held for that organisation
     when it is among `organisations`, else quarantined and left at the provider (collector.addressing).
     The caller records the poll's success (with the lease release, in one transaction).
@@ -141,9 +143,10 @@ async def poll_mailbox(
     result = PollResult(budget)
     started = time.monotonic()
     start = await asyncio.to_thread(ledger.load_cursor, store, mailbox)
-    cursor, wrapped = start, start is None
+    cursor, wrapped = start, False
     try:
         await _reconcile_acks(store, mailbox, connector, result, retries)
+        acknowledged_before = result.acknowledged
         for _ in range(MAX_PAGES_PER_POLL):
             page = await _list(connector, cursor, retries, result)
             if page is None:
@@ -154,9 +157,12 @@ async def poll_mailbox(
                 cursor = page.cursor
                 await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
             if not page.more:
-                if wrapped:
+                # Round once more from the start: up to where a resumed poll began; or, when this
+                # pass acknowledged something, over a listing that moved under it (an offset or page
+                # listing shifts when messages leave it, so some were passed over).
+                if wrapped or (start is None and result.acknowledged == acknowledged_before):
                     break
-                cursor, wrapped = None, True  # round once more, from the start up to where we began
+                cursor, wrapped = None, True
             elif wrapped and start is not None and page.cursor == start:
                 break  # back where this poll began: the rest was read above
     except BudgetSpent:

@@ -113,6 +113,7 @@ class Faults:
         self._rng = random.Random(seed)
         self._rate = 0.0
         self._pool: tuple[Fault, ...] = ()
+        self._spare: tuple[str, ...] = ()
         self.applied: list[tuple[FaultKind, str]] = []
 
     def inject(self, fault: Fault, *, times: int = 1, path: str | None = None,
@@ -121,13 +122,16 @@ class Faults:
         with self._lock:
             self._queue.append(_Queued(fault, times, path, method.upper() if method else None))
 
-    def set_rate(self, rate: float, pool: Sequence[Fault] = ALL_FAULT_KINDS) -> None:
-        """Besides the queue, apply a fault drawn from `pool` to a fraction `rate` of requests."""
+    def set_rate(self, rate: float, pool: Sequence[Fault] = ALL_FAULT_KINDS, *,
+                 spare: Sequence[str] = ()) -> None:
+        """Besides the queue, apply a fault drawn from `pool` to a fraction `rate` of requests
+        (except those whose path contains one of `spare`)."""
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"fault rate must be within 0..1, got {rate}")
         with self._lock:
             self._rate = rate
             self._pool = tuple(pool)
+            self._spare = tuple(spare)
 
     def clear(self) -> None:
         with self._lock:
@@ -153,7 +157,7 @@ class Faults:
                     self._queue.remove(queued)
                 self.applied.append((queued.fault.kind, path))
                 return queued.fault
-            if self._pool and self._rng.random() < self._rate:
+            if self._pool and not any(p in path for p in self._spare) and self._rng.random() < self._rate:
                 fault = self._rng.choice(self._pool)
                 self.applied.append((fault.kind, path))
                 return fault

@@ -136,12 +136,22 @@ class NgdpConnector:
             raise status_error(response, "list")
         uuids, more = _paging(response)
         refs = []
+        failed: TransientError | None = None
         for memo_uuid in uuids:
-            cvr = await self._recipient(memo_uuid)
+            try:
+                cvr = await self._recipient(memo_uuid)
+            except TransientError as exc:
+                # One failed header peek costs only its memo: it is listed (peeked again) next time.
+                failed = exc
+                continue
             # A memo whose recipient cannot be read is listed anyway: fetching it raises
             # PermanentError, so a person sees it instead of it waiting unseen on the server.
             if self.settings.cvrs == "all" or cvr is None or cvr in self.settings.cvrs:
                 refs.append(MessageRef(key=memo_uuid, handle=memo_uuid, meta={"cvr": cvr or ""}))
+        if failed is not None:
+            if not refs and all(u not in self._recipients for u in uuids):
+                raise failed  # nothing on this page could be read: the provider is failing, say so
+            log.warning("NgDP list: a memo header could not be read (%s); that memo is listed again next poll", failed)
         return Page(refs=tuple(refs), cursor=str(page + 1) if more else None, more=more)
 
     async def _recipient(self, memo_uuid: str) -> str | None:

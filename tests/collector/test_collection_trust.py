@@ -59,7 +59,9 @@ async def test_run_once_ends_within_one_interval_beside_a_needs_reauth_mailbox(
         started = time.monotonic()
         await asyncio.wait_for(Daemon(runtime).run_once(), timeout=interval)
         assert time.monotonic() - started < interval
-        assert calls <= 2  # run --once collects twice (before and after delivery): one listing each
+        # run --once collects twice (before and after delivery), each poll at most one extra pass
+        # over a listing its acknowledgements moved: a handful of requests, not thousands.
+        assert calls <= 4
         assert stored_keys(runtime.store) == ["m1", "m2"]
     finally:
         await runtime.aclose()
@@ -67,13 +69,22 @@ async def test_run_once_ends_within_one_interval_beside_a_needs_reauth_mailbox(
 
 async def test_one_failed_fetch_costs_only_its_message(store: Store, waits: list[float]) -> None:
     connector = ScriptedConnector([["m1", "m2", "m3"]])
-    connector.faults["fetch"].extend(TransientError("reset") for _ in range(3))  # m1's three attempts
+    original = connector.fetch
+    resetting = True
+
+    async def m1_resets(ref):  # type: ignore[no-untyped-def]
+        if ref.key == "m1" and resetting:
+            raise TransientError("connection reset")
+        return await original(ref)
+
+    connector.fetch = m1_resets  # type: ignore[method-assign]
     d = dispatcher(store)
     attach(d, store, [connector])
     await d.run_all_once()
     assert stored_keys(store) == ["m2", "m3"] and sorted(connector.acked) == ["m2", "m3"]
     row = _rows(store)[0]
     assert row.consecutive_failures == 0 and row.status == MailboxStatus.ACTIVE
+    resetting = False
     await d.run_all_once()  # the next poll picks up what failed
     assert stored_keys(store) == ["m1", "m2", "m3"]
 
