@@ -3,8 +3,7 @@ the health page (mailboxes, outbox and queue backlog: the facts of `postbud stat
 
 from __future__ import annotations
 
-from dataclasses import fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import cast
 
 from markupsafe import Markup
@@ -22,31 +21,13 @@ from postbud.console.i18n import translator
 from postbud.console.profiles import Area
 from postbud.console.sessions import Viewer
 from postbud.console.web import Console, page, render
-from postbud.stats import By, PeriodStats, stats
+from postbud.console.stats_data import SPAN, figures
+from postbud.stats import By
 from postbud.status import mailbox_states
 
-SPAN = {"day": timedelta(days=30), "month": timedelta(days=365), "year": timedelta(days=5 * 365)}
 LABELS = {"routed_by_rule": "by_rule", "routed_by_model": "by_model", "routed_by_hand": "by_hand",
           "routed_by_fallback": "by_fallback", "held": "held", "collected": "collected",
           "delivered": "delivered", "failed": "failed"}
-
-
-def combined(store: Store, organisations: tuple[str, ...], by: By, now: datetime) -> list[PeriodStats]:
-    """The figures of several organisations added up period by period (never the others')."""
-    since = now - SPAN[by]
-    total: dict[str, PeriodStats] = {}
-    for org in organisations:
-        for p in stats(store, org, by, now, since=since):
-            into = total.setdefault(p.period, PeriodStats(p.period))
-            for f in fields(PeriodStats):
-                value = getattr(p, f.name)
-                if isinstance(value, int) and f.name != "period":
-                    setattr(into, f.name, getattr(into, f.name) + value)
-    for p in total.values():
-        automated = p.routed_by_rule + p.routed_by_model
-        decided = automated + p.routed_by_fallback + p.routed_by_hand + p.held
-        p.automation_rate = round(automated / decided, 4) if decided else None
-    return [total[k] for k in sorted(total)]
 
 
 async def stats_page(request: Request, console: Console, viewer: Viewer) -> Response:
@@ -54,7 +35,7 @@ async def stats_page(request: Request, console: Console, viewer: Viewer) -> Resp
     by = by if by in SPAN else "day"
     org = request.query_params.get("cvr", "")
     chosen = (org,) if org in viewer.organisations else viewer.organisations
-    periods = await run_in_threadpool(combined, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
+    periods = await run_in_threadpool(figures, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
     t = translator(viewer.language)
     labels = {name: t(key) for name, key in LABELS.items()} | {"title": t("stats")}
     return render(request, "stats.html", viewer=viewer, active="stats", by=by, cvr=org, periods=periods,
