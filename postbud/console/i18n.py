@@ -35,6 +35,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "no_suggestions": ("Ingen forslag", "No suggestions"),
     "place_with": ("Placér hos", "Place with"),
     "place": ("Placér", "Place"),
+    "or_type": ("… eller skriv et navn (matches som i `queue assign`)", "… or type a name (matched as `queue assign` does)"),
     "placed": ("Brevet er placeret hos", "The letter was placed with"),
     "already_placed": ("Brevet er allerede placeret af en anden.", "Someone else has placed this letter already."),
     "unknown_recipient": ("Vælg en godkendt modtager.", "Choose an approved recipient."),

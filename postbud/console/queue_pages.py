@@ -55,7 +55,8 @@ async def place(request: Request, console: Console, viewer: Viewer) -> Response:
         return render(request, "message.html", viewer=viewer, status=409, heading="already_placed", text="",
                       next_id=exists)
     org = found.row.organisation
-    typed = await form_value(request, "recipient")
+    # A typed name wins over the dropdown; it is matched fuzzily against the approved names and aliases.
+    typed = await form_value(request, "typed") or await form_value(request, "recipient")
     directory = console.directory()
     target = _approved_target(directory, org, typed)
     if target is None:

@@ -74,7 +74,9 @@ async def test_placing_routes_the_letter_audits_it_and_opens_the_next(setup: tup
         assert response.headers["location"] == f"/console/queue/{newer}?placed=bogholderi"
         # a typed name is matched as `queue assign` matches it
         page = (await c.get(f"/console/queue/{newer}")).text
-        response = await c.post(f"/console/queue/{newer}/place", data={"csrf": csrf_of(page), "recipient": "Alice Jensen"})
+        assert '<datalist id="names">' in page
+        response = await c.post(f"/console/queue/{newer}/place",
+                                data={"csrf": csrf_of(page), "recipient": "bogholderi", "typed": "alice jensen"})
         assert response.headers["location"] == "/console/queue?placed=reception"
     with store.read() as session:
         placed = session.get(Message, oldest)
