@@ -90,13 +90,25 @@ def main() -> None:
     parser.add_argument("--events-per-message", type=int, default=10)
     parser.add_argument("--held", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--keep", type=Path, help="a folder to keep the filled database in (reused when there)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store(make_engine(f"sqlite:///{tmp}/bench.db"), Vault(load_keyring(Path(tmp) / "keys.json", create=True)))
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        reuse = (tmp / "bench.db").exists()
+        store = Store(make_engine(f"sqlite:///{tmp}/bench.db"), Vault(load_keyring(tmp / "keys.json", create=True)))
         migrate.upgrade(store.engine)
         started = time.perf_counter()
-        events = fill(store, args.messages, args.events_per_message, random.Random(8))
-        oldest = make_held(store, args.held)
+        if reuse:
+            events = args.messages * args.events_per_message
+            with store.engine.connect() as conn:
+                oldest = conn.execute(text("SELECT id FROM message WHERE provider_message_id = 'bench-oldest'")).scalar_one()
+                conn.execute(text("DELETE FROM console_session"))
+                conn.execute(text("DELETE FROM console_user"))
+                conn.commit()
+        else:
+            events = fill(store, args.messages, args.events_per_message, random.Random(8))
+            oldest = make_held(store, args.held)
         with store.engine.begin() as conn:
             held = conn.execute(text("SELECT count(*) FROM message WHERE status = 'held'")).scalar_one()
             conn.exec_driver_sql("ANALYZE")
@@ -108,7 +120,11 @@ def main() -> None:
         config = Config(console=ConsoleSettings(enabled=True),
                         organisations=tuple(OrganisationConfig(cvr=c, name=c) for c in ORGS))
         app = Starlette(routes=[console_mount(store, lambda: config, lambda: None)])
-        paths = ["/console/queue", f"/console/queue?offset={held - 50}", f"/console/queue/{oldest}",
+        with store.engine.connect() as conn:  # the last page of the queue, as its "More" links reach it
+            at, last_id = conn.execute(text("SELECT received_at, id FROM message WHERE status = 'held' "
+                                            "ORDER BY received_at, id LIMIT 1 OFFSET :n"), {"n": held - 51}).one()
+        after = f"{str(at).replace(' ', 'T')}~{last_id}".replace("+", "%2B")
+        paths = ["/console/queue", f"/console/queue?after={after}", f"/console/queue/{oldest}",
                  "/console/trace", "/console/trace?text=l%C3%B8nsum", f"/console/trace?cvr={ORGS[1]}&status=held",
                  f"/console/trace/{oldest}", "/console/stats?by=day", "/console/stats?by=month",
                  "/console/stats?by=year", "/console/health", "/console/audit"]

@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlalchemy.orm import defer
 from sqlmodel import col, select
 
@@ -40,15 +40,21 @@ class Letter:
     preview_png: bytes | None
 
 
-def held_page(store: Store, organisations: tuple[str, ...], *, offset: int, limit: int) -> tuple[list[HeldRow], int]:
-    """Held letters of `organisations`, oldest first, one page, and how many are held in all.
+def held_page(store: Store, organisations: tuple[str, ...], *, after: tuple[datetime, str] | None,
+              limit: int) -> tuple[list[HeldRow], int]:
+    """Held letters of `organisations`, oldest first, one page (those after `after`: received_at, id),
+    and how many are held in all.
 
-    The status/received_at index gives the order; the sealed content columns are never read.
+    The status/received_at index gives the order and the page's start (a seek, not an offset that
+    reads every row before it); the sealed content columns are never read.
     """
     where = (col(Message.status) == MessageStatus.HELD, col(Message.organisation_cvr).in_(organisations))
-    query = (select(Message).where(*where)
-             .options(defer(Message.content), defer(Message.raw))  # type: ignore[arg-type]
-             .order_by(col(Message.received_at), col(Message.id)).offset(offset).limit(limit))
+    query = select(Message).where(*where)
+    if after is not None:
+        query = query.where(or_(col(Message.received_at) > after[0],
+                                and_(col(Message.received_at) == after[0], col(Message.id) > after[1])))
+    query = (query.options(defer(Message.content), defer(Message.raw))  # type: ignore[arg-type]
+             .order_by(col(Message.received_at), col(Message.id)).limit(limit))
     with store.read() as session:
         rows = [_row(m) for m in session.exec(query)]
         total = int(session.exec(select(func.count()).select_from(Message).where(*where)).one())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -14,17 +16,24 @@ from postbud.console.web import PREFIX, Console, client_address, form_value, not
 from router.queue import NotHeld, assign, resolve_recipient
 
 
-def _offset(request: Request) -> int:
-    raw = request.query_params.get("offset", "0")
-    return max(0, int(raw)) if raw.isdigit() else 0
+def _after(request: Request) -> tuple[datetime, str] | None:
+    """The page's start from `?after=RECEIVED_AT~ID` (the last row of the page before); None: the first."""
+    at, _, message_id = request.query_params.get("after", "").partition("~")
+    try:
+        parsed = datetime.fromisoformat(at) if at and message_id else None
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc), message_id[:32]) if parsed else None
 
 
 async def queue_list(request: Request, console: Console, viewer: Viewer) -> Response:
-    offset = _offset(request)
+    after = _after(request)
     size = console.settings.page_size
-    rows, total = await run_in_threadpool(queue_data.held_page, console.store, viewer.organisations,
-                                          offset=offset, limit=size)
-    return render(request, "queue.html", viewer=viewer, rows=rows, total=total, offset=offset, size=size)
+    rows, total = await run_in_threadpool(lambda: queue_data.held_page(console.store, viewer.organisations,
+                                                                       after=after, limit=size))
+    following = f"{rows[-1].received_at.isoformat()}~{rows[-1].id}" if len(rows) == size else None
+    return render(request, "queue.html", viewer=viewer, rows=rows, total=total, paged=after is not None,
+                  following=following)
 
 
 async def letter_page(request: Request, console: Console, viewer: Viewer, *, flash: str = "",

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import exists, func
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from core.storage.db import Store
@@ -46,17 +47,18 @@ def figures(store: Store, organisations: tuple[str, ...], by: By, now: datetime)
     period = _period(store, by).label("period")
     scope = (col(Message.organisation_cvr).in_(organisations), col(Message.received_at) >= since,
              col(Message.received_at) < now)
-    latest = (select(RoutingDecision.message_id, func.max(RoutingDecision.id).label("last"))
-              .where(col(RoutingDecision.message_id).in_(select(Message.id).where(*scope)))
-              .group_by(col(RoutingDecision.message_id)).subquery())
+    # A letter's latest decision is the one no later decision of the same letter follows: an index
+    # seek per decision (routing_decision.message_id), where joining a grouped subquery scanned it.
+    later = aliased(RoutingDecision)
+    newest = ~exists().where(col(later.message_id) == col(RoutingDecision.message_id),
+                             col(later.id) > col(RoutingDecision.id))
     with store.read() as session:
         by_status = session.exec(select(period, Message.status, func.count()).where(*scope)
                                  .group_by(period, col(Message.status))).all()
         by_decider = session.exec(
             select(period, RoutingDecision.decided_by, func.count())
-            .join(latest, latest.c.message_id == col(Message.id))
-            .join(RoutingDecision, col(RoutingDecision.id) == latest.c.last)
-            .where(*scope, col(RoutingDecision.action) == "route")
+            .join(RoutingDecision, col(RoutingDecision.message_id) == col(Message.id))
+            .where(*scope, col(RoutingDecision.action) == "route", newest)
             .group_by(period, col(RoutingDecision.decided_by))).all()
     out = {k: PeriodStats(k) for k in _keys(since.date(), now.date(), by)}
     for key, status, n in by_status:

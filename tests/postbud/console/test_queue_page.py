@@ -4,6 +4,7 @@ placing by dropdown or typed name through router.queue.assign, and never placing
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from sqlmodel import select
@@ -121,3 +122,23 @@ async def test_two_people_placing_one_letter_at_once_place_it_once(setup: tuple)
         assert len(session.exec(select(RoutingDecision).where(RoutingDecision.message_id == oldest,
                                                               RoutingDecision.decided_by == "hand")).all()) == 1
         assert len(session.exec(select(Delivery).where(Delivery.message_id == oldest)).all()) == 1
+
+
+async def test_the_queue_pages_by_seeking_after_the_last_row(make_config: MakeConfig) -> None:
+    config = make_config(extra="[console]\nenabled = true\npage_size = 2")
+    store = store_for(config)
+    user(store, "ib", "processing")
+    titles = [f"Brev {i}" for i in range(5)]
+    for i, title in enumerate(titles):
+        add(store, Spec(days_ago(10 - i, NOW), title=title, status="held"))
+    seen: list[str] = []
+    async with client(console_app(store, config)) as c:
+        await sign_in(c, "ib")
+        url = "/console/queue"
+        while url:
+            page = (await c.get(url)).text
+            assert "(5 held)" in page
+            seen += [t for t in titles if f">{t}<" in page]
+            more = re.search(r'id="more" href="\?after=([^"]+)"', page)
+            url = f"/console/queue?after={more.group(1)}" if more else ""
+    assert seen == titles
