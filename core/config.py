@@ -139,6 +139,7 @@ class DeliverySettings(Frozen):
     message_id_domain: str = Field(default="postbud.invalid", pattern=r"^[A-Za-z0-9.-]+$")
     channels: tuple[Literal["email", "webhook"], ...] = ("email", "webhook")
     webhook_ca_file: RelPath | None = None
+    webhook_timeout_seconds: float = Field(default=30.0, gt=0)  # per request (connect, send, answer)
     trust_store: RelPath | None = None  # S/MIME recipient certificates must chain to it when given
     batch_size: int = Field(default=50, gt=0)
     lease_seconds: float = Field(default=300.0, gt=0)

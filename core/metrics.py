@@ -122,6 +122,13 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        # A receiver refusing us (401/403/404/410): retried with back-off, but a person should look.
+        self.delivery_refused = Counter(
+            "postbud_delivery_refused_total",
+            "Sends the receiver refused while the letter is still retried (webhook_refused: 401/403/404/410).",
+            ["channel", "reason"],
+            registry=r,
+        )
         self.recipient_key_days_left = Gauge(
             "postbud_recipient_key_days_left",
             "Fewest days until a recipient key checked for delivery expires, per channel.",

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -16,6 +14,7 @@ from pydantic import SecretStr
 
 from core.config import DeliverySettings
 from core.domain import File, NormalizedMessage
+from core.settings import SecretRef
 from delivery.compose import cover_for, encrypted_email, message_id_for
 from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
@@ -100,21 +99,12 @@ class EmailChannel:
         await self._sender.close()
 
 
-def resolve_secret(reference: str, *, base_dir: Path | None = None) -> bytes:
-    """A webhook secret from its reference: env:NAME or file:PATH (relative to the recipients file)."""
-    kind, _, value = reference.partition(":")
-    if kind == "env" and value:
-        secret = os.environ.get(value)
-        if secret is None:
-            raise TransientDeliveryError(f"webhook secret: environment variable {value} is not set")
-        return secret.encode("utf-8")
-    if kind == "file" and value:
-        path = Path(value) if base_dir is None else base_dir / value
-        try:
-            return path.read_bytes().strip()
-        except OSError as exc:
-            raise TransientDeliveryError(f"webhook secret file {path}: {exc.strerror}") from None
-    raise TransientDeliveryError("webhook secret must be a reference: env:NAME or file:PATH")
+def resolve_secret(reference: SecretRef) -> bytes:
+    """A webhook secret from its reference (`{ env = "NAME" }` or `{ file = "path" }`)."""
+    try:
+        return reference.reveal().encode("utf-8")
+    except LookupError as exc:
+        raise TransientDeliveryError(f"webhook secret: {exc}") from None
 
 
 class WebhookChannel:
@@ -122,9 +112,8 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, client: httpx.AsyncClient, *, secrets_dir: Path | None = None) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
-        self._secrets_dir = secrets_dir
 
     async def send(self, item: Outbound) -> Sent:
         target, kind = item.recipient.webhook, item.recipient.key_kind
@@ -135,8 +124,9 @@ class WebhookChannel:
             build_envelope, delivery_id=item.token, trace_id=item.trace_id,
             sender=message.sender.name or message.sender.id or "", title=message.title,
             received_at=item.received_at, files=_files_with_text(item), key_kind=kind, key=item.key,
+            sealed=target.envelope == "sealed",
         )
-        secret = resolve_secret(target.secret, base_dir=self._secrets_dir)
+        secret = resolve_secret(target.secret)
         status = await post_webhook(self._client, target.url, body, secret)
         return Sent(f"HTTP {status}", None)
 
@@ -165,7 +155,7 @@ def smtp_settings(settings: DeliverySettings) -> SmtpSettings:
     )
 
 
-def build_channels(settings: DeliverySettings, *, secrets_dir: Path | None = None) -> Mapping[str, Channel]:
+def build_channels(settings: DeliverySettings) -> Mapping[str, Channel]:
     """The enabled channels, each with its own pooled connection (opened on first use)."""
     channels: dict[str, Channel] = {}
     if "email" in settings.channels:
@@ -173,6 +163,6 @@ def build_channels(settings: DeliverySettings, *, secrets_dir: Path | None = Non
                                          from_address=settings.from_address,
                                          message_id_domain=settings.message_id_domain)
     if "webhook" in settings.channels:
-        client = webhook_client(ca_file=settings.webhook_ca_file, timeout=settings.smtp_timeout_seconds)
-        channels["webhook"] = WebhookChannel(client, secrets_dir=secrets_dir)
+        client = webhook_client(ca_file=settings.webhook_ca_file, timeout=settings.webhook_timeout_seconds)
+        channels["webhook"] = WebhookChannel(client)
     return channels

@@ -3,7 +3,9 @@
     DeliveryError                    base; carries the remote reply (code, text) when there is one
     ├── TransientDeliveryError       RETRY: try this letter again later, with back-off
     │   ├── SmtpTransient            connection error, timeout, refused greeting, 4xx reply
-    │   └── WebhookTransient         connection error, timeout, 408/425/429/5xx
+    │   ├── WebhookTransient         connection error, timeout (read, write, pool), 408/425/429/5xx
+    │   └── WebhookRefused           401/403 (secret rotated) or 404/410 (receiver being deployed):
+    │                                retried with back-off until max_attempts, and alerted
     ├── ChannelUnavailable           PAUSE_CHANNEL: the channel, not the letter, is at fault;
     │   │                            stop using the channel, the letter waits for it
     │   ├── TlsRequired              no TLS (not offered, not https, certificate invalid): NOTHING sent
@@ -15,7 +17,7 @@
     ├── PermanentDeliveryError       DEAD_LETTER: the remote side refused this letter for good;
     │   │                            fail the row, keep the reply in the trace
     │   ├── SmtpPermanent            5xx reply, refused recipient
-    │   └── WebhookPermanent         any other non-2xx status
+    │   └── WebhookPermanent         any other 4xx: the receiver refuses this envelope itself
     └── RecipientsFileError          not a send outcome: the approved-recipients file is malformed
                                      (names file, key, line); the operator fixes the file
 
@@ -45,6 +47,8 @@ class DeliveryError(Exception):
     """
 
     action: ClassVar[Action] = Action.RETRY
+    # Set when an operator must look although the letter is retried (postbud_delivery_refused_total).
+    alert: ClassVar[str | None] = None
 
     def __init__(self, text: str, *, code: int | None = None) -> None:
         super().__init__(f"{code} {text}" if code is not None else text)
@@ -88,8 +92,15 @@ class WebhookTransient(TransientDeliveryError):
     """Connection error, timeout, 408, 425, 429 or 5xx from the webhook endpoint."""
 
 
+class WebhookRefused(TransientDeliveryError):
+    """401/403/404/410: the receiver refused us (a rotated secret, a deploy in progress). Retried with
+    back-off, since it usually heals, and alerted, since it may need a person."""
+
+    alert = "webhook_refused"
+
+
 class WebhookPermanent(PermanentDeliveryError):
-    """Any other non-2xx status from the webhook endpoint."""
+    """Any other 4xx from the webhook endpoint: it refuses this envelope itself."""
 
 
 class TlsRequired(ChannelUnavailable):

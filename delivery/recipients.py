@@ -16,7 +16,7 @@ Shape (paths are relative to the file's folder)::
     name = "ERP"
     channel = "webhook"
     pgp_key = "keys/erp.asc"
-    webhook = { url = "https://erp.example/hook", secret = "env:POSTBUD_ERP_SECRET" }
+    webhook = { url = "https://erp.example/hook", secret = { env = "POSTBUD_ERP_SECRET" } }
 
     [org.12345678.groups]
     board = ["alice", "bob"]
@@ -27,12 +27,13 @@ tracked by the daemon.
 
 from __future__ import annotations
 
+import logging
 import re
 import tomllib
 from collections.abc import Collection, Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -43,9 +44,11 @@ from pydantic import (
     model_validator,
 )
 
-from core.settings import is_cvr
+from core.settings import SecretRef, is_cvr
 from core.tomlpos import KeyLocator
 from delivery.errors import RecipientsFileError
+
+log = logging.getLogger(__name__)
 
 _ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
@@ -65,10 +68,13 @@ class _Frozen(BaseModel):
 
 
 class WebhookTarget(_Frozen):
-    """Where a webhook recipient's deliveries go; `secret` is a reference (e.g. env:NAME), not the key."""
+    """Where a webhook recipient's deliveries go: `secret` is a reference to the HMAC key, never the key;
+    `envelope` "sealed" (default) encrypts title, sender, times and file names with the documents,
+    "clear" leaves them readable under TLS (delivery/README.md lists exactly what)."""
 
     url: str
-    secret: str = Field(min_length=1)
+    secret: SecretRef
+    envelope: Literal["sealed", "clear"] = "sealed"
 
     @field_validator("url")
     @classmethod
@@ -76,6 +82,18 @@ class WebhookTarget(_Frozen):
         if not url.startswith("https://"):
             raise ValueError("webhook url must start with https:// (deliveries never travel in clear)")
         return url
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _legacy_secret(cls, value: object) -> object:
+        # Deprecated: "env:NAME" / "file:PATH" strings, from before the config's one secret syntax.
+        if isinstance(value, str):
+            kind, _, name = value.partition(":")
+            if kind not in ("env", "file") or not name:
+                raise ValueError('secret is { env = "NAME" } or { file = "path" }')
+            log.warning('webhook secret "%s:…" is deprecated: write secret = { %s = "…" }', kind, kind)
+            return {kind: name}
+        return value
 
 
 class Recipient(_Frozen):
@@ -248,6 +266,7 @@ def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Orga
                 for key in ("smime_cert", "pgp_key"):
                     if isinstance(rec.get(key), str):
                         rec[key] = (path.parent / rec[key]).resolve()
+                rec = _secret_file_resolved(path, rec)
             resolved[rid] = rec
         data["recipients"] = resolved
     groups = data.get("groups")
@@ -269,6 +288,20 @@ def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Orga
         raise _error(path, text, ("org", cvr, *loc), err["msg"]) from None
     except TypeError as exc:
         raise _error(path, text, ("org", cvr), str(exc)) from None
+
+
+def _secret_file_resolved(path: Path, rec: dict[str, Any]) -> dict[str, Any]:
+    """A webhook secret file (new or deprecated syntax) resolves against the recipients file's folder."""
+    hook = rec.get("webhook")
+    if not isinstance(hook, dict):
+        return rec
+    secret = hook.get("secret")
+    if isinstance(secret, str) and secret.startswith("file:"):
+        secret = {"file": secret[len("file:"):]}
+        log.warning('webhook secret "file:…" is deprecated: write secret = { file = "…" }')
+    if isinstance(secret, dict) and isinstance(secret.get("file"), str):
+        secret = {**secret, "file": str((path.parent / secret["file"]).resolve())}
+    return {**rec, "webhook": {**hook, "secret": secret}}
 
 
 def _error(path: Path, text: str, loc: tuple[str, ...], msg: str) -> RecipientsFileError:

@@ -15,6 +15,7 @@ from delivery.errors import (
     SmtpTransient,
     TlsRequired,
     WebhookPermanent,
+    WebhookRefused,
     WebhookTransient,
 )
 
@@ -23,6 +24,9 @@ SMTP_FAULTS = (aiosmtplib.SMTPException, OSError)  # ssl.SSLError is an OSError
 HTTP_FAULTS = (httpx.TransportError,)
 
 _WEBHOOK_TRANSIENT_STATUS = {408, 425, 429}
+# The receiver refuses us rather than the envelope: a secret rotated on one side only (401/403), a
+# route missing while it deploys (404/410). Dead-lettering at once would lose the letter.
+_WEBHOOK_REFUSED_STATUS = {401, 403, 404, 410}
 
 
 def smtp_reply_error(code: int, text: str) -> SmtpTransient | SmtpPermanent:
@@ -58,13 +62,18 @@ def webhook_transport_error(exc: httpx.TransportError) -> DeliveryError:
         if _ssl_cause(exc):
             return TlsRequired(f"TLS with the webhook endpoint failed: {exc}; nothing sent")
         return WebhookTransient(f"cannot connect to the webhook endpoint: {exc}")
+    if isinstance(exc, httpx.TimeoutException):
+        return WebhookTransient(f"webhook endpoint did not answer in time ({type(exc).__name__})")
     return WebhookTransient(f"webhook transport error: {type(exc).__name__}")
 
 
-def webhook_status_error(status: int, text: str) -> WebhookTransient | WebhookPermanent:
-    """A non-2xx status: the endpoint's trouble (retry) or its refusal of this letter (dead-letter)."""
+def webhook_status_error(status: int, text: str) -> WebhookTransient | WebhookRefused | WebhookPermanent:
+    """A non-2xx status: the endpoint's trouble (retry), its refusal of us (retry and alert), or its
+    refusal of this envelope (dead-letter)."""
     if status >= 500 or status in _WEBHOOK_TRANSIENT_STATUS:
         return WebhookTransient(text, code=status)
+    if status in _WEBHOOK_REFUSED_STATUS:
+        return WebhookRefused(text, code=status)
     return WebhookPermanent(text, code=status)
 
 

@@ -1,6 +1,7 @@
 """Webhook channel: HTTPS POST of a signed JSON envelope carrying documents encrypted to the recipient.
 
-Signature: X-Postbud-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>, with the
+The envelope is sealed by default (every field but the id encrypted); delivery/README.md is the
+receiver's contract. Signature: X-Postbud-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>, with the
 unix timestamp in X-Postbud-Timestamp. Receivers check it with `verify_webhook` (or the same three
 lines in their own language) and reject timestamps outside the replay window.
 """
@@ -38,7 +39,8 @@ from delivery.translate import (
 
 SIGNATURE_HEADER = "X-Postbud-Signature"
 TIMESTAMP_HEADER = "X-Postbud-Timestamp"
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 1  # clear metadata, each document encrypted
+SEALED_VERSION = 2  # everything but the id inside one encrypted object
 
 
 class WebhookVerificationError(Exception):
@@ -66,12 +68,23 @@ def encrypt_document(content: bytes, kind: KeyKind, key: bytes) -> tuple[str, by
 
 def build_envelope(*, delivery_id: str, trace_id: str, sender: str, title: str,
                    received_at: dt.datetime, files: Sequence[File], key_kind: KeyKind,
-                   key: bytes) -> bytes:
-    """The JSON body, with every document encrypted to the recipient's key.
+                   key: bytes, sealed: bool = True) -> bytes:
+    """The JSON body. `delivery_id` is the outbox row's stable id, the same on every retry, so
+    receivers deduplicate on it before decrypting anything.
 
-    Title, sender and file names travel as metadata inside TLS only. `delivery_id` is the outbox
-    row's stable id, the same on every retry, so receivers deduplicate on it.
+    Sealed (version 2): only `version`, `id` and one encrypted `sealed` object travel readable; title,
+    sender, received time, trace id, file names and documents are all inside it. Clear (version 1):
+    each document is encrypted, the metadata beside it travels under TLS only.
     """
+    if sealed:
+        inner = {
+            "trace_id": trace_id, "sender": sender, "title": title, "received_at": received_at.isoformat(),
+            "documents": [{"name": safe_filename(f.name), "media_type": f.media_type,
+                           "data": base64.b64encode(f.content).decode("ascii")} for f in files],
+        }
+        fmt, data = encrypt_document(_json(inner), key_kind, key)
+        return _json({"version": SEALED_VERSION, "id": delivery_id,
+                      "sealed": {"encryption": fmt, "data": base64.b64encode(data).decode("ascii")}})
     documents = []
     for f in files:
         fmt, data = encrypt_document(f.content, key_kind, key)
@@ -81,7 +94,11 @@ def build_envelope(*, delivery_id: str, trace_id: str, sender: str, title: str,
         "version": ENVELOPE_VERSION, "id": delivery_id, "trace_id": trace_id, "sender": sender,
         "title": title, "received_at": received_at.isoformat(), "documents": documents,
     }
-    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _json(envelope)
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

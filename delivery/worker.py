@@ -119,6 +119,8 @@ class _Run:
 
     async def _failed(self, job: Job, exc: DeliveryError) -> str:
         """Do what the error says (errors.py); returns the outcome label."""
+        if exc.alert is not None:
+            self.metrics.delivery_refused.labels(job.channel, exc.alert).inc()
         match exc.action:
             case Action.HOLD_RECIPIENT:
                 await asyncio.to_thread(outbox.hold, self.store, job, f"key cannot be used: {exc}")
@@ -234,9 +236,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
         return 0
     own = channels is None
     run = _Run(store, config, directory, metrics,
-               build_channels(config.delivery, secrets_dir=directory.source.parent
-                              if directory is not None and directory.source is not None else None)
-               if channels is None else channels, owner, when,
+               build_channels(config.delivery) if channels is None else channels, owner, when,
                pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
     queue = list(reversed(jobs))
     handled = 0

@@ -53,5 +53,5 @@ def test_attachment_names_reach_recipients_as_safe_base_names(name: str, expecte
 def test_webhook_documents_carry_safe_base_names(smime_recipient: SmimeRecipient) -> None:
     body = json.loads(build_envelope(delivery_id="d1", trace_id="t1", sender="s", title="t", received_at=RECEIVED,
                                      files=[File("../../../../tmp/x", "application/pdf", b"%PDF")],
-                                     key_kind=KeyKind.SMIME, key=smime_recipient.cert_pem))
+                                     key_kind=KeyKind.SMIME, key=smime_recipient.cert_pem, sealed=False))
     assert body["documents"][0]["name"] == "x"

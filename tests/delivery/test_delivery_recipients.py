@@ -30,7 +30,7 @@ pgp_key = "/etc/postbud/bob.asc"
 name = "ERP"
 channel = "webhook"
 pgp_key = "keys/erp.asc"
-webhook = { url = "https://erp.example/hook", secret = "env:POSTBUD_ERP_SECRET" }
+webhook = { url = "https://erp.example/hook", secret = { env = "POSTBUD_ERP_SECRET" } }
 
 [org.12345678.groups]
 board = ["alice", "bob"]
@@ -60,7 +60,7 @@ def test_directory_lookups(tmp_path: Path) -> None:
     assert alice.smime_cert == (tmp_path / "keys" / "alice.pem").resolve()  # relative to the file
     assert d.get("12345678", "bob").pgp_key == Path("/etc/postbud/bob.asc")
     erp = d.get("12345678", "erp")
-    assert erp.webhook is not None and erp.webhook.secret == "env:POSTBUD_ERP_SECRET"
+    assert erp.webhook is not None and erp.webhook.secret.env == "POSTBUD_ERP_SECRET"
     assert d.get("87654321", "carl").key_kind is None
 
 

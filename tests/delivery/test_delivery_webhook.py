@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from delivery.errors import TlsRequired, WebhookPermanent, WebhookTransient
+from delivery.errors import TlsRequired, WebhookPermanent, WebhookRefused, WebhookTransient
 from delivery.recipients import KeyKind
 from delivery.webhook import (
     SIGNATURE_HEADER,
@@ -93,7 +93,7 @@ def envelope_for(kind: KeyKind, key: bytes) -> bytes:
     return build_envelope(
         delivery_id="outbox-7", trace_id="tt-7", sender="Skattestyrelsen", title="Årsopgørelse",
         received_at=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-        files=[File("brev.pdf", "application/pdf", PDF)], key_kind=kind, key=key)
+        files=[File("brev.pdf", "application/pdf", PDF)], key_kind=kind, key=key, sealed=False)
 
 
 async def test_signed_envelope_arrives_and_document_decrypts_with_gpg(endpoint: Endpoint,
@@ -133,7 +133,7 @@ async def test_replayed_request_is_rejected(endpoint: Endpoint) -> None:
         now = dt.datetime.now(dt.UTC).timestamp()
         assert await post_webhook(client, endpoint.url, body, SECRET, now=now) == 200
         # an eavesdropper resending the identical signed request inside the window
-        with pytest.raises(WebhookPermanent) as caught:
+        with pytest.raises(WebhookRefused) as caught:
             await post_webhook(client, endpoint.url, body, SECRET, now=now)
     assert caught.value.code == 401
     assert endpoint.receiver.rejected == ["replayed request"]

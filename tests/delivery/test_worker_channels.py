@@ -61,7 +61,7 @@ async def rt(make_config: MakeConfig, smtp: RunningSmtp, smime_recipient: SmimeR
 name = "ERP"
 channel = "webhook"
 smime_cert = "{smime_recipient.cert_path}"
-webhook = {{ url = "https://erp.test.example/hook", secret = "env:POSTBUD_TEST_HOOK" }}
+webhook = {{ url = "https://erp.test.example/hook", secret = {{ env = "POSTBUD_TEST_HOOK" }} }}
 
 [org.{ORG}.groups]
 everyone = ["reception", "erp"]
@@ -124,8 +124,8 @@ async def test_group_is_expanded_and_each_recipient_gets_its_channel(rt: Runtime
     with rt.store.read() as session:
         row = session.exec(select(Delivery).where(Delivery.recipient == "erp")).one()
     assert first["id"] == second["id"] == delivery_token(row.idempotency_key)
-    documents = second["documents"]
-    assert isinstance(documents, list) and {d["encryption"] for d in documents} == {"cms"}
+    sealed = second["sealed"]
+    assert isinstance(sealed, dict) and sealed["encryption"] == "cms"
     assert b"%PDF" not in json.dumps(second).encode()
     assert state(rt, mid).message == "delivered"
     replies = {e.reason for e in state(rt, mid).events if e.kind == "delivery_sent"}
