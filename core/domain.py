@@ -52,7 +52,18 @@ class Attention:
     generating_system_id: str | None = None
     generating_system: str | None = None
     sor: str | None = None
+    # The address in one line: the structured grd:Address when given (in MeMo 1.1 and 1.2 alike),
+    # else the unstructured one; both are kept as given below.
     address: str | None = None
+    production_unit_name: str | None = None
+    gln_location: str | None = None
+    email_related_agent: str | None = None
+    telephone_related_agent: str | None = None
+    se_company_name: str | None = None
+    eid_label: str | None = None
+    sor_name: str | None = None
+    unstructured_address: str | None = None
+    address_parts: dict[str, str] | None = None  # grd:Address leaves (addressLabel, zipCode, ...; AddressPoint.*)
 
     def labels(self) -> tuple[str, ...]:
         """The human-readable names in this block, for fuzzy matching against recipients."""

@@ -14,7 +14,7 @@ import sqlalchemy
 from core.config import Config
 from core.configfile import load_config
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(os.environ.get("POSTBUD_SHARED") or Path(__file__).resolve().parents[2] / "shared")  # a worktree sets it
 PG_URL = os.environ.get("POSTBUD_TEST_PG")
 
 

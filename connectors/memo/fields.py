@@ -47,17 +47,18 @@ def _leaves(ns: str, container: str, *pairs: tuple[str, str], leaf_ns: str | Non
 
 ATTENTION_LEAVES: tuple[Leaf, ...] = (
     *_leaves(MEMO, "AttentionPerson", ("person_id", "personID"), ("person_name", "label")),
-    *_leaves(GRD, "ProductionUnit", ("production_unit", "productionUnitNumber")),
-    *_leaves(GLN, "GlobalLocationNumber", ("gln", "globalLocationNumber")),
-    *_leaves(MEMO, "EMail", ("email", "emailAddress")),
-    *_leaves(GRD, "SEnumber", ("se_number", "seNumber")),
-    *_leaves(MEMO, "Telephone", ("telephone", "telephoneNumber")),
-    *_leaves(GRD, "EID", ("eid", "eID")),
+    *_leaves(GRD, "ProductionUnit", ("production_unit", "productionUnitNumber"),
+             ("production_unit_name", "productionUnitName")),
+    *_leaves(GLN, "GlobalLocationNumber", ("gln", "globalLocationNumber"), ("gln_location", "location")),
+    *_leaves(MEMO, "EMail", ("email", "emailAddress"), ("email_related_agent", "relatedAgent")),
+    *_leaves(GRD, "SEnumber", ("se_number", "seNumber"), ("se_company_name", "companyName")),
+    *_leaves(MEMO, "Telephone", ("telephone", "telephoneNumber"), ("telephone_related_agent", "relatedAgent")),
+    *_leaves(GRD, "EID", ("eid", "eID"), ("eid_label", "label")),
     *_leaves(MEMO, "ContentResponsible", ("content_responsible_id", "contentResponsibleID"),
              ("content_responsible", "label")),
     *_leaves(MEMO, "GeneratingSystem", ("generating_system_id", "generatingSystemID"),
              ("generating_system", "label")),
-    *_leaves(SOR, "SORdata", ("sor", "sorIdentifier")),
+    *_leaves(SOR, "SORdata", ("sor", "sorIdentifier"), ("sor_name", "entryName")),
 )
 
 CONTENT_LEAVES: tuple[Leaf, ...] = (
@@ -126,14 +127,39 @@ def write_leaves(parent: etree._Element, leaves: tuple[Leaf, ...], values: Mappi
         etree.SubElement(container, leaf.leaf).text = value
 
 
-def read_address(parent: etree._Element | None) -> str | None:
-    """The unstructured address when given, else the structured grd:Address joined into one line."""
-    unstructured = text_of(parent, q(GRD, "UnstructuredAddress"), q(GRD, "unstructured"))
-    if unstructured or parent is None:
-        return unstructured
-    address = parent.find(q(GRD, "Address"))
+def read_unstructured(parent: etree._Element | None) -> str | None:
+    """The unstructured address when a structured one is given too (else it is the line itself)."""
+    if parent is None or parent.find(q(GRD, "Address")) is None:
+        return None
+    return text_of(parent, q(GRD, "UnstructuredAddress"), q(GRD, "unstructured"))
+
+
+def read_address_parts(parent: etree._Element | None) -> dict[str, str] | None:
+    """Every leaf of grd:Address as given (AddressPoint's as `AddressPoint.<leaf>`)."""
+    address = parent.find(q(GRD, "Address")) if parent is not None else None
     if address is None:
         return None
+    parts: dict[str, str] = {}
+    for node in address.iter():
+        if node is address or not isinstance(node.tag, str) or len(node):
+            continue
+        name = etree.QName(node).localname
+        owner = node.getparent()
+        if owner is not None and owner is not address:
+            name = f"{etree.QName(owner).localname}.{name}"
+        if (node.text or "").strip():
+            parts[name] = (node.text or "").strip()
+    return parts or None
+
+
+def read_address(parent: etree._Element | None) -> str | None:
+    """The structured grd:Address joined into one line when given, else the unstructured address:
+    the same preference whatever the MeMo version (both are kept: `read_unstructured`, `read_address_parts`)."""
+    if parent is None:
+        return None
+    address = parent.find(q(GRD, "Address"))
+    if address is None:
+        return text_of(parent, q(GRD, "UnstructuredAddress"), q(GRD, "unstructured"))
 
     def part(name: str) -> str:
         return text_of(address, q(GRD, name)) or ""
@@ -154,7 +180,8 @@ def write_address(parent: etree._Element, value: str | None) -> None:
 def read_attention(data: etree._Element | None) -> Attention | None:
     if data is None:
         return None
-    return Attention(**read_leaves(data, ATTENTION_LEAVES), address=read_address(data))
+    return Attention(**read_leaves(data, ATTENTION_LEAVES), address=read_address(data),
+                     unstructured_address=read_unstructured(data), address_parts=read_address_parts(data))
 
 
 def write_attention(parent: etree._Element, attention: Attention | None) -> None:
@@ -165,20 +192,31 @@ def write_attention(parent: etree._Element, attention: Attention | None) -> None
         return
     data = etree.SubElement(parent, q(MEMO, "AttentionData"))
     write_leaves(data, ATTENTION_LEAVES, values)
-    write_address(data, attention.address)
+    write_address(data, attention.unstructured_address or attention.address)
 
 
 def attention_to_items(prefix: str, attention: Attention | None) -> dict[str, str]:
     """Flatten an Attention into `content_data` items (for the sender's, which the model has no field for)."""
     if attention is None:
         return {}
-    return {f"{prefix}{k}": v for k, v in dataclasses.asdict(attention).items() if v is not None}
+    items: dict[str, str] = {}
+    for key, value in dataclasses.asdict(attention).items():
+        if isinstance(value, dict):  # address_parts: one flat item per leaf
+            items.update({f"{prefix}{key}.{part}": text for part, text in value.items()})
+        elif value is not None:
+            items[f"{prefix}{key}"] = value
+    return items
 
 
 def attention_from_items(prefix: str, items: Mapping[str, str]) -> Attention | None:
     names = {f.name for f in dataclasses.fields(Attention)}
-    values = {k[len(prefix):]: v for k, v in items.items() if k.startswith(prefix) and k[len(prefix):] in names}
-    return Attention(**values) if values else None
+    values: dict[str, object] = {k[len(prefix):]: v for k, v in items.items()
+                                 if k.startswith(prefix) and k[len(prefix):] in names}
+    parts = {k[len(prefix) + len("address_parts."):]: v for k, v in items.items()
+             if k.startswith(f"{prefix}address_parts.")}
+    if parts:
+        values["address_parts"] = parts
+    return Attention(**values) if values else None  # type: ignore[arg-type]
 
 
 def read_contact_point(point: etree._Element | None, prefix: str) -> dict[str, str]:

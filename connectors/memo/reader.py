@@ -16,6 +16,8 @@ from connectors.memo.fields import (
     attention_to_items,
     q,
     read_address,
+    read_address_parts,
+    read_unstructured,
     read_attention,
     read_contact_point,
     read_leaves,
@@ -237,6 +239,9 @@ def _content_data(header: etree._Element) -> dict[str, str]:
     content = header.find(_m("ContentData"))
     items.update(read_leaves(content, CONTENT_LEAVES))
     put("address", read_address(content))
+    put("unstructured_address", read_unstructured(content))
+    for part, text in (read_address_parts(content) or {}).items():
+        put(f"address_parts.{part}", text)
     for extra in _findall(content, "AdditionalContentData"):
         data_name = text_of(extra, _m("contentDataName"))
         if data_name is not None:
