@@ -125,6 +125,29 @@ class RecipientsSettings(Frozen):
     file: RelPath | None = None
 
 
+class PostSettings(Frozen):
+    """The physical post channel: a print-and-mail provider's REST API (OAuth2 client credentials)."""
+
+    api_url: str  # e.g. https://api.provider.example (no trailing slash)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretRef
+    organisation: str = Field(min_length=1)  # the provider's organisation id letters are filed under
+    ca_file: RelPath | None = None  # None: the system trust store verifies the provider
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    poll_interval_seconds: float = Field(default=2.0, gt=0)
+    # One attempt waits this long for posted/failed; still in progress: the letter is looked at again
+    # after the usual back-off (found by its reference, never uploaded twice).
+    poll_seconds: float = Field(default=30.0, gt=0)
+    delivery_product: str = "cheap"
+
+    @field_validator("api_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("api_url must start with https:// (letters never travel in clear)")
+        return value.rstrip("/")
+
+
 class DeliverySettings(Frozen):
     """The delivery stage: SMTP relay (TLS always), enabled channels, retries, approval invitations."""
 
@@ -137,7 +160,8 @@ class DeliverySettings(Frozen):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     from_address: str = Field(default="postbud@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     message_id_domain: str = Field(default="postbud.invalid", pattern=r"^[A-Za-z0-9.-]+$")
-    channels: tuple[Literal["email", "webhook"], ...] = ("email", "webhook")
+    channels: tuple[Literal["email", "webhook", "post"], ...] = ("email", "webhook")
+    post: PostSettings | None = None  # [delivery.post]: needed when "post" is among the channels
     webhook_ca_file: RelPath | None = None
     webhook_timeout_seconds: float = Field(default=30.0, gt=0)  # per request (connect, send, answer)
     trust_store: RelPath | None = None  # S/MIME recipient certificates must chain to it when given
@@ -156,6 +180,13 @@ class DeliverySettings(Frozen):
         if not value.startswith(("https://", "http://")):
             raise ValueError("approval_base_url must start with https:// (or http:// on localhost)")
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _post_configured(self) -> DeliverySettings:
+        if "post" in self.channels and self.post is None:
+            raise ValueError('channels names "post" but there is no [delivery.post] table (api_url, client_id, '
+                             "client_secret, organisation)")
+        return self
 
 
 class NoticeSettings(Frozen):
@@ -188,7 +219,7 @@ class SandboxSettings(Frozen):
     messages_per_cvr: int = Field(default=5, ge=0)
     seed: int = 0
     ports: dict[str, int] = Field(
-        default_factory=lambda: {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025}
+        default_factory=lambda: {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025, "post": 18446}
     )
 
 

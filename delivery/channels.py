@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+
 from typing import Protocol
 
 import httpx
@@ -18,29 +17,12 @@ from core.settings import SecretRef
 from delivery.compose import cover_for, encrypted_email, message_id_for
 from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
+from delivery.outbound import Outbound as Outbound
+from delivery.outbound import Sent as Sent
+from delivery.post import PostChannel, post_client
 from delivery.recipients import Recipient
 from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
 from delivery.webhook import build_envelope, post_webhook, webhook_client
-
-
-@dataclass(frozen=True)
-class Outbound:
-    """One outbox row ready to go: the message, its approved recipient and the checked key bytes."""
-
-    token: str  # stable per outbox row (see delivery_token): Message-ID and webhook id derive from it
-    message: NormalizedMessage
-    recipient: Recipient
-    key: bytes
-    trace_id: str
-    received_at: dt.datetime
-
-
-@dataclass(frozen=True)
-class Sent:
-    """The remote side's acknowledgement, kept in the trace."""
-
-    reply: str
-    message_id: str | None = None
 
 
 class Channel(Protocol):
@@ -162,6 +144,8 @@ def build_channels(settings: DeliverySettings) -> Mapping[str, Channel]:
         channels["email"] = EmailChannel(SmtpSender(smtp_settings(settings)),
                                          from_address=settings.from_address,
                                          message_id_domain=settings.message_id_domain)
+    if "post" in settings.channels and settings.post is not None:
+        channels["post"] = PostChannel(post_client(settings.post), settings.post)
     if "webhook" in settings.channels:
         client = webhook_client(ca_file=settings.webhook_ca_file, timeout=settings.webhook_timeout_seconds)
         channels["webhook"] = WebhookChannel(client)

@@ -4,20 +4,24 @@
     ├── TransientDeliveryError       RETRY: try this letter again later, with back-off
     │   ├── SmtpTransient            connection error, timeout, refused greeting, 4xx reply
     │   ├── WebhookTransient         connection error, timeout (read, write, pool), 408/425/429/5xx
-    │   └── WebhookRefused           401/403 (secret rotated) or 404/410 (receiver being deployed):
-    │                                retried with back-off until max_attempts, and alerted
+    │   ├── WebhookRefused           401/403 (secret rotated) or 404/410 (receiver being deployed):
+    │   │                            retried with back-off until max_attempts, and alerted
+    │   └── PostTransient            print provider unreachable, slow, 429/5xx, or the letter still
+    │                                in progress (looked at again later, found by its reference)
     ├── ChannelUnavailable           PAUSE_CHANNEL: the channel, not the letter, is at fault;
     │   │                            stop using the channel, the letter waits for it
     │   ├── TlsRequired              no TLS (not offered, not https, certificate invalid): NOTHING sent
     │   ├── SmtpAuthFailed           AUTH refused: the channel needs new credentials
-    │   └── RelayUnreachable         the relay cannot be reached or refuses to greet: NOTHING sent
+    │   ├── RelayUnreachable         the relay cannot be reached or refuses to greet: NOTHING sent
+    │   └── PostAuthFailed           the print provider refuses our client credentials
     ├── RecipientUnusable            HOLD_RECIPIENT: nothing can go to this recipient as configured;
     │   │                            hold its rows, send its letters back for re-routing
     │   └── EncryptionError          the recipient's key material cannot be used to encrypt
     ├── PermanentDeliveryError       DEAD_LETTER: the remote side refused this letter for good;
     │   │                            fail the row, keep the reply in the trace
     │   ├── SmtpPermanent            5xx reply, refused recipient
-    │   └── WebhookPermanent         any other 4xx: the receiver refuses this envelope itself
+    │   ├── WebhookPermanent         any other 4xx: the receiver refuses this envelope itself
+    │   └── PostPermanent            the provider refused or failed the letter, or there is no PDF
     └── RecipientsFileError          not a send outcome: the approved-recipients file is malformed
                                      (names file, key, line); the operator fixes the file
 
@@ -121,3 +125,15 @@ class EncryptionError(RecipientUnusable):
 
 class RecipientsFileError(DeliveryError):
     """The approved-recipients file cannot be used as written."""
+
+
+class PostTransient(TransientDeliveryError):
+    """The print provider is unreachable or slow, or the letter is not posted yet: look again later."""
+
+
+class PostAuthFailed(ChannelUnavailable):
+    """The print provider refuses our client credentials: the channel needs new ones."""
+
+
+class PostPermanent(PermanentDeliveryError):
+    """The provider refused or failed the letter (bad address, validation), or nothing is printable."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -155,7 +156,8 @@ def start_send(store: Store, job: Job, *, owner: str, now: dt.datetime) -> Job |
     return job
 
 
-def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *, owner: str) -> bool:
+def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *, owner: str,
+                   detail: Mapping[str, object] | None = None) -> bool:
     """The commit after a successful send: row delivered, trace with the reply, message settled.
     False when the lease ran out and another worker took the row over (nothing changed)."""
     with store.transaction() as session:
@@ -168,7 +170,7 @@ def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *
         if not done.rowcount:
             return False
         record(session, job.message_id, "delivery_sent", actor=ACTOR, reason=reply[:500],
-               detail=_detail(job, message_id=message_id))
+               detail=_detail(job, message_id=message_id, **(detail or {})))
         settle(session, job.message_id)
     return True
 

@@ -56,6 +56,7 @@ _ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 class Channel(StrEnum):
     EMAIL = "email"
     WEBHOOK = "webhook"
+    POST = "post"
 
 
 class KeyKind(StrEnum):
@@ -96,6 +97,16 @@ class WebhookTarget(_Frozen):
         return value
 
 
+class PostalAddress(_Frozen):
+    """Where the post channel's letters go (printed on the provider's address page)."""
+
+    name: str = Field(min_length=1)
+    street: str = Field(min_length=1)
+    postcode: str = Field(min_length=1)
+    city: str = Field(min_length=1)
+    country: str = Field(default="DK", pattern=r"^[A-Z]{2}$")
+
+
 class Recipient(_Frozen):
     """One approved-recipient candidate of an organisation."""
 
@@ -107,6 +118,7 @@ class Recipient(_Frozen):
     smime_cert: Path | None = None
     pgp_key: Path | None = None
     webhook: WebhookTarget | None = None
+    postal_address: PostalAddress | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -116,6 +128,8 @@ class Recipient(_Frozen):
             raise ValueError("channel 'email' needs an email address")
         if self.channel is Channel.WEBHOOK and self.webhook is None:
             raise ValueError("channel 'webhook' needs a webhook table (url, secret)")
+        if self.channel is Channel.POST and self.postal_address is None:
+            raise ValueError("channel 'post' needs a postal_address table (name, street, postcode, city)")
         return self
 
     @property
@@ -137,6 +151,9 @@ class Organisation(_Frozen):
 
     cvr: str
     default_channel: Channel = Channel.EMAIL
+    # Channels this organisation switched off: its recipients go by the default channel instead (by
+    # e-mail when the default is off too); letters already sent keep their history.
+    channels_off: tuple[Channel, ...] = ()
     recipients: Mapping[str, Recipient] = Field(default_factory=dict)
     groups: Mapping[str, tuple[str, ...]] = Field(default_factory=dict)
 
@@ -196,6 +213,11 @@ class RecipientsFile:
             return {}
         return {rid: [r.name, *r.aliases] for rid, r in o.recipients.items()}
 
+    def channels_off(self, org: str) -> tuple[Channel, ...]:
+        """The channels the organisation switched off (its recipients go by the default instead)."""
+        o = self._orgs.get(org)
+        return () if o is None else o.channels_off
+
     def get(self, org: str, rid: str) -> Recipient:
         try:
             return self._org(org).recipients[rid]
@@ -222,13 +244,16 @@ class RecipientsFile:
         return tuple(r.id for r in self.expand(org, [target]))
 
     def channel(self, org: str, rid: str, *, enabled: Collection[str] = tuple(Channel)) -> Channel:
-        """The channel to use: the recipient's own if enabled, else the organisation default."""
+        """The channel to use: the recipient's own if enabled (globally and by its organisation), else
+        the organisation's default, else e-mail."""
         o = self._org(org)
         own = self.get(org, rid).channel
-        on = set(enabled)
+        on = set(enabled) - set(o.channels_off)
         if own is not None and own in on:
             return own
-        return o.default_channel
+        if o.default_channel in on:
+            return o.default_channel
+        return Channel.EMAIL
 
 
 def load_recipients(path: Path) -> RecipientsFile:

@@ -9,6 +9,9 @@ import httpx
 
 from delivery.errors import (
     DeliveryError,
+    PostAuthFailed,
+    PostPermanent,
+    PostTransient,
     RelayUnreachable,
     SmtpAuthFailed,
     SmtpPermanent,
@@ -75,6 +78,22 @@ def webhook_status_error(status: int, text: str) -> WebhookTransient | WebhookRe
     if status in _WEBHOOK_REFUSED_STATUS:
         return WebhookRefused(text, code=status)
     return WebhookPermanent(text, code=status)
+
+
+def post_transport_error(exc: httpx.TransportError) -> DeliveryError:
+    """A request to the print provider that got no HTTP status back."""
+    if isinstance(exc, httpx.ConnectError) and _ssl_cause(exc):
+        return TlsRequired(f"TLS with the print provider failed: {exc}; nothing sent")
+    return PostTransient(f"print provider unreachable or slow: {type(exc).__name__}")
+
+
+def post_status_error(status: int, text: str) -> DeliveryError:
+    """A non-2xx status from the print provider."""
+    if status in (401, 403):
+        return PostAuthFailed(text, code=status)
+    if status >= 500 or status in _WEBHOOK_TRANSIENT_STATUS:
+        return PostTransient(text, code=status)
+    return PostPermanent(text, code=status)
 
 
 def _ssl_cause(exc: BaseException) -> bool:

@@ -112,7 +112,7 @@ class _Run:
         self.pauses.resume(job.channel)
         self.metrics.delivery_channel_paused.labels(job.channel).set(0)
         if not await asyncio.to_thread(outbox.mark_delivered, self.store, job, sent.reply, sent.message_id,
-                                       owner=self.owner):
+                                       owner=self.owner, detail=sent.detail):
             log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
         log.info("delivered %s via %s: %s", job.id, job.channel, sent.reply)
         return "delivered"
@@ -154,7 +154,14 @@ class _Run:
             recipient = self.directory.get(job.organisation, job.recipient)
         except UnknownRecipient as exc:
             return str(exc.args[0]), None
+        if job.channel in self.directory.channels_off(job.organisation):
+            # held, so routing again sends the recipient by the organisation's default channel
+            return f"channel {job.channel} is switched off for organisation {job.organisation}", None
         admitted = self.admitted.get((job.organisation, job.recipient))
+        if job.channel == "post":
+            # paper cannot be encrypted: the administrator's postal address in the file is the approval
+            admitted = (None if recipient.postal_address is not None
+                        else f"recipient {recipient.id} has no postal_address", b"")
         if admitted is None:
             # once per recipient and run: the key file is read once, and the bytes checked are
             # the bytes encrypted to

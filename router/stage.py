@@ -75,7 +75,7 @@ def _targets(message: Message, recipients: tuple[str, ...], directory: Recipient
     recipients file is given; ids it does not know stay as named (delivery holds them)."""
     if directory is None:
         return [(r, DEFAULT_CHANNEL) for r in recipients]
-    enabled = list(channels) if channels is not None else ["email", "webhook"]
+    enabled = list(channels) if channels is not None else ["email", "webhook", "post"]
     org = message.organisation_cvr
     out: dict[tuple[str, str], None] = {}
     for named in recipients:

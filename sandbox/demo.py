@@ -11,9 +11,10 @@ a revocation) survives restarts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlmodel import select
@@ -26,7 +27,10 @@ from delivery.recipients import RecipientsFile, load_recipients
 from sandbox.demo_accounts import ensure_demo_accounts
 from sandbox.demo_held import drop_held_letters
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
+from sandbox.post import FakePost
 from sandbox.run import SandboxHandle, serve_sandbox
+from sandbox.server import serve_tls
+from sandbox.testca import LocalCA
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +55,15 @@ class Sandbox:
     mail: SandboxMailServer
     keys: DemoKeys
     folder: Path
+    post: FakePost | None = None
+    post_url: str = ""
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     def describe(self) -> list[str]:
         lines = [f"{name:<6} {endpoint.base_url}" for name, endpoint in self.providers.endpoints.items()]
         lines.append(f"smtp   127.0.0.1:{self.mail.port} (STARTTLS), mail kept in {self.mail.mail_dir}")
+        if self.post is not None:
+            lines.append(f"post   {self.post_url} (print and mail), letters kept in {self.post.folder}")
         lines.append(f"CA {self.providers.ca_path}; credentials in {self.folder / 'secrets'}")
         return lines
 
@@ -65,6 +74,7 @@ class Sandbox:
         ensure_demo_accounts(store, config)
 
     async def aclose(self) -> None:
+        await self._stack.aclose()
         await self.mail.stop()
         await self.providers.aclose()
 
@@ -94,10 +104,30 @@ async def start_sandbox(config: Config) -> Sandbox:
     await mail.start()
     keys = ensure_demo_recipient(settings.folder / "keys")
     write_demo_recipients(settings.folder / "recipients.toml", cvrs, keys)
+    sandbox = Sandbox(providers, mail, keys, settings.folder)
+    try:
+        await start_post(sandbox, settings.ports.get("post", 0))
+    except BaseException:
+        await sandbox.aclose()
+        raise
     log.info("sandbox running: %s; mail server on port %d, storing under %s",
              ", ".join(f"{n} at {e.base_url}" for n, e in providers.endpoints.items()),
              mail.port, settings.folder / "mail")
-    return Sandbox(providers, mail, keys, settings.folder)
+    return sandbox
+
+
+async def start_post(sandbox: Sandbox, port: int) -> None:
+    """The fake print-and-mail provider on `port`, its client secret under secrets/ (post.client_secret)."""
+    fake = FakePost(sandbox.folder / "post")
+    secret = sandbox.folder / "secrets" / "post.client_secret"
+    if secret.exists():  # the config names the file: keep the secret stable across starts
+        fake.client_secret = secret.read_text(encoding="utf-8").strip()
+    secret.touch(mode=0o600, exist_ok=True)
+    secret.write_text(fake.client_secret, encoding="utf-8")
+    ca = LocalCA(sandbox.folder / "ca")
+    sandbox.post_url = await sandbox._stack.enter_async_context(
+        serve_tls(fake.app, ca=ca, port=port, server_name="post-sandbox"))
+    sandbox.post = fake
 
 
 def write_secrets(folder: Path, handle: SandboxHandle) -> None:

@@ -119,7 +119,8 @@ async def test_each_letter_fault_gets_its_action(rt: Runtime, error: DeliveryErr
 def test_only_translate_classifies_transport_failures() -> None:
     # the SMTP and webhook error classes are built in one module; the rest of delivery/ raises its
     # own errors (TlsRequired for "not https", EncryptionError, ...) but never classifies a reply
-    classifying = {"SmtpTransient", "SmtpPermanent", "WebhookTransient", "WebhookPermanent"}
+    classifying = {"SmtpTransient", "SmtpPermanent", "WebhookTransient", "WebhookPermanent", "WebhookRefused",
+                   "PostAuthFailed"}
     where: dict[str, set[str]] = {}
     for path in Path(delivery.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

@@ -1,0 +1,32 @@
+"""What a channel is handed (one outbox row ready to go) and what it hands back (the remote acknowledgement)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from core.domain import NormalizedMessage
+from delivery.recipients import Recipient
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """One outbox row ready to go: the message, its approved recipient and the checked key bytes."""
+
+    token: str  # stable per outbox row (see delivery_token): Message-ID and webhook id derive from it
+    message: NormalizedMessage
+    recipient: Recipient
+    key: bytes
+    trace_id: str
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The remote side's acknowledgement, kept in the trace."""
+
+    reply: str
+    message_id: str | None = None
+    # what the trace keeps beside the reply (the post channel: each letter's id, status and cost)
+    detail: Mapping[str, object] = field(default_factory=dict)
