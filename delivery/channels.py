@@ -19,6 +19,7 @@ from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
 from delivery.outbound import Outbound as Outbound
 from delivery.outbound import Sent as Sent
+from delivery.plain import tls_only_forward, waiting_notice
 from delivery.post import PostChannel, post_client
 from delivery.recipients import Recipient
 from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
@@ -55,10 +56,12 @@ class EmailChannel:
 
     name = "email"
 
-    def __init__(self, sender: SmtpSender, *, from_address: str, message_id_domain: str) -> None:
+    def __init__(self, sender: SmtpSender, *, from_address: str, message_id_domain: str,
+                 console_url: str = "http://127.0.0.1:9464") -> None:
         self._sender = sender
         self._from = from_address
         self._domain = message_id_domain
+        self._console = console_url
 
     @property
     def sender(self) -> SmtpSender:
@@ -66,15 +69,31 @@ class EmailChannel:
         return self._sender
 
     async def send(self, item: Outbound) -> Sent:
-        if item.recipient.email is None:
-            raise EncryptionError(f"recipient {item.recipient.id} has no e-mail address")
+        recipient = item.recipient
         message_id = message_id_for(item.token, domain=self._domain)
+        if recipient.notify == "notice":
+            to = recipient.notification_address or recipient.email
+            assert to is not None  # the recipients file refuses a notice recipient without an address
+            notice = waiting_notice(item.message, organisation=item.message.recipient.name or "your organisation",
+                                    from_addr=self._from, to_addr=to, message_id=message_id,
+                                    trace_id=item.trace_id, console_url=self._console)
+            reply = await self._sender.send(notice, sender=self._from, recipients=[to])
+            return Sent(reply, message_id, {"mode": "notice", "content_sent": False})
+        if recipient.email is None:
+            raise EncryptionError(f"recipient {recipient.id} has no e-mail address")
+        if recipient.tls_only:
+            # the administrator marked this forward target TLS-only: the trace records it per letter
+            plain = await asyncio.to_thread(tls_only_forward, item.message, from_addr=self._from,
+                                            to_addr=recipient.email, message_id=message_id,
+                                            trace_id=item.trace_id, received_at=item.received_at)
+            reply = await self._sender.send(plain, sender=self._from, recipients=[recipient.email])
+            return Sent(reply, message_id, {"encrypted": False, "tls_only": True})
         # encryption is CPU work: keep the event loop (HTTP, other channels) responsive
         wire = await asyncio.to_thread(
-            encrypted_email, item.message, item.recipient, key=item.key, from_addr=self._from,
+            encrypted_email, item.message, recipient, key=item.key, from_addr=self._from,
             message_id=message_id, trace_id=item.trace_id, received_at=item.received_at,
         )
-        reply = await self._sender.send(wire, sender=self._from, recipients=[item.recipient.email])
+        reply = await self._sender.send(wire, sender=self._from, recipients=[recipient.email])
         return Sent(reply, message_id)
 
     async def aclose(self) -> None:
@@ -143,7 +162,8 @@ def build_channels(settings: DeliverySettings) -> Mapping[str, Channel]:
     if "email" in settings.channels:
         channels["email"] = EmailChannel(SmtpSender(smtp_settings(settings)),
                                          from_address=settings.from_address,
-                                         message_id_domain=settings.message_id_domain)
+                                         message_id_domain=settings.message_id_domain,
+                                         console_url=settings.approval_base_url)
     if "post" in settings.channels and settings.post is not None:
         channels["post"] = PostChannel(post_client(settings.post), settings.post)
     if "webhook" in settings.channels:

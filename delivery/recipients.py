@@ -119,6 +119,14 @@ class Recipient(_Frozen):
     pgp_key: Path | None = None
     webhook: WebhookTarget | None = None
     postal_address: PostalAddress | None = None
+    # "letter": the encrypted letter itself; "notice": only "a letter from X is waiting" (no content)
+    # to notification_address (default: email)
+    notify: Literal["letter", "notice"] = "letter"
+    notification_address: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
+    # "forward": a system's inbox (an accounting system); tls_only = true, set only by an administrator,
+    # lets it receive the letter unencrypted over verified TLS, and the trace says so
+    kind: Literal["person", "forward"] = "person"
+    tls_only: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -128,6 +136,10 @@ class Recipient(_Frozen):
             raise ValueError("channel 'email' needs an email address")
         if self.channel is Channel.WEBHOOK and self.webhook is None:
             raise ValueError("channel 'webhook' needs a webhook table (url, secret)")
+        if self.tls_only and self.kind != "forward":
+            raise ValueError('tls_only is only for recipients of kind = "forward"')
+        if self.notify == "notice" and (self.notification_address or self.email) is None:
+            raise ValueError("notify = 'notice' needs a notification_address (or an email)")
         if self.channel is Channel.POST and self.postal_address is None:
             raise ValueError("channel 'post' needs a postal_address table (name, street, postcode, city)")
         return self

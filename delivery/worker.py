@@ -158,9 +158,10 @@ class _Run:
             # held, so routing again sends the recipient by the organisation's default channel
             return f"channel {job.channel} is switched off for organisation {job.organisation}", None
         admitted = self.admitted.get((job.organisation, job.recipient))
-        if job.channel == "post":
-            # paper cannot be encrypted: the administrator's postal address in the file is the approval
-            admitted = (None if recipient.postal_address is not None
+        if job.channel == "post" or (recipient.tls_only and job.channel == "email"):
+            # paper cannot be encrypted, and a TLS-only forward target is sent in clear on purpose: the
+            # administrator's entry in the file (postal address, tls_only) is the approval
+            admitted = (None if job.channel != "post" or recipient.postal_address is not None
                         else f"recipient {recipient.id} has no postal_address", b"")
         if admitted is None:
             # once per recipient and run: the key file is read once, and the bytes checked are
