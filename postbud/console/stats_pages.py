@@ -3,6 +3,9 @@ the health page (mailboxes, outbox and queue backlog: the facts of `postbud stat
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from datetime import datetime, timezone
 from typing import cast
 
@@ -22,7 +25,7 @@ from postbud.console.profiles import Area
 from postbud.console.sessions import Viewer
 from postbud.console.web import Console, page, render
 from postbud.console.stats_data import SPAN, figures
-from postbud.stats import By
+from postbud.stats import By, PeriodStats
 from postbud.status import mailbox_states
 
 LABELS = {"routed_by_rule": "by_rule", "routed_by_model": "by_model", "routed_by_hand": "by_hand",
@@ -30,12 +33,33 @@ LABELS = {"routed_by_rule": "by_rule", "routed_by_model": "by_model", "routed_by
           "delivered": "delivered", "failed": "failed"}
 
 
+# Statistics are counted over every letter of the span; a view within this many seconds of the last
+# one for the same organisations and period reuses its figures (a month or year of 100,000 letters
+# takes about a second to count on SQLite; bench/console_bench.py).
+CACHE_SECONDS = 60.0
+_cache: weakref.WeakKeyDictionary[Store, dict[tuple[tuple[str, ...], str], tuple[float, list[PeriodStats]]]] = \
+    weakref.WeakKeyDictionary()
+_cache_lock = threading.Lock()
+
+
+def cached_figures(store: Store, organisations: tuple[str, ...], by: By, now: datetime) -> list[PeriodStats]:
+    key = (tuple(sorted(organisations)), by)
+    with _cache_lock:
+        hit = _cache.get(store, {}).get(key)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    periods = figures(store, organisations, by, now)
+    with _cache_lock:
+        _cache.setdefault(store, {})[key] = (time.monotonic(), periods)
+    return periods
+
+
 async def stats_page(request: Request, console: Console, viewer: Viewer) -> Response:
     by = request.query_params.get("by", "day")
     by = by if by in SPAN else "day"
     org = request.query_params.get("cvr", "")
     chosen = (org,) if org in viewer.organisations else viewer.organisations
-    periods = await run_in_threadpool(figures, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
+    periods = await run_in_threadpool(cached_figures, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
     t = translator(viewer.language)
     labels = {name: t(key) for name, key in LABELS.items()} | {"title": t("stats")}
     return render(request, "stats.html", viewer=viewer, active="stats", by=by, cvr=org, periods=periods,

@@ -43,3 +43,19 @@ async def test_the_figures_equal_postbud_stats_and_stay_in_the_viewers_organisat
     assert "<svg" in page and 'class="bar"' in page and "<script" not in page
     for p in mine:  # each period's numbers beside the chart
         assert f"<tr><td>{p.period}</td><td>{p.collected}</td><td>{p.routed_by_rule}</td>" in page
+
+
+def test_a_second_view_within_a_minute_reuses_the_count(make_config: MakeConfig,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from postbud.console import stats_pages
+
+    store = store_for(make_config())
+    add(store, Spec(NOW - timedelta(hours=1), decided_by="rule", status="delivered", outbox=[Out("reception")]))
+    counted: list[str] = []
+    real = stats_pages.figures
+    monkeypatch.setattr(stats_pages, "figures", lambda *a: counted.append("x") or real(*a))
+    first = stats_pages.cached_figures(store, (ORG_A,), "day", NOW)
+    again = stats_pages.cached_figures(store, (ORG_A,), "day", NOW)
+    assert first == again and counted == ["x"]
+    stats_pages.cached_figures(store, (ORG_A, ORG_B), "day", NOW)  # other organisations: counted anew
+    assert counted == ["x", "x"]
