@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import sys
+from typing import TextIO
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
@@ -97,8 +98,26 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """postbud's own handler: writes to whatever `sys.stderr` is when a record is emitted, so a command run
+    in-process (a test's CliRunner swaps and then closes the stream) never writes to a stale one."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass  # logging's own set-up assigns it; the current sys.stderr always wins
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """Log to stderr at `level` in `fmt` ("text" or "json"). Configuring again replaces the handler an
+    earlier call installed instead of adding a second; handlers others installed (pytest's) are kept."""
+    handler = _StderrHandler()
     handler.addFilter(_Redacting())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -106,7 +125,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(_TextFormatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"))
     install_redaction()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("alembic", "apscheduler", "httpx", "uvicorn.access", "aiosmtpd", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import textwrap
 import uuid
@@ -16,6 +17,20 @@ from core.configfile import load_config
 
 SHARED = Path(os.environ.get("POSTBUD_SHARED") or Path(__file__).resolve().parents[2] / "shared")  # a worktree sets it
 PG_URL = os.environ.get("POSTBUD_TEST_PG")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The root logger's handlers and level, and the quieted loggers' levels, as they were before the test:
+    for tests that let postbud set up logging in-process (`postbud run`)."""
+    root = logging.getLogger()
+    names = ("alembic", "apscheduler", "httpx", "uvicorn.access", "aiosmtpd", "mail.log")
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names}
+    yield
+    root.handlers[:], level, levels = saved
+    root.setLevel(level)
+    for name, value in levels.items():
+        logging.getLogger(name).setLevel(value)
 
 
 @pytest.fixture
