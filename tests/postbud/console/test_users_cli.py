@@ -35,7 +35,7 @@ async def test_users_add_list_set_profile_disable(make_config: MakeConfig, monke
     assert bad.exit_code == 1 and "unknown profile 'boss'" in bad.output and "processing+archive" in bad.output
     bad = runner.invoke(app, ["-c", path, "users", "add", "bo", "--profile", "full", "--org", "99999999"])
     assert bad.exit_code == 1 and "not in the configuration" in bad.output
-    listed = json.loads(runner.invoke(app, ["-c", path, "users", "list", "--json"]).output)
+    listed = json.loads(runner.invoke(app, ["-c", path, "users", "list", "--json"]).stdout)
     assert [(u["username"], u["profile"], u["organisations"], u["disabled"]) for u in listed] == [
         ("ib", "processing", ["12345678"], False)]
     assert "argon2" not in runner.invoke(app, ["-c", path, "users", "list"]).output
