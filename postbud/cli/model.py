@@ -18,9 +18,9 @@ _ROWS = (
     ("accuracy", "accuracy", "{:.4f}"),
     ("macro_f1", "macro-F1", "{:.4f}"),
     ("coverage_at_99", "auto-routed at 99 % precision", "{:.1%}"),
-    ("precision_at_99", "  precision reached on test", "{:.4f}"),
+    ("precision_at_99", "  precision realised on test", "{:.4f}"),
     ("coverage_at_95", "auto-routed at 95 % precision", "{:.1%}"),
-    ("precision_at_95", "  precision reached on test", "{:.4f}"),
+    ("precision_at_95", "  precision realised on test", "{:.4f}"),
     ("train_seconds", "training time (s)", "{:.1f}"),
     ("predict_ms", "prediction per message (ms)", "{:.2f}"),
     ("n_train", "training messages", "{}"),
@@ -41,14 +41,27 @@ def evaluate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="Without test lines, hold out each label's most recent 20 % (time) or a hashed 20 % (random).",
+        ),
+    ] = "time",
     config: ConfigOpt = None,
 ) -> None:
-    """Train on the corpus's train split, score its test split (or a stratified 20 % hold-out)."""
+    """Train on the corpus's train split, score its test split (or each label's most recent 20 %)."""
     from router.suggester.errors import SuggesterError
     from router.suggester.evaluation import evaluate as run_evaluation
 
+    if split not in ("time", "random"):
+        raise OperatorError(f"--split must be time or random, got {split!r}", exit_code=2)
     try:
-        report = run_evaluation(dataset, progress=lambda text: err.print(f"[dim]{text}[/dim]"))
+        report = run_evaluation(
+            dataset,
+            progress=lambda text: err.print(f"[dim]{text}[/dim]"),
+            by="time" if split == "time" else "random",
+        )
     except SuggesterError as exc:  # the DATASET argument is unusable
         raise OperatorError(str(exc), exit_code=2) from exc
     if as_json:

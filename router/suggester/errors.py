@@ -18,6 +18,7 @@ class RejectReason(StrEnum):
     MISSING = "missing"
     CORRUPT = "corrupt"
     SIGNATURE = "signature"
+    ORGANISATION = "organisation"
     FORMAT_VERSION = "format-version"
     SKLEARN_VERSION = "sklearn-version"
 

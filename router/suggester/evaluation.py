@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import f1_score
 
-from router.suggester.dataset import read_records, split_records
+from router.suggester.dataset import SplitBy, read_records, split_records
 from router.suggester.errors import DatasetError
 from router.suggester.examples import Example
 from router.suggester.model import Suggester, TrainedModel
@@ -24,13 +24,16 @@ Progress = Callable[[str], None]
 
 
 def coverage(
-    model: TrainedModel, probabilities: np.ndarray, truth: np.ndarray, target: float
+    model: TrainedModel,
+    examples: Sequence[Example],
+    probabilities: np.ndarray,
+    truth: np.ndarray,
+    target: float,
 ) -> tuple[float, float | None]:
-    """(share of messages routed alone, precision among them) at the CV threshold for `target`."""
-    threshold = model.threshold_for(target)
+    """(share of messages routed alone, precision realised among them) at the threshold the model
+    chose for `target` on its training data, with every other check the router applies (novelty)."""
     predicted = probabilities.argmax(axis=1)
-    automatable = np.array([c in model.automatable for c in model.classes])
-    routed = (probabilities.max(axis=1) >= threshold) & automatable[predicted]
+    routed = model.automatic_mask(examples, probabilities, target=target)
     if not routed.any():
         return 0.0, None
     return float(routed.mean()), float(np.mean(predicted[routed] == truth[routed]))
@@ -44,8 +47,8 @@ def score(
     truth = np.array([index.get(str(e.label), -1) for e in test])
     probabilities = model.probabilities(test)
     predicted = probabilities.argmax(axis=1)
-    cov99, prec99 = coverage(model, probabilities, truth, 0.99)
-    cov95, prec95 = coverage(model, probabilities, truth, 0.95)
+    cov99, prec99 = coverage(model, test, probabilities, truth, 0.99)
+    cov95, prec95 = coverage(model, test, probabilities, truth, 0.95)
     sample = list(test[:_LATENCY_SAMPLE])
     started = time.perf_counter()
     for example in sample:
@@ -72,20 +75,23 @@ def evaluate(
     *,
     settings: SuggesterSettings | None = None,
     progress: Progress | None = None,
+    by: SplitBy = "time",
 ) -> dict[str, float | int | None]:
-    """Trains on the corpus's train split and scores its test split (or a 20 % stratified hold-out).
+    """Trains on the corpus's train split and scores its test split (or its most recent 20 %).
 
-    Thresholds come from cross-validation on the train split only; the test split is never used
-    to choose them. `precision_at_*` is None when nothing would be routed at that target.
+    Thresholds come from the train split only; the test split is never used to choose them.
+    `precision_at_*` is the precision realised on the test split at those thresholds, None when
+    nothing would be routed at that target.
     """
     say = progress or (lambda _text: None)
     path = Path(dataset_path)
     say(f"reading {path.name}")
-    split = split_records(read_records(path))
+    split = split_records(read_records(path), by=by)
     if not split.train or not split.test:
         raise DatasetError(f"{path}: needs both training and test messages")
     if split.held_out:
-        say(f"no test split in the file: holding out {len(split.test)} messages (stratified 20 %)")
+        say(f"no test split in the file: holding out {len(split.test)} messages "
+            f"({'the most recent 20 % of each label' if by == 'time' else 'a hashed 20 % of each label'})")
     say(f"training on {len(split.train)} messages")
     started = time.perf_counter()
     model = Suggester(settings).train(split.train)

@@ -72,8 +72,13 @@ class _Block:
     """One fitted vectorizer with its input extractor and weight; can score a document by hand."""
 
     def __init__(
-        self, vectorizer: TfidfVectorizer, extract: Callable[[Example], object], weight: float
+        self,
+        name: str,
+        vectorizer: TfidfVectorizer,
+        extract: Callable[[Example], object],
+        weight: float,
     ) -> None:
+        self.name = name
         self.vectorizer = vectorizer
         self.extract = extract
         self.weight = weight
@@ -82,7 +87,12 @@ class _Block:
 
     def __getstate__(self) -> dict[str, object]:
         # The analyzer closure is rebuilt after loading rather than pickled.
-        return {"vectorizer": self.vectorizer, "extract": self.extract, "weight": self.weight}
+        return {
+            "name": self.name,
+            "vectorizer": self.vectorizer,
+            "extract": self.extract,
+            "weight": self.weight,
+        }
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -93,14 +103,20 @@ class _Block:
     def size(self) -> int:
         return len(self.vectorizer.vocabulary_)
 
-    def row(self, example: Example) -> tuple[np.ndarray, np.ndarray]:
-        """(column indices, weighted values) of one example, equal to the vectorizer's own output."""
+    def tokens(self, example: Example) -> list[str]:
+        """The terms the vectorizer sees in one example (before the vocabulary filters them)."""
         if self._analyze is None or self._idf is None:
             self._analyze = self.vectorizer.build_analyzer()
             self._idf = np.asarray(self.vectorizer.idf_, dtype=np.float64)
+        return self._analyze(self.extract(example))
+
+    def row(self, example: Example, tokens: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(column indices, weighted values) of one example, equal to the vectorizer's own output."""
+        tokens = self.tokens(example) if tokens is None else tokens
+        assert self._idf is not None
         vocabulary = self.vectorizer.vocabulary_
         counts: dict[int, int] = {}
-        for token in self._analyze(self.extract(example)):
+        for token in tokens:
             column = vocabulary.get(token)
             if column is not None:
                 counts[column] = counts.get(column, 0) + 1
@@ -111,6 +127,14 @@ class _Block:
         if norm > 0:
             values /= norm
         return columns, values * self.weight
+
+
+@dataclass(frozen=True)
+class Familiarity:
+    """How much of a letter the model has seen before: its sender, and the share of its words."""
+
+    sender_known: bool
+    known_share: float  # distinct words of title and body found in the vocabulary (1.0: no words)
 
 
 class FeatureSpace:
@@ -126,6 +150,7 @@ class FeatureSpace:
         min_df, max_df = (1, 1.0) if small else (s.min_df, s.max_df)
         candidates = [
             _Block(
+                "word",
                 TfidfVectorizer(
                     sublinear_tf=True,
                     ngram_range=s.word_ngrams,
@@ -137,6 +162,7 @@ class FeatureSpace:
                 1.0,
             ),
             _Block(
+                "char",
                 TfidfVectorizer(
                     sublinear_tf=True,
                     analyzer="char_wb",
@@ -149,6 +175,7 @@ class FeatureSpace:
                 s.char_weight,
             ),
             _Block(
+                "meta",
                 TfidfVectorizer(
                     sublinear_tf=True, analyzer=meta_tokens, min_df=1, dtype=np.float32
                 ),
@@ -197,6 +224,25 @@ class FeatureSpace:
         return sp.csr_matrix(
             (data, indices, np.asarray(indptr)), shape=(len(examples), self.n_features)
         )
+
+    def familiarity(self, example: Example) -> Familiarity:
+        """Whether the sender was ever placed before and how much of the wording is known."""
+        blocks = {block.name: block for block in self._blocks}
+        meta = blocks.get("meta")
+        sender_known = False
+        if meta is not None:
+            vocabulary = meta.vectorizer.vocabulary_
+            who = [t for t in meta.tokens(example) if t.startswith(("sid:", "sfull:"))]
+            sender_known = any(t in vocabulary for t in who)
+        words = blocks.get("word")
+        if words is None:
+            return Familiarity(sender_known, 1.0)
+        # Unigrams only: a known word in a new order is still familiar wording.
+        distinct = {t for t in words.tokens(example) if " " not in t and not t.isdigit()}
+        if not distinct:
+            return Familiarity(sender_known, 1.0)
+        known = sum(1 for t in distinct if t in words.vectorizer.vocabulary_)
+        return Familiarity(sender_known, known / len(distinct))
 
     def terms(self) -> list[str]:
         """Every term the model keeps (for audits: this is what a model file can reveal)."""

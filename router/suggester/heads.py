@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 
 # Score given to a class the fold's model never saw: below any margin a LinearSVC produces in practice.
@@ -24,28 +23,31 @@ _NB_SCALE = 10.0
 
 @dataclass(eq=False)
 class Heads:
-    """Scores = X @ weights + bias; columns: k SVM margins, then k naive-Bayes log-likelihoods."""
+    """Scores = X @ weights + bias per scorer: k SVM margins, then k naive-Bayes log-likelihoods.
 
-    weights: np.ndarray  # (n_features, 2k) float32
-    bias: np.ndarray  # (2k,) float32
+    The two weight blocks stay separate (float32): joining them would copy the largest arrays of
+    the model once more during training.
+    """
+
+    svm_weights: np.ndarray  # (n_features, k) float32
+    svm_bias: np.ndarray  # (k,) float32
+    nb_weights: np.ndarray  # (n_features, k) float32
     nb_present: np.ndarray  # (k,) bool — classes the naive Bayes part was trained on
 
     @property
     def n_classes(self) -> int:
-        return int(self.bias.shape[0] // 2)
+        return int(self.svm_bias.shape[0])
 
     def scores(self, features: sp.csr_matrix) -> np.ndarray:
         """The calibrator's input: SVM margins and normalized naive-Bayes log-likelihood gaps."""
-        raw = np.asarray(features @ self.weights) + self.bias
-        k = self.n_classes
-        svm, nb = raw[:, :k], raw[:, k:]
+        svm = np.asarray(features @ self.svm_weights) + self.svm_bias
+        nb = np.asarray(features @ self.nb_weights)
         nb = np.where(self.nb_present, nb, -np.inf)
         nb = np.maximum(nb - nb.max(axis=1, keepdims=True), -_NB_CLIP) / _NB_SCALE
         return np.hstack([svm, nb]).astype(np.float64)
 
     def svm_margins(self, features: sp.csr_matrix) -> np.ndarray:
-        k = self.n_classes
-        margins: np.ndarray = np.asarray(features @ self.weights[:, :k]) + self.bias[:k]
+        margins: np.ndarray = np.asarray(features @ self.svm_weights) + self.svm_bias
         return margins
 
 
@@ -80,34 +82,59 @@ def fit_svm(features: sp.csr_matrix, y: np.ndarray, n_classes: int, *, c: float)
     return SvmPart(weights=weights, bias=bias, present=mask)
 
 
-def average_svms(parts: list[SvmPart]) -> SvmPart:
-    """The mean of the fold models, per class over the folds that saw it (a bagged SVM).
+class SvmAverage:
+    """The mean of the fold models, per class over the folds that saw it (a bagged SVM), summed as
+    the folds come so that only one fold model is in memory at a time.
 
     Reusing the cross-validation models saves a full refit, and their scores have the scale the
     calibrator was fitted on.
     """
-    seen = np.sum([p.present for p in parts], axis=0)
-    divisor = np.maximum(seen, 1).astype(np.float32)
-    weights = np.sum([p.weights * p.present for p in parts], axis=0) / divisor
-    bias = np.sum([np.where(p.present, p.bias, 0.0) for p in parts], axis=0) / divisor
-    bias = np.where(seen > 0, bias, _ABSENT_SCORE).astype(np.float32)
-    return SvmPart(weights=weights.astype(np.float32), bias=bias, present=seen > 0)
+
+    def __init__(self) -> None:
+        self._weights: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+        self._seen: np.ndarray | None = None
+
+    def add(self, part: SvmPart) -> None:
+        if self._weights is None or self._bias is None or self._seen is None:
+            self._weights = np.zeros_like(part.weights)
+            self._bias = np.zeros_like(part.bias)
+            self._seen = np.zeros(part.bias.shape[0], dtype=np.int64)
+        self._weights[:, part.present] += part.weights[:, part.present]
+        self._bias += np.where(part.present, part.bias, 0.0).astype(np.float32)
+        self._seen += part.present
+
+    def result(self) -> SvmPart:
+        if self._weights is None or self._bias is None or self._seen is None:
+            raise ValueError("no fold model was added")
+        divisor = np.maximum(self._seen, 1).astype(np.float32)
+        self._weights /= divisor
+        bias = np.where(self._seen > 0, self._bias / divisor, _ABSENT_SCORE).astype(np.float32)
+        return SvmPart(weights=self._weights, bias=bias, present=self._seen > 0)
+
+
+def fit_nb(features: sp.csr_matrix, y: np.ndarray, n_classes: int, *, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """A complement naive Bayes (scikit-learn's ComplementNB, norm=False) as (n_features, k) float32
+    weights and the mask of classes it saw, computed in float32 to keep training memory small."""
+    present = np.unique(y)
+    indicator = sp.csr_matrix((np.ones(len(y), dtype=np.float32), (y, np.arange(len(y)))),
+                              shape=(n_classes, len(y)))
+    counts = (indicator @ features).toarray().astype(np.float32, copy=False)[present]
+    complement = counts.sum(axis=0, keepdims=True) + np.float32(alpha) - counts
+    del counts
+    complement /= complement.sum(axis=1, keepdims=True)
+    np.log(complement, out=complement)
+    weights = np.zeros((features.shape[1], n_classes), dtype=np.float32)
+    weights[:, present] = -complement.T
+    mask = np.zeros(n_classes, dtype=bool)
+    mask[present] = True
+    return weights, mask
 
 
 def combine(svm: SvmPart, features: sp.csr_matrix, y: np.ndarray, *, nb_alpha: float) -> Heads:
     """Adds a complement naive Bayes fitted on `features` to the SVM part (it is cheap to fit)."""
-    n_classes = svm.bias.shape[0]
-    present = np.unique(y)
-    nb = ComplementNB(alpha=nb_alpha).fit(features, y)
-    nb_weights = np.zeros((features.shape[1], n_classes), dtype=np.float32)
-    nb_weights[:, present] = nb.feature_log_prob_.T
-    nb_present = np.zeros(n_classes, dtype=bool)
-    nb_present[present] = True
-    return Heads(
-        weights=np.hstack([svm.weights, nb_weights]),
-        bias=np.concatenate([svm.bias, np.zeros(n_classes, dtype=np.float32)]),
-        nb_present=nb_present,
-    )
+    nb_weights, nb_present = fit_nb(features, y, svm.bias.shape[0], alpha=nb_alpha)
+    return Heads(svm_weights=svm.weights, svm_bias=svm.bias, nb_weights=nb_weights, nb_present=nb_present)
 
 
 def fit_heads(

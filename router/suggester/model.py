@@ -15,14 +15,14 @@ from router.suggester.calibration import (
     Calibrator,
     Evidence,
     assign_folds,
-    cross_fitted_probabilities,
     evidence_from,
     fit_calibrator,
     out_of_fold_scores,
+    recent_probabilities,
 )
 from router.suggester.examples import Example, Suggestion, fingerprint
-from router.suggester.features import FeatureSpace
-from router.suggester.heads import Heads, average_svms, combine, fit_heads
+from router.suggester.features import Familiarity, FeatureSpace
+from router.suggester.heads import Heads, combine, fit_heads
 from router.suggester.settings import SuggesterSettings
 
 __all__ = ["Suggester", "SuggesterSettings", "TrainedModel"]
@@ -30,6 +30,15 @@ __all__ = ["Suggester", "SuggesterSettings", "TrainedModel"]
 log = logging.getLogger(__name__)
 
 _EMPTY_EVIDENCE = Evidence(confidence=np.zeros(0), correct=np.zeros(0, dtype=bool))
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The model's answer for one letter: ranked suggestions, the one to route alone (or None) and why not."""
+
+    suggestions: list[Suggestion]
+    chosen: Suggestion | None
+    why_not: str | None  # None exactly when `chosen` is set
 
 
 @dataclass(eq=False)
@@ -55,6 +64,7 @@ class TrainedModel:
     heads: Heads | None = field(default=None, repr=False)
     calibrator: Calibrator | None = field(default=None, repr=False)
     evidence: Evidence = field(default=_EMPTY_EVIDENCE, repr=False)
+    evidence_size: int = 0  # letters in the most recent period (automatable predictions or not)
 
     @property
     def can_automate(self) -> bool:
@@ -77,46 +87,127 @@ class TrainedModel:
         probabilities: np.ndarray = odds / odds.sum(axis=1, keepdims=True)
         return probabilities
 
-    def suggest(self, example: Example) -> list[Suggestion]:
-        """The top-k recipients (k from settings), most probable first."""
-        return self.suggest_many([example])[0]
+    def suggest(
+        self, example: Example, *, allowed: frozenset[str] | None = None
+    ) -> list[Suggestion]:
+        """The top-k recipients (k from settings), most probable first; only `allowed` ones if given."""
+        return self.suggest_many([example], allowed=allowed)[0]
 
-    def suggest_many(self, examples: Sequence[Example]) -> list[list[Suggestion]]:
+    def suggest_many(
+        self, examples: Sequence[Example], *, allowed: frozenset[str] | None = None
+    ) -> list[list[Suggestion]]:
         probabilities = self.probabilities(examples)
         if probabilities.shape[1] == 0:
             return [[] for _ in examples]
+        if allowed is not None:
+            # A revoked or unapproved recipient is never named, not even as a runner-up.
+            keep = np.array([c in allowed for c in self.classes])
+            probabilities = np.where(keep, probabilities, -1.0)
         k = min(self.settings.top_k, probabilities.shape[1])
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
         return [
-            [Suggestion(self.classes[i], float(row[i])) for i in order]
+            [Suggestion(self.classes[i], float(row[i])) for i in order if row[i] >= 0.0]
             for row, order in zip(probabilities, top, strict=True)
         ]
 
+    @property
+    def effective_threshold(self) -> float:
+        """The threshold, never below the target probability itself (inf: never route alone)."""
+        return max(self.threshold, self.settings.target_precision)
+
     def automatic(self, suggestions: Sequence[Suggestion]) -> Suggestion | None:
-        """The suggestion to route without a person, or None to hold the message for one."""
+        """The best suggestion when its probability alone allows routing without a person.
+
+        This looks at probabilities only; `judge` also holds letters unlike anything placed before
+        and recipients an administrator keeps for people: the router uses `judge`.
+        """
         if not suggestions or not self.can_automate:
             return None
         best = suggestions[0]
-        if best.label in self.automatable and best.probability >= self.threshold:
+        if best.label in self.automatable and best.probability >= self.effective_threshold:
             return best
         return None
 
+    def familiarity(self, example: Example) -> Familiarity:
+        return self.space.familiarity(example) if self.space is not None else Familiarity(False, 0.0)
+
+    def is_novel(self, familiarity: Familiarity) -> bool:
+        """Unknown sender and mostly unknown words: nothing placed before vouches for this letter."""
+        return not familiarity.sender_known and familiarity.known_share < self.settings.novelty_min_known
+
+    def judge(
+        self,
+        example: Example,
+        *,
+        allowed: frozenset[str] | None = None,
+        never_alone: frozenset[str] = frozenset(),
+        stricter: float | None = None,
+    ) -> Judgement:
+        """Suggestions for one letter and whether to route it alone. Only `allowed` recipients are
+        named (None: all); `never_alone` are recipients an administrator keeps for people (they are
+        still suggested). `stricter` raises the precision target (after a pause for corrections)."""
+        suggestions = self.suggest(example, allowed=allowed)
+        cut = self.effective_threshold if stricter is None else max(
+            self.effective_threshold, self.threshold_for(stricter))
+        if not self.can_automate:
+            return Judgement(suggestions, None, self.reason or "the model may not route alone")
+        if not suggestions:
+            return Judgement(suggestions, None, "no recipient to suggest")
+        best = suggestions[0]
+        if best.label not in self.automatable:
+            return Judgement(suggestions, None, f"too few placements with {best.label} to route to it alone")
+        if best.probability < cut:
+            shown = "(the raised target is not shown)" if math.isinf(cut) else f"{cut:.1%}"
+            return Judgement(suggestions, None, f"{best.probability:.1%} is below the threshold {shown}")
+        if best.label in never_alone:
+            return Judgement(suggestions, None, f"an administrator keeps {best.label} for a person")
+        familiar = self.familiarity(example)
+        if self.is_novel(familiar):
+            return Judgement(suggestions, None, f"unlike anything placed before: unknown sender and "
+                                                f"{familiar.known_share:.0%} of its words known")
+        return Judgement(suggestions, best, None)
+
+    def automatic_mask(
+        self, examples: Sequence[Example], probabilities: np.ndarray, *, target: float | None = None
+    ) -> np.ndarray:
+        """For a batch (evaluation): True where `judge` would route alone (at the thresholds for
+        `target`, default the model's own)."""
+        cut = self.effective_threshold if target is None else self.threshold_for(target)
+        if not math.isfinite(cut) or probabilities.shape[1] == 0:
+            return np.zeros(len(examples), dtype=bool)
+        automatable = np.array([c in self.automatable for c in self.classes])
+        mask = (probabilities.max(axis=1) >= cut) & automatable[probabilities.argmax(axis=1)]
+        for i in np.flatnonzero(mask).tolist():
+            mask[i] = not self.is_novel(self.familiarity(examples[i]))
+        routed: np.ndarray = mask
+        return routed
+
     def threshold_for(self, target_precision: float) -> float:
-        """The threshold for another precision target, from the same cross-validated evidence."""
+        """The threshold for another precision target, from the same evidence (never below the target)."""
         if not self.calibrated or len(self.automatable) < self.settings.min_classes:
             return math.inf
-        return self.evidence.threshold_for(target_precision)
+        return max(self.evidence.threshold_for(target_precision), target_precision)
+
+    @property
+    def n_evidence(self) -> int:
+        """How many letters of the most recent period the threshold was chosen on."""
+        return int(self.evidence_size)
 
     @property
     def cv_coverage(self) -> float:
-        """Share of training examples (out of fold) that the threshold would have routed alone."""
-        if not self.can_automate or self.n_examples == 0:
+        """Share of the most recent period's letters the threshold would have routed alone."""
+        if not self.can_automate or self.evidence_size == 0:
             return 0.0
-        return float(np.sum(self.evidence.confidence >= self.threshold) / self.n_examples)
+        return float(np.sum(self.evidence.confidence >= self.effective_threshold) / self.evidence_size)
 
     @property
     def cv_precision(self) -> float | None:
-        return self.evidence.precision_at(self.threshold) if self.can_automate else None
+        return self.evidence.precision_at(self.effective_threshold) if self.can_automate else None
+
+    @property
+    def cv_precision_lower(self) -> float | None:
+        """What the evidence shows at the threshold: the lower confidence bound on precision."""
+        return self.evidence.lower_bound_at(self.effective_threshold) if self.can_automate else None
 
 
 class Suggester:
@@ -163,21 +254,28 @@ class Suggester:
             )
 
         folds = assign_folds(y, s.cv_folds, chronological=s.chronological_folds)
-        scores, fold_svms = out_of_fold_scores(
+        scores, mean_svm = out_of_fold_scores(
             features, y, folds, len(classes), svc_c=s.svc_c, nb_alpha=s.nb_alpha
         )
-        oof = cross_fitted_probabilities(scores, y, folds, c=s.calibration_c)
+        recent, recent_probs = recent_probabilities(
+            features, scores, y, folds, periods=s.evidence_periods, c=s.calibration_c,
+            svc_c=s.svc_c, nb_alpha=s.nb_alpha,
+        )
         automatable_mask = np.array([c in automatable for c in classes])
-        evidence = evidence_from(oof, y, automatable_mask)
-        threshold = evidence.threshold_for(s.target_precision)
+        evidence = evidence_from(
+            recent_probs, y[recent], automatable_mask, bound_confidence=s.bound_confidence
+        )
+        # Never below the target probability itself, whatever the evidence allows.
+        threshold = max(evidence.threshold_for(s.target_precision), s.target_precision)
         reason: str | None = None
         if not math.isfinite(threshold):
             reason = (
-                f"precision target {s.target_precision:.0%} not reached in cross-validation "
-                f"on {len(labelled)} examples: every message is held"
+                f"the {int(recent.sum())} most recent of {len(labelled)} placements do not show "
+                f"{s.target_precision:.0%} precision (lower {s.bound_confidence:.0%} bound) at any "
+                f"threshold: every message is held"
             )
         calibrator = fit_calibrator(scores, y, c=s.calibration_c)
-        heads = combine(average_svms(fold_svms), features, y, nb_alpha=s.nb_alpha)
+        heads = combine(mean_svm, features, y, nb_alpha=s.nb_alpha)
         model = replace(
             untrained,
             threshold=threshold,
@@ -187,6 +285,7 @@ class Suggester:
             heads=heads,
             calibrator=calibrator,
             evidence=evidence,
+            evidence_size=int(recent.sum()),
             train_seconds=time.perf_counter() - started,
         )
         log.info(

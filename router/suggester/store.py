@@ -1,8 +1,11 @@
 """Model files: versioned, HMAC-SHA256-signed, written atomically; unpickled only once verified.
 
-Layout: the magic line, one JSON header line (format and library versions, fingerprint), one line
-with the hex HMAC-SHA256 over header line and payload, then the pickled payload. The header is
-readable without the key (for diagnostics) but is trusted only after the signature matches.
+Layout: the magic line, one JSON header line (format and library versions, organisation,
+fingerprint), one line with the hex HMAC-SHA256 over header line and payload, then the pickled
+payload. The header is readable without the key (for diagnostics) but is trusted only after the
+signature matches. The signed header names the organisation the model learned from, so a file
+copied under another organisation's name is refused: one organisation's letters never train
+another's routing.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from core.storage.vault import private_dir
 from router.suggester.errors import ModelRejected, RejectReason
 from router.suggester.model import TrainedModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the header binds the model to its organisation
 _MAGIC = b"POSTBUD-SUGGESTER\n"
 
 
-def _header(model: TrainedModel) -> dict[str, Any]:
+def _header(model: TrainedModel, organisation: str) -> dict[str, Any]:
     return {
         "format": FORMAT_VERSION,
+        "organisation": organisation,
         "sklearn": sklearn.__version__,
         "numpy": np.__version__,
         "fingerprint": model.fingerprint,
@@ -47,11 +51,12 @@ def _check_key(key: bytes) -> None:
         raise ValueError("the model signing key must be at least 16 bytes")
 
 
-def save_model(model: TrainedModel, path: str | Path, key: bytes) -> None:
-    """Writes the signed model to `path` atomically: a crash leaves the old file or the new, never half."""
+def save_model(model: TrainedModel, path: str | Path, key: bytes, *, organisation: str = "") -> None:
+    """Writes the signed model of `organisation` to `path` atomically: a crash leaves the old file
+    or the new, never half."""
     _check_key(key)
     target = Path(path)
-    header_line = json.dumps(_header(model), sort_keys=True).encode("utf-8") + b"\n"
+    header_line = json.dumps(_header(model, organisation), sort_keys=True).encode("utf-8") + b"\n"
     payload = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
     blob = _MAGIC + header_line + _sign(key, header_line, payload) + b"\n" + payload
     private_dir(target.parent)
@@ -115,11 +120,11 @@ def _parse_header(header_line: bytes) -> dict[str, Any]:
     return header
 
 
-def load_model(path: str | Path, key: bytes) -> TrainedModel:
-    """Loads a model saved with the same key, format version and scikit-learn version.
+def load_model(path: str | Path, key: bytes, *, organisation: str = "") -> TrainedModel:
+    """Loads a model saved for `organisation` with the same key, format and scikit-learn version.
 
     Raises ModelRejected (retrain) when the file is missing, damaged, signed with another key,
-    or written by another format or scikit-learn version.
+    written for another organisation, or by another format or scikit-learn version.
     """
     _check_key(key)
     header_line, signature, payload = _split(Path(path))
@@ -132,6 +137,11 @@ def load_model(path: str | Path, key: bytes) -> TrainedModel:
         raise ModelRejected(
             RejectReason.FORMAT_VERSION,
             f"{path}: format {header.get('format')!r}, this postbud reads {FORMAT_VERSION}",
+        )
+    if header.get("organisation") != organisation:
+        raise ModelRejected(
+            RejectReason.ORGANISATION,
+            f"{path}: learned for organisation {header.get('organisation')!r}, not {organisation!r}",
         )
     if header.get("sklearn") != sklearn.__version__:
         raise ModelRejected(

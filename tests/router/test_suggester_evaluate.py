@@ -141,3 +141,42 @@ def test_the_hold_out_keeps_file_order_for_training(tmp_path: Path) -> None:
     split = split_records(records)
     in_file = [r.example for r in records]
     assert list(split.train) == [e for e in in_file if e in set(split.train)]
+
+
+def test_without_a_test_split_each_labels_most_recent_fifth_is_held_out(tmp_path: Path) -> None:
+    # File order is time order (oldest first): the model is judged on later mail, as in production.
+    path = _write_corpus(tmp_path / "c.jsonl", with_test=False, per_class=40)
+    records = read_records(path)
+    split = split_records(records)
+    by_label: dict[str, list[object]] = {}
+    for record in records:
+        by_label.setdefault(str(record.example.label), []).append(record.example)
+    assert set(split.test) == {e for examples in by_label.values() for e in examples[-8:]}
+    mixed = split_records(records, by="random")
+    assert set(mixed.test) != set(split.test) and len(mixed.test) == len(split.test)
+
+
+def test_dated_lines_are_split_by_their_date(tmp_path: Path) -> None:
+    lines = [json.dumps({"id": f"m{n}", "label": "a" if n % 2 else "b", "title": f"t{n}", "body": "x",
+                         "date": f"2024-01-{30 - n:02d}"}) for n in range(20)]
+    path = tmp_path / "dated.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    split = split_records(read_records(path))
+    # the newest lines are the first ones in this file
+    assert {e.title for e in split.test} == {"t0", "t1", "t2", "t3"}
+    assert [e.title for e in split.train][:2] == ["t19", "t18"]  # oldest first for training
+
+
+def test_cli_split_option(tmp_path: Path) -> None:
+    path = _write_corpus(tmp_path / "c.jsonl", with_test=False)
+    for split in ("time", "random"):
+        result = CliRunner().invoke(app, ["evaluate", str(path), "--json", "--split", split])
+        assert result.exit_code == 0, result.output
+        assert set(json.loads(result.stdout.strip())) == KEYS
+    assert CliRunner().invoke(app, ["evaluate", str(path), "--split", "shuffled"]).exit_code == 2
+
+
+def test_the_benchmark_splits_by_time_by_default() -> None:
+    from bench.ml_bench import parse_args
+
+    assert parse_args([]).split == "time"

@@ -52,7 +52,7 @@ def test_tampered_file_is_refused(saved: Path) -> None:
 
 
 def test_edited_header_is_refused(saved: Path) -> None:
-    saved.write_bytes(saved.read_bytes().replace(b'"format": 1', b'"format": 2', 1))
+    saved.write_bytes(saved.read_bytes().replace(b'"format": 2', b'"format": 3', 1))
     with pytest.raises(ModelRejected) as caught:
         load_model(saved, KEY)
     assert caught.value.reason is RejectReason.SIGNATURE
