@@ -7,6 +7,8 @@
     any state not yet delivered ──> expired (retention purged it)     any state ──> erased (on request)
 
 Expired and erased letters are tombstones: nothing acts on them again (`gone_reason` says why).
+
+A person's correction re-routes a routed, delivering or delivered message: → routed again.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ S = MessageStatus
 ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
     S.COLLECTED: frozenset({S.ROUTED, S.HELD, S.QUARANTINED}),
     S.HELD: frozenset({S.ROUTED, S.QUARANTINED}),
-    S.ROUTED: frozenset({S.DELIVERING, S.HELD}),
-    S.DELIVERING: frozenset({S.DELIVERED, S.FAILED, S.HELD}),
+    S.ROUTED: frozenset({S.DELIVERING, S.HELD, S.ROUTED}),
+    S.DELIVERING: frozenset({S.DELIVERED, S.FAILED, S.HELD, S.ROUTED}),
     S.FAILED: frozenset({S.DELIVERING, S.ROUTED, S.HELD}),
-    S.DELIVERED: frozenset({S.DELIVERING}),
+    S.DELIVERED: frozenset({S.DELIVERING, S.ROUTED}),
     S.QUARANTINED: frozenset(),
     S.EXPIRED: frozenset(),
     S.ERASED: frozenset(),

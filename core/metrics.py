@@ -360,3 +360,55 @@ class OpsGauges(Collector):
         for provider, mailbox, at in reading.mailbox_last_message:
             last.add_metric([provider, mailbox], at)
         yield last
+
+
+@dataclass(frozen=True)
+class AutomationReading:
+    """One organisation's automatic routing over the last 30 days, from the database at scrape time."""
+
+    organisation: str  # CVR: bounded by the configuration
+    routed_alone: int
+    corrected: int
+    target_precision: float
+    paused: bool
+
+    @property
+    def realised_precision(self) -> float | None:
+        return None if self.routed_alone == 0 else 1.0 - self.corrected / self.routed_alone
+
+
+class AutomationGauges(Collector):
+    """Realised precision of the model's automatic routing per organisation, from corrections."""
+
+    def __init__(self, read: Callable[[], list[AutomationReading]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        readings = self._read()
+        families = {
+            "routed": GaugeMetricFamily(
+                "postbud_model_routed_alone", "Letters the model routed alone in the last 30 days.",
+                labels=["organisation"]),
+            "corrected": GaugeMetricFamily(
+                "postbud_model_corrections", "Of those, letters a person corrected (re-routed) afterwards.",
+                labels=["organisation"]),
+            "realised": GaugeMetricFamily(
+                "postbud_model_realised_precision",
+                "Realised precision of automatic routing in the last 30 days: 1 - corrected / routed alone.",
+                labels=["organisation"]),
+            "target": GaugeMetricFamily(
+                "postbud_model_target_precision", "The precision the model promises (configured target).",
+                labels=["organisation"]),
+            "paused": GaugeMetricFamily(
+                "postbud_model_automation_paused",
+                "1 while the organisation's model may not route alone because its corrections showed it "
+                "below target.", labels=["organisation"]),
+        }
+        for r in readings:
+            families["routed"].add_metric([r.organisation], r.routed_alone)
+            families["corrected"].add_metric([r.organisation], r.corrected)
+            if r.realised_precision is not None:
+                families["realised"].add_metric([r.organisation], r.realised_precision)
+            families["target"].add_metric([r.organisation], r.target_precision)
+            families["paused"].add_metric([r.organisation], 1.0 if r.paused else 0.0)
+        yield from families.values()

@@ -127,6 +127,8 @@ class Recipient(_Frozen):
     # lets it receive the letter unencrypted over verified TLS, and the trace says so
     kind: Literal["person", "forward"] = "person"
     tls_only: bool = False
+    # False: the model may suggest this recipient but never route to it without a person.
+    route_alone: bool = True
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -31,6 +31,8 @@ from postbud.preflight import check_config
 from postbud.runtime import Runtime
 from delivery.notices import send_notices
 from postbud.retention import run_housekeeping
+from router.realised import review
+from router.reoffer import reoffer_held
 from router.stage import route_next
 
 log = logging.getLogger(__name__)
@@ -84,17 +86,30 @@ class Daemon:
             sent += handled
         return sent
 
-    async def train(self) -> None:
-        """Retrain each organisation's model whose confirmed placements changed (in a worker thread)."""
+    async def train(self) -> int:
+        """Retrain each organisation's model whose confirmed placements changed (in a worker thread);
+        a new model gets the held letters offered again (returns how many it routed); a model whose
+        corrections show it below its target is paused."""
         models = self.rt.models
         if models is None:
-            return
+            return 0
+        reoffered = 0
         for org in self.config.organisations:
             outcome = await asyncio.to_thread(models.train, org.cvr)
             if outcome.trained:
                 self.rt.metrics.model_trainings.labels("trained").inc()
+                reoffered += await asyncio.to_thread(reoffer_held, self.rt.store, self.rt.decider, org.cvr,
+                                                     directory=self.rt.recipients,
+                                                     channels=self.config.delivery.channels)
             else:
                 self.rt.metrics.model_trainings.labels("skipped").inc()
+            model = models.get(org.cvr)
+            paused = await asyncio.to_thread(review, self.rt.store, self.rt.notifier, org.cvr,
+                                             model.fingerprint[:12] if model else None,
+                                             self.config.model.target_precision)
+            if paused:
+                models.state(org.cvr, fresh=True)
+        return reoffered
 
     async def housekeeping(self) -> None:
         """The held letters' schedule, and (once a day, whichever instance comes first) the retention
@@ -127,12 +142,16 @@ class Daemon:
         round after the last delivery also lets mailboxes that acknowledge after delivery let go.
         """
         try:
-            while not self._stop.is_set():
-                moved = 0
-                for stage, job in (("collect", self.rt.dispatcher.run_all_once), ("route", self.route),
-                                   ("deliver", self.deliver)):
-                    moved += await self._counted(stage, job)
-                if not moved:
+            for _ in range(2):  # a second time only when a new model re-offered held letters
+                while not self._stop.is_set():
+                    moved = 0
+                    for stage, job in (("collect", self.rt.dispatcher.run_all_once), ("route", self.route),
+                                       ("deliver", self.deliver)):
+                        moved += await self._counted(stage, job)
+                    if not moved:
+                        break
+                # Cron installations learn too: a new model re-offers what it may now route alone.
+                if not await self._counted("train", self.train):
                     break
             await self._supervised("housekeeping", self.housekeeping)
         finally:

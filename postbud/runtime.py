@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from connectors.base import ConnectorContext
 from connectors.registry import build
 from core.config import Config, MailboxConfig
 from core.settings import SecretRef, is_secret_ref
-from core.metrics import DatabaseGauges, Metrics, OpsGauges
+from core.metrics import AutomationGauges, AutomationReading, DatabaseGauges, Metrics, OpsGauges
 from core.notify import People, TraceNotifier
 from core.storage import migrate
 from core.storage.db import Store, make_engine
@@ -31,7 +32,9 @@ from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
 from router.by_rules import RuleSource, RulesDecider
 from router.decision import Decider
+from router.eligibility import RecipientEligibility
 from router.learning import ModelDecider, Models
+from router.realised import WINDOW, realised
 from router.suggester.settings import SuggesterSettings
 from router.default import DefaultRoute
 from delivery import outbox
@@ -130,6 +133,7 @@ class Runtime:
                       instance_lock=lock,
                       pauses=ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
         runtime.configure_routing()
+        metrics.add_collector(AutomationGauges(runtime.automation_readings))
         runtime.connect_mailboxes()
         return runtime
 
@@ -148,7 +152,7 @@ class Runtime:
         fallback: Decider = DefaultRoute(self.config)
         self.models = open_models(self.config, self.store) if self.config.model.enabled else None
         if self.models is not None:
-            fallback = ModelDecider(self.models, fallback)
+            fallback = ModelDecider(self.models, fallback, RecipientEligibility(self.store, self.recipients))
         if self.config.rules.directory is None:
             self.rule_source, self.decider = None, fallback
             return
@@ -187,6 +191,19 @@ class Runtime:
         log.info("recipients file reloaded: %s", watcher.path)
         record_reload(self.store, RECIPIENTS_LOADED, "recipients file reloaded", {"file": str(watcher.path)})
         self.configure_routing(found)
+
+    def automation_readings(self) -> list[AutomationReading]:
+        """Per organisation: the model's automatic routings of the last 30 days and their corrections."""
+        if self.models is None:
+            return []
+        now = datetime.now(timezone.utc)
+        readings = []
+        for org in self.config.organisations:
+            figures = realised(self.store, org.cvr, since=now - WINDOW)
+            paused = self.models.state(org.cvr).paused is not None
+            readings.append(AutomationReading(org.cvr, figures.routed_alone, figures.corrected,
+                                              self.config.model.target_precision, paused))
+        return readings
 
     def connect_mailboxes(self) -> None:
         """Sync mailbox rows with the config; build a connector for each new or changed mailbox.

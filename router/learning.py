@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from core.storage.db import Store
 from core.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
 from core.storage.vault import private_dir
 from router.decision import Action, Decider, Decision, Facts
+from router.eligibility import Eligibility
+from router.realised import AutomationState, automation_state
 from router.suggester.errors import ModelRejected
 from router.suggester.examples import Example, fingerprint
 from router.suggester.settings import SuggesterSettings
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIRMED_BY = ("hand", "rule")
+STATE_SECONDS = 30.0
 PLACED = (MessageStatus.ROUTED, MessageStatus.DELIVERING, MessageStatus.DELIVERED)
 
 
@@ -87,6 +92,7 @@ class Models:
         self.settings = settings
         self._models: dict[str, TrainedModel] = {}
         self._lock = threading.Lock()  # one training at a time; decisions read the dict meanwhile
+        self._states: dict[str, tuple[float, AutomationState]] = {}
 
     def path(self, organisation: str) -> Path:
         return self.folder / f"{organisation}.model"
@@ -97,12 +103,22 @@ class Models:
             from router.suggester.store import load_model
 
             try:
-                model = load_model(self.path(organisation), self.key)
+                model = load_model(self.path(organisation), self.key, organisation=organisation)
             except ModelRejected as exc:
                 log.warning("model for %s refused (%s); it is retrained at the next training", organisation, exc)
                 return None
             self._models[organisation] = model
         return model
+
+    def state(self, organisation: str, *, fresh: bool = False) -> AutomationState:
+        """Whether the organisation's current model is paused (re-read from the trace every 30 s)."""
+        model = self.get(organisation)
+        cached = self._states.get(organisation)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < STATE_SECONDS:
+            return cached[1]
+        state = automation_state(self.store, organisation, model.fingerprint[:12] if model else None)
+        self._states[organisation] = (time.monotonic(), state)
+        return state
 
     def train(self, organisation: str, *, force: bool = False) -> TrainingOutcome:
         """Blocking and CPU-bound: call it from a worker thread, never on the event loop."""
@@ -117,8 +133,9 @@ class Models:
 
             model = Suggester(self.settings).train(examples)
             private_dir(self.folder)
-            save_model(model, self.path(organisation), self.key)
+            save_model(model, self.path(organisation), self.key, organisation=organisation)
             self._models[organisation] = model
+            self._states.pop(organisation, None)
         log.info("model for %s trained on %d examples in %.1fs", organisation, len(examples), model.train_seconds)
         return TrainingOutcome(organisation, True, len(examples), model.reason, model.threshold)
 
@@ -130,29 +147,39 @@ class ModelDecider:
     for the manual queue.
     """
 
-    def __init__(self, models: Models, fallback: Decider) -> None:
+    def __init__(self, models: Models, fallback: Decider,
+                 eligibility: Callable[[str], Eligibility] | None = None) -> None:
         self._models = models
         self._fallback = fallback
+        self._eligibility = eligibility or (lambda _org: Eligibility())
 
     def decide(self, facts: Facts) -> Decision:
         model = self._models.get(facts.organisation)
         fallback = self._fallback.decide(facts)
         if model is None:
             return _with(fallback, {"model": None, "model_reason": "no model trained yet"})
-        suggestions = model.suggest(Example.from_message(facts.message, provider=facts.provider,
-                                                         mailbox=facts.mailbox))
-        shown = [{"label": s.label, "probability": round(s.probability, 4)} for s in suggestions]
+        example = Example.from_message(facts.message, provider=facts.provider, mailbox=facts.mailbox)
+        eligible = self._eligibility(facts.organisation)
+        state = self._models.state(facts.organisation)
+        target = model.settings.target_precision
+        judgement = model.judge(example, allowed=eligible.allowed, never_alone=eligible.never_alone,
+                                stricter=1.0 - (1.0 - target) / 2 if state.raised else None)
+        shown = [{"label": s.label, "probability": round(s.probability, 4)} for s in judgement.suggestions]
+        threshold = model.effective_threshold
         model_info: dict[str, Any] = {
             "model": model.fingerprint[:12],
-            "threshold": None if model.threshold == float("inf") else round(model.threshold, 4),
+            "threshold": None if threshold == float("inf") else round(threshold, 4),
             "suggestions": shown,
         }
-        chosen = model.automatic(suggestions)
+        chosen = judgement.chosen
+        if state.paused:
+            model_info["model_reason"] = state.paused
+            return _with(fallback, model_info)
         if chosen is not None:
             return Decision(Action.ROUTE, decided_by="model", recipients=(chosen.label,),
-                            reason=f"model: {chosen.probability:.1%} ≥ threshold {model.threshold:.1%}",
+                            reason=f"model: {chosen.probability:.1%} ≥ threshold {threshold:.1%}",
                             explanation=model_info)
-        model_info["model_reason"] = model.reason or "below the confidence threshold"
+        model_info["model_reason"] = judgement.why_not
         return _with(fallback, model_info)
 
 

@@ -1,4 +1,4 @@
-"""`postbud model …`: evaluate the ML suggester on a labelled corpus, train it on the stored placements."""
+"""`postbud model …`: evaluate the ML suggester on a labelled corpus; train it on the stored placements and show its state."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, config_of, err, out
+from postbud.cli.common import ConfigOpt, OperatorError, OperatorGroup, config_of, err, out, print_json
 
 app = typer.Typer(help="The ML suggester: evaluate it on a labelled corpus.", no_args_is_help=True, cls=OperatorGroup)
 
@@ -102,3 +102,35 @@ def train_cmd(
             else f"no automation: {outcome.reason}"
         )
         out.print(f"{cvr}: {state} on {outcome.examples} examples; {automation}", highlight=False)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    org: Annotated[Optional[str], typer.Option("--org", help="Only this organisation (CVR).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Each organisation's model: threshold, examples, coverage, realised precision, why not automating."""
+    from postbud.runtime import open_models, open_store
+    from router.model_status import model_status
+
+    cfg = config_of(ctx, config)
+    models = open_models(cfg, open_store(cfg))
+    cvrs = [org] if org else [o.cvr for o in cfg.organisations]
+    states = [model_status(models, cvr, target=cfg.model.target_precision) for cvr in cvrs]
+    if as_json:
+        print_json([s.to_json() for s in states])
+        return
+    for s in states:
+        threshold = "never alone" if s.threshold is None else f"{s.threshold:.4f}"
+        out.print(f"[bold]{s.organisation}[/bold]  trained {s.trained_at or '—'}", highlight=False)
+        out.print(f"  examples {s.examples}, recipients {s.recipients}; threshold {threshold} "
+                  f"(target {s.target_precision:.0%})", highlight=False)
+        shown = "—" if s.precision is None else f"{s.precision:.4f} (lower bound {s.precision_lower or 0:.4f})"
+        out.print(f"  most recent {s.evidence} letters: coverage {s.coverage:.1%}, precision {shown}",
+                  highlight=False)
+        realised = "—" if s.realised_precision is None else f"{s.realised_precision:.4f}"
+        out.print(f"  last 30 days: {s.routed_alone} routed alone, {s.corrected} corrected, realised "
+                  f"precision {realised}", highlight=False)
+        out.print("  automating" if s.automating else f"  not automating: {s.why_not}", highlight=False)

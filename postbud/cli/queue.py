@@ -1,4 +1,4 @@
-"""`postbud queue …`: the manual queue — list, show and assign held messages."""
+"""`postbud queue …`: the manual queue — list, show and assign held messages; correct routed ones."""
 
 from __future__ import annotations
 
@@ -98,3 +98,42 @@ def assign_cmd(
     except NotHeld as exc:
         raise OperatorError(f"{exc}; only held messages are assigned (`postbud trace resend` sends again)") from exc
     out.print(f"{found['id']} assigned to {', '.join(chosen)} by {who}", highlight=False)
+
+
+@app.command("correct")
+def correct_cmd(
+    ctx: typer.Context,
+    message_id: Annotated[str, typer.Argument(metavar="ID")],
+    recipients: Annotated[list[str], typer.Argument(metavar="RECIPIENT...", help="Ids, names or groups (fuzzy).")],
+    by: Annotated[Optional[str], typer.Option("--by", help="Who corrects (default: $POSTBUD_USER or the login).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Re-route a letter the model or a rule sent wrong (routed, delivering or delivered): delivers it
+    to the right approved recipients, records the override in the trace and teaches the model."""
+    from core.notify import TraceNotifier
+    from postbud import names
+    from postbud.runtime import open_models, open_store
+    from postbud.trace import show_message as find
+    from router.correction import NotCorrectable, correct
+    from router.realised import review
+
+    cfg = config_of(ctx, config)
+    store = open_store(cfg)
+    found = find(store, message_id)
+    directory = recipients_of(cfg)
+    chosen = [names.approved_target(store, directory, found["organisation"], query) for query in recipients]
+    who = actor(by)
+    try:
+        done = correct(store, found["id"], chosen, actor=who, directory=directory, channels=cfg.delivery.channels)
+    except NotCorrectable as exc:
+        raise OperatorError(f"{exc}; a held message is placed with `postbud queue assign`") from exc
+    out.print(f"{done.message_id} corrected by {who}: {done.overruled} had sent it to "
+              f"{', '.join(done.previous) or 'nobody'}; now {', '.join(done.recipients)}", highlight=False)
+    if done.overruled == "model" and cfg.model.enabled:
+        # Pausing at once: the daemon's hourly review would let a broken promise route meanwhile.
+        model = open_models(cfg, store).get(done.organisation)
+        notifier = TraceNotifier(store, {o.cvr: o.administrators for o in cfg.organisations})
+        paused = review(store, notifier, done.organisation, model.fingerprint[:12] if model else None,
+                        cfg.model.target_precision)
+        if paused:
+            err.print(paused, highlight=False)
