@@ -228,9 +228,11 @@ def model_states(config: Config, store: Store) -> list[ModelState]:
                                   "the model file is refused (signature); it is retrained at the next training"))
             continue
         trained = datetime.fromtimestamp(model.trained_at, timezone.utc).isoformat()
-        threshold = model.threshold if model.can_automate else None
+        threshold = model.effective_threshold if model.can_automate else None
+        # Corrections may have paused a model whose own evidence allowed it to route alone.
+        paused = models.state(org.cvr, fresh=True).paused
         out.append(ModelState(org.cvr, trained, model.n_examples, threshold,
-                              None if threshold is not None else (model.reason or "no threshold reached")))
+                              paused or (None if threshold is not None else (model.reason or "no threshold reached"))))
     return out
 
 

@@ -241,7 +241,8 @@ async def test_prometheus_scrapes_a_running_postbud(make_config: MakeConfig, tmp
             assert up, "Prometheus never scraped postbud_up = 1"
             assert await _wait_for(client, 'postbud_stats_messages{figure="collected"}', "0")
             rules = (await client.get("/api/v1/rules")).json()["data"]["groups"]
-            assert {g["name"] for g in rules} == {"postbud-collection", "postbud-delivery", "postbud-retention"}
+            assert {g["name"] for g in rules} == {"postbud-collection", "postbud-delivery", "postbud-model",
+                                                  "postbud-retention"}
             assert all(r["health"] in ("ok", "unknown") for g in rules for r in g["rules"])
             for expr in dashboard_exprs():
                 response = await client.get("/api/v1/query", params={"query": expr})

@@ -80,6 +80,7 @@ def test_a_correction_reroutes_is_traced_teaches_and_counts(routed_by_model: tup
     assert routed is not None and routed >= 20
     assert sample("postbud_model_realised_precision", {"organisation": ORG}) == pytest.approx(1 - 1 / routed)
     assert sample("postbud_model_automation_paused", {"organisation": ORG}) == 0
+    assert sample("postbud_model_target_precision", {"organisation": ORG}) == 0.8
 
 
 def test_a_delivered_letter_can_be_corrected(routed_by_model: tuple[Runtime, list[str]]) -> None:
