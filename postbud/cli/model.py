@@ -112,12 +112,13 @@ def show_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Each organisation's model: threshold, examples, coverage, realised precision, why not automating."""
+    from postbud import names
     from postbud.runtime import open_models, open_store
     from router.model_status import model_status
 
     cfg = config_of(ctx, config)
+    cvrs = [names.organisation(cfg, org)] if org else [o.cvr for o in cfg.organisations]
     models = open_models(cfg, open_store(cfg))
-    cvrs = [org] if org else [o.cvr for o in cfg.organisations]
     states = [model_status(models, cvr, target=cfg.model.target_precision) for cvr in cvrs]
     if as_json:
         print_json([s.to_json() for s in states])

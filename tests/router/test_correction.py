@@ -7,13 +7,23 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import col, select
 from typer.testing import CliRunner
 
 from collector.ledger import sync_mailboxes
-from core.storage.models import Delivery, DeliveryStatus, Message, MessageStatus, RoutingDecision, TraceEvent
+from core.storage.models import (
+    ApprovalStatus,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    MessageStatus,
+    RecipientApproval,
+    RoutingDecision,
+    TraceEvent,
+)
 from postbud.cli.app import app
 from postbud.runtime import Runtime
 from router.learning import confirmed_examples
@@ -23,11 +33,22 @@ from tests.router.promise_kit import KINDS, ORG, collect, letter, place_by_hand,
 runner = CliRunner()
 
 
+RECIPIENTS = "[org.12345678]\n" + "".join(
+    f'[org.12345678.recipients.{kind}]\nname = "{kind.title()}"\nemail = "{kind}@test.dk"\n' for kind in KINDS
+)
+
+
 @pytest.fixture
-def routed_by_model(make_config: MakeConfig) -> Iterator[tuple[Runtime, list[str]]]:
+def routed_by_model(make_config: MakeConfig, tmp_path: Path) -> Iterator[tuple[Runtime, list[str]]]:
     """A model promising 80 % trained on 100 placements, and the ids of 20 letters it routed alone."""
-    config = make_config(extra_org="", extra="[model]\nmin_examples = 50\ntarget_precision = 0.8")
+    (tmp_path / "recipients.toml").write_text(RECIPIENTS, encoding="utf-8")
+    config = make_config(extra_org="", extra="[model]\nmin_examples = 50\ntarget_precision = 0.8\n"
+                                             '[recipients]\nfile = "recipients.toml"')
     runtime = Runtime.create(config)
+    with runtime.store.transaction() as session:  # every recipient approved (the model names no other)
+        for kind in KINDS:
+            session.add(RecipientApproval(organisation_cvr=ORG, recipient=kind, email=f"{kind}@test.dk",
+                                          status=ApprovalStatus.APPROVED))
     (mailbox,) = sync_mailboxes(runtime.store, runtime.config)
     place_by_hand(runtime, mailbox, 100)
     assert runtime.models is not None and runtime.models.train(ORG).threshold != float("inf")
