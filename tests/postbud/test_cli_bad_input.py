@@ -122,8 +122,12 @@ CASES: list[tuple[str, str, int]] = [
     ("queue assign", "-c {c} ffffffffff soren", 1),
     ("queue assign", "-c {c} {held} nosuch", 1),
     ("queue assign", "-c {c} {held} soren", 1),  # listed, but not approved
+    ("queue correct", "-c {c} ffffffffff soren", 1),
+    ("queue correct", "-c {c} {held} nosuch", 1),
+    ("queue correct", "-c {c} {held} soren", 1),  # listed, but not approved
     ("model evaluate", "{dir}/missing.jsonl", 2),
     ("model train", "-c {c} --org 99999999", 1),
+    ("model show", "-c {c} --org 99999999", 1),
     ("recipients invite", "-c {c} 99999999 Søren soren@example.dk", 1),
     ("recipients invite", "-c {c} 12345678 'Ny Person' not-an-email", 2),
     ("recipients confirm", "-c {c} not-a-code", 1),
