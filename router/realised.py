@@ -62,7 +62,9 @@ def realised(store: Store, organisation: str, *, since: datetime, model: str | N
         rows = session.exec(
             select(RoutingDecision)
             .join(Message, col(Message.id) == col(RoutingDecision.message_id))
-            .where(Message.organisation_cvr == organisation, col(RoutingDecision.created_at) >= since)
+            .where(Message.organisation_cvr == organisation, col(RoutingDecision.created_at) >= since,
+                   # only the model's routings and people's corrections matter: rules' are many
+                   col(RoutingDecision.decided_by).in_(("model", "hand")))
             .order_by(col(RoutingDecision.message_id), col(RoutingDecision.id))
         ).all()
     auto: dict[str, bool] = {}  # message id -> corrected since the model routed it
