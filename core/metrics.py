@@ -380,35 +380,23 @@ class AutomationReading:
 class AutomationGauges(Collector):
     """Realised precision of the model's automatic routing per organisation, from corrections."""
 
+    _FAMILIES = (
+        ("postbud_model_routed_alone", "Letters the model routed alone in the last 30 days."),
+        ("postbud_model_corrections", "Of those, letters a person corrected (re-routed) afterwards."),
+        ("postbud_model_realised_precision", "Realised precision of automatic routing, last 30 days: "
+                                             "1 - corrected / routed alone."),
+        ("postbud_model_target_precision", "The precision the model promises (configured target)."),
+        ("postbud_model_automation_paused", "1 while corrections showed the model below target and paused it."),
+    )
+
     def __init__(self, read: Callable[[], list[AutomationReading]]) -> None:
         self._read = read
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        readings = self._read()
-        families = {
-            "routed": GaugeMetricFamily(
-                "postbud_model_routed_alone", "Letters the model routed alone in the last 30 days.",
-                labels=["organisation"]),
-            "corrected": GaugeMetricFamily(
-                "postbud_model_corrections", "Of those, letters a person corrected (re-routed) afterwards.",
-                labels=["organisation"]),
-            "realised": GaugeMetricFamily(
-                "postbud_model_realised_precision",
-                "Realised precision of automatic routing in the last 30 days: 1 - corrected / routed alone.",
-                labels=["organisation"]),
-            "target": GaugeMetricFamily(
-                "postbud_model_target_precision", "The precision the model promises (configured target).",
-                labels=["organisation"]),
-            "paused": GaugeMetricFamily(
-                "postbud_model_automation_paused",
-                "1 while the organisation's model may not route alone because its corrections showed it "
-                "below target.", labels=["organisation"]),
-        }
-        for r in readings:
-            families["routed"].add_metric([r.organisation], r.routed_alone)
-            families["corrected"].add_metric([r.organisation], r.corrected)
-            if r.realised_precision is not None:
-                families["realised"].add_metric([r.organisation], r.realised_precision)
-            families["target"].add_metric([r.organisation], r.target_precision)
-            families["paused"].add_metric([r.organisation], 1.0 if r.paused else 0.0)
-        yield from families.values()
+        families = [GaugeMetricFamily(name, text, labels=["organisation"]) for name, text in self._FAMILIES]
+        for r in self._read():
+            values = (r.routed_alone, r.corrected, r.realised_precision, r.target_precision, float(r.paused))
+            for family, value in zip(families, values, strict=True):
+                if value is not None:
+                    family.add_metric([r.organisation], value)
+        yield from families
