@@ -372,10 +372,6 @@ class AutomationReading:
     target_precision: float
     paused: bool
 
-    @property
-    def realised_precision(self) -> float | None:
-        return None if self.routed_alone == 0 else 1.0 - self.corrected / self.routed_alone
-
 
 class AutomationGauges(Collector):
     """Realised precision of the model's automatic routing per organisation, from corrections."""
@@ -395,7 +391,8 @@ class AutomationGauges(Collector):
     def collect(self) -> Iterable[GaugeMetricFamily]:
         families = [GaugeMetricFamily(name, text, labels=["organisation"]) for name, text in self._FAMILIES]
         for r in self._read():
-            values = (r.routed_alone, r.corrected, r.realised_precision, r.target_precision, float(r.paused))
+            realised = 1.0 - r.corrected / r.routed_alone if r.routed_alone else None
+            values = (r.routed_alone, r.corrected, realised, r.target_precision, float(r.paused))
             for family, value in zip(families, values, strict=True):
                 if value is not None:
                     family.add_metric([r.organisation], value)
