@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 
 
@@ -22,6 +22,7 @@ def utcnow() -> datetime:
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from delivery.channels import Channel, build_channels
 from delivery.worker import deliver_pending
 from core.config import Config
 from core.configfile import ConfigError
@@ -33,7 +34,7 @@ from delivery.notices import send_notices
 from postbud.retention import run_housekeeping
 from router.realised import review
 from router.reoffer import reoffer_held
-from router.stage import route_next
+from router.stage import route_batch
 
 log = logging.getLogger(__name__)
 
@@ -67,24 +68,39 @@ class Daemon:
             await asyncio.to_thread(self.rt.rule_source.refresh)  # hot reload, refused if invalid
         routed = 0
         while not self._stop.is_set():
-            done = await asyncio.to_thread(route_next, self.rt.store, self.rt.decider, self.rt.metrics,
-                                           directory=self.rt.recipients, channels=self.config.delivery.channels)
+            # one transaction per group (schedule.batch_size): one commit instead of one per letter
+            done = await asyncio.to_thread(route_batch, self.rt.store, self.rt.decider, self.rt.metrics,
+                                           directory=self.rt.recipients, channels=self.config.delivery.channels,
+                                           limit=self.config.schedule.batch_size)
             if not done:
                 break
-            routed += 1
+            routed += done
         return routed
 
-    async def deliver(self) -> int:
-        """Send what the outbox holds that is due, until nothing is (or the daemon stops)."""
+    async def deliver(self, channels: Mapping[str, Channel] | None = None) -> int:
+        """Send what the outbox holds that is due, until nothing is (or the daemon stops).
+        `channels`: the caller's, kept open across calls (run --once); else this pass's own."""
         sent = 0
-        while not self._stop.is_set():
-            handled = await deliver_pending(self.rt.store, self.config, self.rt.recipients, self.rt.metrics,
-                                            owner=self.rt.instance, limit=self.config.delivery.batch_size,
-                                            pauses=self.rt.pauses)
-            if not handled:
-                break
-            sent += handled
+        directory = self.rt.recipients
+        # One set of channels for the whole pass, not one per batch: each new one cost a TLS context
+        # (the system trust store loaded again) and a new SMTP connection with its handshake.
+        own = self._channels() if channels is None else channels
+        try:
+            while not self._stop.is_set():
+                handled = await deliver_pending(self.rt.store, self.config, directory, self.rt.metrics,
+                                                owner=self.rt.instance, limit=self.config.delivery.batch_size,
+                                                pauses=self.rt.pauses, channels=own)
+                if not handled:
+                    break
+                sent += handled
+        finally:
+            if channels is None:
+                for channel in own.values():
+                    await channel.aclose()
         return sent
+
+    def _channels(self) -> Mapping[str, Channel]:
+        return build_channels(self.config.delivery)
 
     async def train(self) -> int:
         """Retrain each organisation's model whose confirmed placements changed (in a worker thread);
@@ -141,21 +157,28 @@ class Daemon:
         poll its request budget), so the stages go round until a whole round moves no letter on: the
         round after the last delivery also lets mailboxes that acknowledge after delivery let go.
         """
+        channels = self._channels()  # one SMTP connection for the whole run
         try:
             for _ in range(2):  # a second time only when a new model re-offered held letters
                 while not self._stop.is_set():
-                    moved = 0
-                    for stage, job in (("collect", self.rt.dispatcher.run_all_once), ("route", self.route),
-                                       ("deliver", self.deliver)):
-                        moved += await self._counted(stage, job)
-                    if not moved:
+                    if not await self._round(channels):
                         break
                 # Cron installations learn too: a new model re-offers what it may now route alone.
                 if not await self._counted("train", self.train):
                     break
             await self._supervised("housekeeping", self.housekeeping)
         finally:
+            for channel in channels.values():
+                await channel.aclose()
             await self.rt.dispatcher.shutdown()
+
+    async def _round(self, channels: Mapping[str, Channel]) -> int:
+        """Collect every mailbox once, then route, then deliver everything committed; how many letters
+        the round moved on. (Overlapping the stages was tried: on a loaded 2-core machine the collector
+        and the other stages then slowed each other down, end to end 92 s instead of 59 s for 2,000.)"""
+        moved = await self._counted("collect", self.rt.dispatcher.run_all_once)
+        moved += await self._counted("route", self.route)
+        return moved + await self._counted("deliver", lambda: self.deliver(channels))
 
     async def _counted(self, stage: str, job: Callable[[], Awaitable[int]]) -> int:
         """Run a stage under supervision; how many letters it moved on (0 when it failed)."""

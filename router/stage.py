@@ -1,4 +1,4 @@
-"""The route stage: takes collected messages one at a time and records each decision in one transaction."""
+"""The route stage: takes collected messages in groups and records their decisions in one transaction per group."""
 
 from __future__ import annotations
 
@@ -35,38 +35,69 @@ def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: R
                channels: Collection[str] | None = None) -> bool:
     """Route the oldest collected message; False when there is none left (see apply_decision for
     `directory` and `channels`)."""
+    return route_batch(store, decider, metrics, directory=directory, channels=channels, limit=1) > 0
+
+
+def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: RecipientResolver | None = None,
+                channels: Collection[str] | None = None, limit: int = 50) -> int:
+    """Route up to `limit` of the oldest collected messages in one transaction; how many were taken.
+
+    Each message's decision, outbox rows and status change (with its trace event) are written as
+    for one message; the group commits together, so delivery sees every one of them or none, and a
+    crash before the commit leaves them all collected. SKIP LOCKED gives instances sharing a
+    PostgreSQL database different groups.
+    """
+    outcomes: list[tuple[str, Decision | None, str]] = []
     with store.transaction() as session:
-        message = session.exec(
+        messages = session.exec(
             select(Message)
             .where(Message.status == MessageStatus.COLLECTED)
             .order_by(col(Message.received_at))
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
-        ).first()
-        if message is None:
-            return False
-        correlation_id.set(message.id)
-        mailbox = session.get(Mailbox, message.mailbox_id)
-        attachments = list(session.exec(select(Attachment).where(Attachment.message_id == message.id)))
-        try:
-            normalized = codec.unseal(store.vault, message, attachments)
-        except Exception as exc:  # undecryptable content is bad input for this message only
-            transition(session, message, MessageStatus.QUARANTINED, kind="quarantined", actor=ACTOR,
-                       reason=f"content cannot be read: {type(exc).__name__}")
-            metrics.messages_quarantined.labels(message.provider, "route").inc()
-            return True
-        facts = Facts(
-            message=normalized,
-            organisation=message.organisation_cvr,
-            mailbox=mailbox.name if mailbox else "",
-            provider=message.provider,
-            received_at=message.received_at,
-        )
-        decision = decider.decide(facts)
-        apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels)
-    metrics.routing_decisions.labels(decision.decided_by, decision.action.value).inc()
-    log.info("message %s id=%s by=%s", decision.action.value, message.id, decision.decided_by)
-    return True
+        ).all()
+        if not messages:
+            return 0
+        ids = [m.id for m in messages]
+        mailboxes = {m.id: m.name for m in session.exec(
+            select(Mailbox).where(col(Mailbox.id).in_({m.mailbox_id for m in messages})))}
+        files: dict[str, list[Attachment]] = {i: [] for i in ids}
+        for attachment in session.exec(select(Attachment).where(col(Attachment.message_id).in_(ids))):
+            files[attachment.message_id].append(attachment)
+        for message in messages:
+            correlation_id.set(message.id)
+            decision = _route_one(session, store, decider, metrics, message, mailboxes.get(message.mailbox_id, ""),
+                                  files[message.id], directory=directory, channels=channels)
+            outcomes.append((message.id, decision, message.provider))
+    for message_id, decision, provider in outcomes:
+        if decision is None:
+            metrics.messages_quarantined.labels(provider, "route").inc()
+            continue
+        metrics.routing_decisions.labels(decision.decided_by, decision.action.value).inc()
+        log.info("message %s id=%s by=%s", decision.action.value, message_id, decision.decided_by)
+    return len(outcomes)
+
+
+def _route_one(session: Session, store: Store, decider: Decider, metrics: Metrics, message: Message,
+               mailbox: str, attachments: list[Attachment], *, directory: RecipientResolver | None,
+               channels: Collection[str] | None) -> Decision | None:
+    """Decide and record one message in the group's transaction; None when it was quarantined."""
+    try:
+        normalized = codec.unseal(store.vault, message, attachments)
+    except Exception as exc:  # undecryptable content is bad input for this message only
+        transition(session, message, MessageStatus.QUARANTINED, kind="quarantined", actor=ACTOR,
+                   reason=f"content cannot be read: {type(exc).__name__}")
+        return None
+    facts = Facts(
+        message=normalized,
+        organisation=message.organisation_cvr,
+        mailbox=mailbox,
+        provider=message.provider,
+        received_at=message.received_at,
+    )
+    decision = decider.decide(facts)
+    apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels)
+    return decision
 
 
 def _targets(message: Message, recipients: tuple[str, ...], directory: RecipientResolver | None,
