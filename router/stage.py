@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
+from typing import Any, cast
+
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import Session, col, select
 
 from core import codec
@@ -14,7 +17,6 @@ from core.metrics import Metrics
 from core.recipients import RecipientResolver
 from core.storage.db import Store
 from core.storage.models import (
-    Attachment,
     Delivery,
     DeliveryStatus,
     Mailbox,
@@ -50,7 +52,7 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     outcomes: list[tuple[str, Decision | None, str]] = []
     with store.transaction() as session:
         messages = session.exec(
-            select(Message)
+            select(Message).options(defer(cast(QueryableAttribute[Any], Message.raw)))  # the original: unused
             .where(Message.status == MessageStatus.COLLECTED)
             .order_by(col(Message.received_at))
             .limit(limit)
@@ -58,16 +60,12 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
         ).all()
         if not messages:
             return 0
-        ids = [m.id for m in messages]
         mailboxes = {m.id: m.name for m in session.exec(
             select(Mailbox).where(col(Mailbox.id).in_({m.mailbox_id for m in messages})))}
-        files: dict[str, list[Attachment]] = {i: [] for i in ids}
-        for attachment in session.exec(select(Attachment).where(col(Attachment.message_id).in_(ids))):
-            files[attachment.message_id].append(attachment)
         for message in messages:
             correlation_id.set(message.id)
             decision = _route_one(session, store, decider, metrics, message, mailboxes.get(message.mailbox_id, ""),
-                                  files[message.id], directory=directory, channels=channels)
+                                  directory=directory, channels=channels)
             outcomes.append((message.id, decision, message.provider))
     for message_id, decision, provider in outcomes:
         if decision is None:
@@ -79,11 +77,14 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
 
 
 def _route_one(session: Session, store: Store, decider: Decider, metrics: Metrics, message: Message,
-               mailbox: str, attachments: list[Attachment], *, directory: RecipientResolver | None,
+               mailbox: str, *, directory: RecipientResolver | None,
                channels: Collection[str] | None) -> Decision | None:
     """Decide and record one message in the group's transaction; None when it was quarantined."""
     try:
-        normalized = codec.unseal(store.vault, message, attachments)
+        # The sealed content only (with the extracted text and each file's name and media type): rules
+        # and the model never read a file's bytes, so they are neither read nor decrypted here;
+        # delivery decrypts the files it sends.
+        normalized = codec.unseal(store.vault, message, [])
     except Exception as exc:  # undecryptable content is bad input for this message only
         transition(session, message, MessageStatus.QUARANTINED, kind="quarantined", actor=ACTOR,
                    reason=f"content cannot be read: {type(exc).__name__}")
