@@ -151,7 +151,8 @@ async def poll_mailbox(
             page = await _list(connector, cursor, retries, result)
             if page is None:
                 break
-            await _collect_page(page.refs, store, mailbox, connector, metrics, result, retries, organisations)
+            for ref in page.refs:
+                await _collect_one(store, mailbox, connector, ref, metrics, result, retries, organisations)
             if page.cursor != cursor:
                 cursor = page.cursor
                 await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
@@ -170,32 +171,6 @@ async def poll_mailbox(
     metrics.poll_seconds.labels(mailbox.provider).observe(time.monotonic() - started)
     metrics.poll_requests.labels(mailbox.provider).observe(result.requests)
     return result
-
-
-async def _collect_page(refs: Collection[MessageRef], store: Store, mailbox: MailboxKey, connector: Connector,
-                        metrics: Metrics, result: PollResult, retries: int, organisations: Collection[str]) -> None:
-    """The page's messages, one after another, or up to the connector's `letters_in_flight` at once.
-    The first error that ends the poll (budget, authentication) stops the others; each of them is left
-    where a crash would leave it (persisted or not, acknowledged or not), which the next poll finishes."""
-    width = max(1, int(getattr(connector, "letters_in_flight", 1)))
-    if width == 1:
-        for ref in refs:
-            await _collect_one(store, mailbox, connector, ref, metrics, result, retries, organisations)
-        return
-    slots = asyncio.Semaphore(width)
-
-    async def one(ref: MessageRef) -> None:
-        async with slots:
-            await _collect_one(store, mailbox, connector, ref, metrics, result, retries, organisations)
-
-    tasks = [asyncio.create_task(one(ref)) for ref in refs]
-    try:
-        for finished in asyncio.as_completed(tasks):
-            await finished
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _list(connector: Connector, cursor: str | None, retries: int, result: PollResult) -> Page | None:

@@ -152,9 +152,6 @@ class Connector(Protocol):
       neither listing nor fetching acknowledges (where the provider itself marks a message read
       when its content is downloaded, e-Boks, the class SHALL say so: `acknowledges_at_fetch =
       True`); acknowledging twice SHALL be harmless;
-    - MAY declare `letters_in_flight = N` (default 1) when fetching and acknowledging several of its
-      messages at once is safe and cheap for the source (a local folder): the collector then works
-      up to N of a page's messages at the same time, each still persisted before it is acknowledged;
     - raise only `ConnectorError` subclasses, typed by what the caller must do (a rejected
       credential: `AuthError`; a fault that may pass: `TransientError`, with `retry_after` when the
       provider said how long to wait);

@@ -63,9 +63,6 @@ class FolderConnector:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     # Scanners and exports expect their files to leave the drop folder once postbud has them.
     default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_COMMIT
-    # Local files: reading, parsing (in the parse workers) and committing several letters at once
-    # keeps the workers and the database busy instead of one thread hop after another per letter.
-    letters_in_flight: ClassVar[int] = 8
 
     def __init__(self, settings: FolderSettings, context: ConnectorContext) -> None:
         self.settings = settings
