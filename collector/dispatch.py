@@ -276,34 +276,33 @@ class Dispatcher:
                 return
 
     def _needs_reauth(self, mb: MailboxRuntime, reason: str) -> None:
-        with self.store.transaction() as session:
-            row = session.get(Mailbox, mb.key.id)
-            if row is None:
-                return
-            row.status = MailboxStatus.NEEDS_REAUTH
-            row.last_error = f"needs re-authentication: {reason}"[:500]
-            row.credentials_fingerprint = mb.fingerprint
-        log.error("mailbox needs re-authentication; polling stopped until its credentials change: %s", reason)
-        self.notifier.notify(
-            mb.key.organisation_cvr,
-            f"Mailbox {mb.key.name} ({mb.key.provider}) needs re-authentication",
-            f"postbud stopped polling this mailbox because the provider refused its credentials: {reason}\n"
+        self._stop(
+            mb, MailboxStatus.NEEDS_REAUTH, f"needs re-authentication: {reason}",
+            "mailbox needs re-authentication; polling stopped until its credentials change: %s", reason,
+            subject=f"Mailbox {mb.key.name} ({mb.key.provider}) needs re-authentication",
+            text=f"postbud stopped polling this mailbox because the provider refused its credentials: {reason}\n"
             "Update the credentials in the configuration; polling resumes when they change.",
         )
 
     def _misconfigured(self, mb: MailboxRuntime, reason: str) -> None:
         """Not a credentials problem: the settings pick nothing (or several) of what the provider offers."""
+        self._stop(
+            mb, MailboxStatus.ERROR, f"configuration: {reason}",
+            "mailbox configuration does not match the provider; polling stopped until it changes: %s", reason,
+            subject=f"Mailbox {mb.key.name} ({mb.key.provider}) is misconfigured",
+            text=f"postbud stopped polling this mailbox: {reason}\n"
+            "Fix its settings in the configuration and reload (SIGHUP); polling resumes then.",
+        )
+
+    def _stop(self, mb: MailboxRuntime, status: MailboxStatus, error: str, log_text: str, reason: str, *,
+              subject: str, text: str) -> None:
+        """Stops polling a mailbox until its settings change: the state and its reason kept, logged and notified."""
         with self.store.transaction() as session:
             row = session.get(Mailbox, mb.key.id)
             if row is None:
                 return
-            row.status = MailboxStatus.ERROR
-            row.last_error = f"configuration: {reason}"[:500]
+            row.status = status
+            row.last_error = error[:500]
             row.credentials_fingerprint = mb.fingerprint
-        log.error("mailbox configuration does not match the provider; polling stopped until it changes: %s", reason)
-        self.notifier.notify(
-            mb.key.organisation_cvr,
-            f"Mailbox {mb.key.name} ({mb.key.provider}) is misconfigured",
-            f"postbud stopped polling this mailbox: {reason}\n"
-            "Fix its settings in the configuration and reload (SIGHUP); polling resumes then.",
-        )
+        log.error(log_text, reason)
+        self.notifier.notify(mb.key.organisation_cvr, subject, text)

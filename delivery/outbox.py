@@ -160,6 +160,14 @@ def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *
                    detail: Mapping[str, object] | None = None) -> bool:
     """The commit after a successful send: row delivered, trace with the reply, message settled.
     False when the lease ran out and another worker took the row over (nothing changed)."""
+    return _settle_delivered(store, job, owner=owner, reply=reply, event="delivery_sent", reason=reply,
+                             detail=_detail(job, message_id=message_id, **(detail or {})))
+
+
+def _settle_delivered(store: Store, job: Job, *, owner: str, reply: str, event: str, reason: str,
+                      detail: dict[str, Any]) -> bool:
+    """Row delivered and its trace event, message settled, in one transaction; False when the lease
+    ran out and another worker took the row over (nothing changed)."""
     with store.transaction() as session:
         lock_message(session, job.message_id)
         done = cast(CursorResult[Any], session.execute(
@@ -169,8 +177,7 @@ def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *
         ))
         if not done.rowcount:
             return False
-        record(session, job.message_id, "delivery_sent", actor=ACTOR, reason=reply[:500],
-               detail=_detail(job, message_id=message_id, **(detail or {})))
+        record(session, job.message_id, event, actor=ACTOR, reason=reason[:500], detail=detail)
         settle(session, job.message_id)
     return True
 
@@ -211,19 +218,9 @@ def mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySetti
 def settle_in_doubt(store: Store, job: Job, reason: str, *, owner: str) -> None:
     """A row whose earlier send may have completed is never dead-lettered: it counts as delivered,
     and the trace says that it is settled in doubt, and why."""
-    with store.transaction() as session:
-        lock_message(session, job.message_id)
-        done = cast(CursorResult[Any], session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(status=D.DELIVERED, delivered_at=utcnow(), last_reply=reason[:500],
-                    lease_owner=None, lease_expires_at=None, send_started_at=None)
-        ))
-        if not done.rowcount:
-            return
-        record(session, job.message_id, "delivery_settled_in_doubt", actor=ACTOR,
-               reason=f"settled as delivered: an earlier send may have completed; {reason}"[:500],
-               detail=_detail(job))
-        settle(session, job.message_id)
+    _settle_delivered(store, job, owner=owner, reply=reason, event="delivery_settled_in_doubt",
+                      reason=f"settled as delivered: an earlier send may have completed; {reason}",
+                      detail=_detail(job))
 
 
 def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
