@@ -66,6 +66,12 @@ class Invitation:
     listed: bool  # False: not in the recipients file yet (cannot be approved until it is)
 
 
+def new_code() -> str:
+    """A one-time confirmation code, typed as `postbud recipients confirm CODE`: hex, because a
+    URL-safe code may begin with "-" and would then be read as an option."""
+    return secrets.token_hex(24)
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()
 
@@ -130,7 +136,7 @@ def invite(store: Store, directory: RecipientsFile | None, settings: DeliverySet
         raise ApprovalError(f"the recipients file gives {listed.id} the address {listed.email}, not "
                             f"{email}; invite that address or correct the file first")
     rid = listed.id if listed is not None else _slug(name)
-    token = secrets.token_urlsafe(24)
+    token = new_code()
     expires = when + dt.timedelta(hours=settings.invitation_valid_hours)
     with store.transaction() as session:
         row = _row(session, org, rid)
@@ -318,7 +324,7 @@ def _key_changed(session: Session, row: RecipientApproval, recipient: Recipient,
                  actor: str, now: dt.datetime, settings: DeliverySettings | None,
                  invitations: list[Invitation] | None) -> str:
     """The key is not the one approved: back to invited with a new one-time code, nothing sent."""
-    token = secrets.token_urlsafe(24)
+    token = new_code()
     hours = settings.invitation_valid_hours if settings is not None else 72
     expires = now + dt.timedelta(hours=hours)
     row.status, row.token_hash, row.invited_at, row.expires_at = A.INVITED, token_hash(token), now, expires

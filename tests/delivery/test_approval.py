@@ -233,3 +233,10 @@ async def test_cli_invite_of_a_new_person_keeps_the_display_name(rt: Runtime, sm
     listed = await asyncio.to_thread(cli, path, "list", "--json")
     (bo,) = [i for i in json.loads(listed.stdout) if i["email"] == "bo@example.com"]
     assert (bo["name"], bo["in_file"], bo["approval"]) == ("Bo Nygaard", False, "invited")
+
+
+def test_a_confirmation_code_never_reads_as_a_command_line_option() -> None:
+    from delivery.approval import new_code
+
+    codes = {new_code() for _ in range(2000)}
+    assert len(codes) == 2000 and not any(c.startswith("-") for c in codes)
