@@ -102,6 +102,18 @@ def wait(until: Callable[[], Any], seconds: float = 60) -> Any:
     raise AssertionError("timed out")
 
 
+def result_rows(driver: Any) -> list[tuple[str, str]]:
+    """The search results as (row text, letter link); empty while the page is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return [(row.text, row.find_element(By.TAG_NAME, "a").get_attribute("href"))
+                for row in driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")]
+    except StaleElementReferenceException:
+        return []
+
+
 def sign_in(driver: Any, demo: Demo, user: str, password: str | None = None) -> None:
     from selenium.webdriver.common.by import By
 
@@ -165,10 +177,17 @@ def test_search_resend_and_download(browser: Any, demo: Demo) -> None:
     browser.get(f"{demo.base}/trace")
     browser.find_element(By.ID, "text").send_keys("moms")
     browser.find_element(By.ID, "search-button").click()
-    results = browser.find_elements(By.CSS_SELECTOR, "#results tbody tr")
-    assert results and all("moms" in r.text.lower() for r in results)
-    delivered = next(r for r in results if "delivered" in r.text)
-    delivered.find_element(By.TAG_NAME, "a").click()
+    # The unfiltered page lists letters too: read the rows only once the search's page has loaded, and
+    # read each row's text and link at once (a reload between finding and reading makes them stale).
+    wait(lambda: "text=moms" in browser.current_url)
+
+    def searched_with_a_delivered_letter() -> list[tuple[str, str]] | None:
+        rows = result_rows(browser)
+        return rows if any("delivered" in text for text, _ in rows) else browser.refresh()
+
+    results = wait(searched_with_a_delivered_letter)
+    assert all("moms" in text.lower() for text, _ in results)
+    browser.get(next(link for text, link in results if "delivered" in text))
     letter_id = browser.current_url.rsplit("/", 1)[1]
     browser.find_element(By.ID, "resend").click()
     assert "sat til genafsendelse" in browser.find_element(By.ID, "flash").text
