@@ -173,6 +173,9 @@ class DeliverySettings(Frozen):
     key_warning_days: int = Field(default=30, ge=0)
     approval_base_url: str = "http://127.0.0.1:9464"
     invitation_valid_hours: float = Field(default=72.0, gt=0)
+    # A recipient stuck on an onboarding step this long is reminded (with a renewed link), again
+    # after as long again.
+    onboarding_reminder_days: float = Field(default=2.0, gt=0)
 
     @field_validator("approval_base_url")
     @classmethod
@@ -259,6 +262,14 @@ class OrganisationConfig(Frozen):
     decision_deadline_days: float = Field(default=7.0, gt=0)
     final_warning_days: float = Field(default=7.0, gt=0)
     notices_show_senders: bool = False  # senders' names in notices (a sender may be a person)
+    # Onboarding: postbud may issue recipients an S/MIME certificate from the organisation's own CA
+    # (PKCS#12 by mail, its passphrase shown once on the confirmation page); ca_crl, when given, is
+    # checked for uploaded certificates this CA issued.
+    issue_certificates: bool = False
+    ca_cert: RelPath | None = None
+    ca_key: RelPath | None = None
+    ca_crl: RelPath | None = None
+    issued_certificate_days: int = Field(default=365, gt=0, le=825)
     mailboxes: tuple[MailboxConfig, ...] = ()
 
     @model_validator(mode="before")
@@ -286,6 +297,12 @@ class OrganisationConfig(Frozen):
                              f"({deadline_hours:g} h): {', '.join(f'{h:g}' for h in late)}")
         if self.final_warning_days >= self.retention_days:
             raise ValueError("final_warning_days must be shorter than retention_days")
+        return self
+
+    @model_validator(mode="after")
+    def _issuing_ca(self) -> OrganisationConfig:
+        if self.issue_certificates and (self.ca_cert is None or self.ca_key is None):
+            raise ValueError("issue_certificates = true needs ca_cert and ca_key (the organisation's CA)")
         return self
 
     @model_validator(mode="after")

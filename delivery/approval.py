@@ -188,11 +188,14 @@ def _check(recipient: Recipient, trust_store: Path | None, now: dt.datetime) -> 
     return check_recipient_key(recipient, trust_store=trust_store, now=now)
 
 
-def _approve_row(session: Session, row: RecipientApproval, recipient: Recipient, status: KeyStatus, *,
-                 actor: str, now: dt.datetime) -> None:
+def approve_row(session: Session, row: RecipientApproval, recipient: Recipient, status: KeyStatus, *,
+                actor: str, now: dt.datetime, key: bytes | None = None) -> None:
+    """Mark approved (or re-checked) in the caller's transaction, binding the key's fingerprint: of
+    `key` when given (one the recipient uploaded), else of the recipients file's key file."""
     changed = row.status != A.APPROVED
     row.status, row.approved_at = A.APPROVED, (now if changed else row.approved_at)
-    row.key_fingerprint, row.key_checked_at = key_fingerprint(recipient), now
+    row.key_fingerprint = hashlib.sha256(key).hexdigest() if key is not None else key_fingerprint(recipient)
+    row.key_checked_at = now
     row.key_expires_at, row.token_hash, row.updated_at = status.expires_at, None, now
     session.add(row)
     record(session, None, "recipient_approved" if changed else "recipient_key_checked", actor=actor,
@@ -214,7 +217,8 @@ def confirm(store: Store, token: str, *, directory: RecipientsFile | None = None
             raise ApprovalError("unknown or already used confirmation code")
         if row.expires_at is not None and row.expires_at <= when:
             raise ApprovalError("the confirmation code has expired; ask for a new invitation")
-        row.status, row.confirmed_at, row.token_hash, row.updated_at = A.CONFIRMED, when, None, when
+        # the link stays open for the checklist's next steps (key, test letter); approval closes it
+        row.status, row.confirmed_at, row.updated_at = A.CONFIRMED, when, when
         session.add(row)
         record(session, None, "recipient_confirmed", actor=actor,
                detail={"organisation": row.organisation_cvr, "recipient": row.recipient})
@@ -222,7 +226,7 @@ def confirm(store: Store, token: str, *, directory: RecipientsFile | None = None
         if recipient is not None and _same_address(row, recipient) and address_problem(recipient) is None:
             status = _check(recipient, trust_store, when)
             if status.valid:
-                _approve_row(session, row, recipient, status, actor=actor, now=when)
+                approve_row(session, row, recipient, status, actor=actor, now=when)
     return row
 
 
@@ -271,7 +275,7 @@ def approve(store: Store, directory: RecipientsFile, org: str, rid: str, *, acto
             raise ApprovalError(f"{rid} confirmed {row.email}, but the recipients file now says "
                                 f"{recipient.email}; invite the new address")
         row.email, row.actor = recipient.email, actor
-        _approve_row(session, row, recipient, status, actor=actor, now=when)
+        approve_row(session, row, recipient, status, actor=actor, now=when)
     return row
 
 
@@ -290,7 +294,7 @@ def revoke(store: Store, org: str, rid: str, *, actor: str, now: dt.datetime | N
 
 def admission(session: Session, org: str, recipient: Recipient, status: KeyStatus, *, actor: str,
               now: dt.datetime, settings: DeliverySettings | None = None,
-              invitations: list[Invitation] | None = None) -> str | None:
+              invitations: list[Invitation] | None = None, key: bytes | None = None) -> str | None:
     """Why `recipient` may not be sent to now, or None; promotes a confirmed recipient with a
     valid key to approved in the caller's transaction. A key changed since approval sends the
     recipient back to invited with a new code (appended to `invitations` for the caller to mail
@@ -306,17 +310,20 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
         return f"recipient {recipient.id}'s address changed since confirmation; invite again"
     if not status.valid:
         return f"recipient {recipient.id}'s key is not usable: {status.reason}"
-    current = key_fingerprint(recipient)
+    current = hashlib.sha256(key).hexdigest() if key is not None else key_fingerprint(recipient)
     if row.status == A.APPROVED and row.key_fingerprint is not None and row.key_fingerprint != current:
         return _key_changed(session, row, recipient, current, actor=actor, now=now, settings=settings,
                             invitations=invitations)
+    if row.status != A.APPROVED and recipient.uploaded_key is not None:
+        # a key the recipient gave themselves is approved only by the code of its test letter
+        return f"recipient {recipient.id} has not typed the code of the test letter yet"
     if row.status != A.APPROVED:
         problem = address_problem(recipient)
         if problem is not None:
             return problem
-        _approve_row(session, row, recipient, status, actor=actor, now=now)
+        approve_row(session, row, recipient, status, actor=actor, now=now)
     elif row.key_fingerprint is None:
-        _approve_row(session, row, recipient, status, actor=actor, now=now)  # bound by an older version
+        approve_row(session, row, recipient, status, actor=actor, now=now, key=key)  # bound by an older version
     return None
 
 

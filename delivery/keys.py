@@ -38,13 +38,14 @@ class KeyStatus:
 
 
 def check_recipient_key(recipient: Recipient, *, trust_store: Path | None = None,
-                        now: dt.datetime | None = None) -> KeyStatus:
-    """Check whatever key material the recipient has; no key at all is not valid."""
+                        now: dt.datetime | None = None, key: bytes | None = None) -> KeyStatus:
+    """Check whatever key material the recipient has (`key`: the one they uploaded, when the file
+    names none); no key at all is not valid."""
     kind, path = recipient.key_kind, recipient.key_path
-    if kind is None or path is None:
+    if kind is None or (path is None and key is None):
         return KeyStatus(False, "no key material (smime_cert or pgp_key)", None, None)
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if path is not None else key or b""
     except OSError as exc:
         return KeyStatus(False, f"cannot read {path}: {exc.strerror}", None, None)
     if kind is KeyKind.SMIME:
@@ -73,7 +74,7 @@ def check_smime_cert(cert_pem: bytes, *, trust_store: bytes | None = None,
         return bad(f"certificate expired {expires.isoformat()}")
     if not isinstance(cert.public_key(), rsa.RSAPublicKey):
         return bad("only RSA certificates can be encrypted to (CMS key transport)")
-    reason = _usage_problem(cert)
+    reason = usage_problem(cert)
     if reason:
         return bad(reason)
     if trust_store is not None:
@@ -114,7 +115,7 @@ def smime_cert_addresses(cert_pem: bytes) -> set[str]:
     return {n.strip().lower() for n in names}
 
 
-def _usage_problem(cert: x509.Certificate) -> str | None:
+def usage_problem(cert: x509.Certificate) -> str | None:
     try:
         ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:

@@ -129,6 +129,9 @@ class Recipient(_Frozen):
     tls_only: bool = False
     # False: the model may suggest this recipient but never route to it without a person.
     route_alone: bool = True
+    # Never in the file: set by delivery on a copy when the recipient has no key in the file but gave
+    # one on the confirmation page (the database keeps it; delivery/onboarding.py).
+    uploaded_key: KeyKind | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -153,7 +156,7 @@ class Recipient(_Frozen):
             return KeyKind.SMIME
         if self.pgp_key is not None:
             return KeyKind.PGP
-        return None
+        return self.uploaded_key
 
     @property
     def key_path(self) -> Path | None:
@@ -301,6 +304,9 @@ def _organisation(path: Path, text: str, cvr: str, body: dict[str, Any]) -> Orga
         resolved: dict[str, Any] = {}
         for rid, rec in recipients.items():
             if isinstance(rec, dict):
+                if "uploaded_key" in rec:
+                    raise _error(path, text, ("org", cvr, "recipients", rid, "uploaded_key"),
+                                 "is set by postbud from the confirmation page, not in this file")
                 rec = {**rec, "id": rid}
                 for key in ("smime_cert", "pgp_key"):
                     if isinstance(rec.get(key), str):

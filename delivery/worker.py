@@ -36,6 +36,7 @@ from delivery.keys import (
     check_recipient_key,
     check_smime_cert,
 )
+from delivery.onboarding import uploaded_key
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
@@ -44,10 +45,15 @@ log = logging.getLogger(__name__)
 
 
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
-           settings: DeliverySettings, invitations: list[Invitation]) -> str | None:
+           settings: DeliverySettings, invitations: list[Invitation], key: bytes | None) -> str | None:
     with store.transaction() as session:
         return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now, settings=settings,
-                         invitations=invitations)
+                         invitations=invitations, key=key)
+
+
+def _with_uploaded_key(store: Store, org: str, recipient: Recipient) -> tuple[Recipient, bytes | None]:
+    with store.read() as session:
+        return uploaded_key(session, org, recipient)
 
 
 def _content(store: Store, message_id: str) -> tuple[NormalizedMessage, dt.datetime] | None:
@@ -72,6 +78,8 @@ class _Run:
         self.days_left: dict[str, int] = {}
         self.contents: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = {}
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
+        # recipients with a key from the confirmation page (the file names none), and its bytes
+        self.uploaded: dict[tuple[str, str], tuple[Recipient, bytes | None]] = {}
 
     async def deliver(self, job: Job) -> str:
         """Attempt one job; returns the outcome label (delivered, retry, failed, held, released)."""
@@ -154,6 +162,12 @@ class _Run:
             recipient = self.directory.get(job.organisation, job.recipient)
         except UnknownRecipient as exc:
             return str(exc.args[0]), None
+        uploaded: bytes | None = None
+        if recipient.key_path is None:
+            pair = (job.organisation, job.recipient)
+            if pair not in self.uploaded:
+                self.uploaded[pair] = _with_uploaded_key(self.store, job.organisation, recipient)
+            recipient, uploaded = self.uploaded[pair]
         if job.channel in self.directory.channels_off(job.organisation):
             # held, so routing again sends the recipient by the organisation's default channel
             return f"channel {job.channel} is switched off for organisation {job.organisation}", None
@@ -166,9 +180,9 @@ class _Run:
         if admitted is None:
             # once per recipient and run: the key file is read once, and the bytes checked are
             # the bytes encrypted to
-            key, status = self._key(recipient)
+            key, status = self._key(recipient, uploaded)
             self._note_key(job, status)
-            problem = _admit(self.store, job, recipient, status, self.now, self.settings, self.invitations)
+            problem = _admit(self.store, job, recipient, status, self.now, self.settings, self.invitations, key)
             admitted = self.admitted[(job.organisation, job.recipient)] = (problem, key)
         problem, key = admitted
         if problem is not None or key is None:
@@ -200,12 +214,12 @@ class _Run:
             except DeliveryError as exc:
                 log.warning("confirmation code for %s not sent (%s); invite again", invitation.recipient, exc)
 
-    def _key(self, recipient: Recipient) -> tuple[bytes | None, KeyStatus]:
+    def _key(self, recipient: Recipient, uploaded: bytes | None) -> tuple[bytes | None, KeyStatus]:
         kind, path = recipient.key_kind, recipient.key_path
-        if kind is None or path is None:
+        if kind is None or (path is None and uploaded is None):
             return None, check_recipient_key(recipient, now=self.now)  # says why: no key material
         try:
-            data = path.read_bytes()
+            data = path.read_bytes() if path is not None else uploaded or b""
         except OSError as exc:
             return None, KeyStatus(False, f"cannot read {path}: {exc.strerror}", None, None)
         if kind is KeyKind.PGP:

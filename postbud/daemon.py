@@ -31,6 +31,7 @@ from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
 from postbud.runtime import Runtime
 from delivery.notices import send_notices
+from delivery.onboarding_run import onboarding_pass
 from postbud.retention import run_housekeeping
 from router.realised import review
 from router.reoffer import reoffer_held
@@ -129,9 +130,11 @@ class Daemon:
 
     async def housekeeping(self) -> None:
         """The held letters' schedule, and (once a day, whichever instance comes first) the retention
-        purge; then the notices they queued go out."""
+        purge; then the notices they queued go out, and the onboarding checklist's test letters and
+        reminders."""
         await asyncio.to_thread(run_housekeeping, self.rt.store, self.config, self.rt.metrics, self.clock())
         await self.notify()
+        await onboarding_pass(self.rt.store, self.config, self.rt.recipients, now=self.clock())
 
     async def notify(self) -> int:
         """E-mail the queued notices that are due (each once; failures back off)."""

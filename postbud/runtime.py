@@ -299,7 +299,7 @@ class Runtime:
 
         routes: list[BaseRoute] = [
             confirm_route(self.store, directory=lambda: self.recipients,
-                          trust_store=self.config.delivery.trust_store)
+                          trust_store=self.config.delivery.trust_store, config=lambda: self.config)
         ]
         if self.config.api.enabled:
             from postbud.api import TokenTable, api_mount

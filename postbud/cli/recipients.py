@@ -24,6 +24,7 @@ from postbud.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from delivery.onboarding import Journey
     from delivery.recipients import RecipientsFile
     from core.config import Config
     from core.storage.db import Store
@@ -169,6 +170,8 @@ class Listed:
     approval: str
     key: str
     key_days_left: int | None
+    step: str = "not_invited"  # the onboarding checklist's step (delivery/onboarding.py)
+    step_since: str | None = None
 
 
 def listing(store: Store, directory: RecipientsFile | None, config: Config,
@@ -178,6 +181,7 @@ def listing(store: Store, directory: RecipientsFile | None, config: Config,
     from sqlmodel import select
 
     from delivery.keys import check_recipient_key
+    from delivery.onboarding import journeys, uploaded_key
     from core.storage.models import RecipientApproval
 
     with store.read() as session:
@@ -187,22 +191,31 @@ def listing(store: Store, directory: RecipientsFile | None, config: Config,
     from delivery.recipients import Channel
 
     enabled = [Channel(c) for c in config.delivery.channels]
+    steps = journeys(store, directory)
     for cvr in directory.organisations() if directory is not None else ():
         if org is not None and cvr != org:
             continue
         assert directory is not None
         for rid in sorted(directory.names(cvr)):
-            r = directory.get(cvr, rid)
-            status = check_recipient_key(r, trust_store=config.delivery.trust_store)
+            with store.read() as session:
+                r, uploaded = uploaded_key(session, cvr, directory.get(cvr, rid))
+            status = check_recipient_key(r, trust_store=config.delivery.trust_store, key=uploaded)
             row = rows.pop((cvr, rid), None)
             key = "valid" if status.valid else status.reason
             out.append(Listed(cvr, rid, r.name, r.email, str(directory.channel(cvr, rid, enabled=enabled)),
-                              True, row.status if row else "not invited", key, status.days_left))
+                              True, row.status if row else "not invited", key, status.days_left,
+                              *_step(steps.get((cvr, rid)))))
     invited_as = _invited_names(store)
     for (cvr, rid), row in sorted(rows.items()):
         out.append(Listed(cvr, rid, invited_as.get((cvr, rid), rid), row.email, "", False, row.status,
-                          "not in recipients file", None))
+                          "not in recipients file", None, *_step(steps.get((cvr, rid)))))
     return out
+
+
+def _step(journey: Journey | None) -> tuple[str, str | None]:
+    if journey is None:
+        return "not_invited", None
+    return journey.step.value, journey.since.isoformat() if journey.since else None
 
 
 def _invited_names(store: Store) -> dict[tuple[str, str], str]:
@@ -232,8 +245,9 @@ def list_cmd(
     if as_json:
         sys.stdout.write(json.dumps([asdict(i) for i in items], ensure_ascii=False, indent=2) + "\n")
         return
-    grid = table("org", "id", "name", "email", "channel", "approval", "key", "days left")
+    grid = table("org", "id", "name", "email", "channel", "approval", "step", "key", "days left")
     for i in items:
         days = "" if i.key_days_left is None else str(i.key_days_left)
-        grid.add_row(i.organisation, i.id, i.name, i.email or "", i.channel, i.approval, i.key, days)
+        grid.add_row(i.organisation, i.id, i.name, i.email or "", i.channel, i.approval, i.step.replace("_", " "),
+                      i.key, days)
     out.print(grid)
