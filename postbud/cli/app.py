@@ -16,6 +16,7 @@ from postbud.cli import (
     ops,
     queue,
     recipients,
+    recipients_file,
     reply,
     rules,
     run,
@@ -40,11 +41,16 @@ GROUPS: dict[str, tuple[typer.Typer, str | None]] = {
     "rules": (rules.app, "Routing rules: check, test, test-suite, replay."),
     "queue": (queue.app, None),
     "model": (model.app, "The ML suggester: evaluate on a corpus, train on placements."),
-    "recipients": (recipients.app, "Approved recipients: invite, confirm, list, approve, revoke."),
+    "recipients": (recipients.app, "Recipients: add, set, remove, group; invite, confirm, list, approve, "
+                   "revoke."),
     "users": (users.app, None),
 }
 # modules whose commands sit on the root itself
 ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, status.app, inspect.app, reply.app, sandbox.app)
+
+# The recipients file's editing commands sit beside the approval workflow's, in their own module.
+recipients.app.registered_commands.extend(recipients_file.app.registered_commands)
+recipients.app.add_typer(recipients_file.group_app, name="group")
 
 for _name, (_group, _help) in GROUPS.items():
     if _help is None:

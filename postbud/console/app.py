@@ -11,7 +11,7 @@ from starlette.staticfiles import StaticFiles
 from core.config import Config
 from core.recipients import RecipientResolver
 from core.storage.db import Store
-from postbud.console import admin_pages, queue_pages, signin, stats_pages, trace_pages
+from postbud.console import admin_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages
 from postbud.console.web import PREFIX, Console
 
 
@@ -25,6 +25,7 @@ def console_mount(store: Store, config: Callable[[], Config],
         *trace_pages.routes(console),
         *stats_pages.routes(console),
         *admin_pages.routes(console),
+        *recipients_pages.routes(console),
         Mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="console-static"),
     ]
     return Mount(PREFIX, routes=routes)

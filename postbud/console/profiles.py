@@ -24,12 +24,13 @@ class Area(StrEnum):
     HEALTH = "health"
     AUDIT = "audit"
     USERS = "users"  # accounts and settings of the organisation
+    RECIPIENTS = "recipients"  # the organisation's recipients and groups (the recipients file)
     MINE = "mine"  # only the letters delivered to or awaiting the account's own recipient id
 
 
 ALLOWED: dict[Profile, frozenset[Area]] = {
     Profile.ADMINISTRATOR: frozenset(Area) - {Area.MINE},
-    Profile.FULL: frozenset(Area) - {Area.MINE, Area.USERS},
+    Profile.FULL: frozenset(Area) - {Area.MINE, Area.USERS, Area.RECIPIENTS},
     Profile.PROCESSING: frozenset({Area.QUEUE, Area.PLACE, Area.RESEND}),
     Profile.PROCESSING_ARCHIVE: frozenset({Area.QUEUE, Area.PLACE, Area.RESEND, Area.TRACE, Area.DOCUMENTS}),
     Profile.FEEDBACK: frozenset({Area.STATS, Area.TRACE}),

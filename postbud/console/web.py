@@ -58,7 +58,8 @@ def client_address(request: Request) -> str | None:
 def render(request: Request, template: str, *, viewer: sessions.Viewer | None, status: int = 200,
            language: str | None = None, **context: Any) -> HTMLResponse:
     lang = viewer.language if viewer else (language or "da")
-    areas = [a for a in (Area.QUEUE, Area.TRACE, Area.MINE, Area.STATS, Area.HEALTH, Area.USERS, Area.AUDIT)
+    areas = [a for a in (Area.QUEUE, Area.TRACE, Area.MINE, Area.STATS, Area.HEALTH, Area.USERS, Area.RECIPIENTS,
+                                Area.AUDIT)
              if viewer and allows(viewer.profile, a)]
     body = TEMPLATES.get_template(template).render(
         t=translator(lang), lang=lang, viewer=viewer, areas=areas, prefix=PREFIX,

@@ -136,6 +136,16 @@ CASES: list[tuple[str, str, int]] = [
     ("recipients approve", "-c {c} 99999999 soren", 1),
     ("recipients revoke", "-c {c} 12345678 nobody", 1),
     ("recipients revoke", "-c {c} 99999999 soren", 1),
+    ("recipients add", "-c {c} 12345678 finance --name Økonomi", 1),  # listed already
+    ("recipients add", "-c {c} 12345678 ny --name Ny --channel fax", 2),
+    ("recipients add", "-c {c} 99999999 ny --name Ny", 1),
+    ("recipients set", "-c {c} 12345678 nobody --name X", 1),
+    ("recipients set", "-c {c} 12345678 finance --clear name", 2),
+    ("recipients remove", "-c {c} 12345678 frontdesk", 1),  # the organisation's default_route
+    ("recipients remove", "-c {c} 12345678 nobody", 1),
+    ("recipients group", "set -c {c} 12345678 board nobody", 1),
+    ("recipients group", "remove -c {c} 12345678 nogroup", 1),
+    ("recipients show-version", "-c {dir}/missing.toml", 1),
     ("purge", "-c {dir}/missing.toml", 1),
     ("erase", "-c {c} --cpr 123", 2),
     ("erase", "-c {c}", 2),

@@ -25,7 +25,8 @@ NOW = datetime.now(timezone.utc)
 
 # What the issue grants each profile, written out here independently of postbud/console/profiles.py.
 GRANTS: dict[str, set[str]] = {
-    "administrator": {"queue", "place", "trace", "documents", "resend", "stats", "health", "audit", "users"},
+    "administrator": {"queue", "place", "trace", "documents", "resend", "stats", "health", "audit", "users",
+                      "recipients"},
     "full": {"queue", "place", "trace", "documents", "resend", "stats", "health", "audit"},
     "processing": {"queue", "place", "resend"},
     "processing+archive": {"queue", "place", "resend", "trace", "documents"},
@@ -50,6 +51,11 @@ ROUTES: list[tuple[str, str, set[str]]] = [
     ("POST", "/users/add", {"users"}),
     ("POST", "/users/disable", {"users"}),
     ("GET", "/audit", {"audit"}),
+    ("GET", "/recipients", {"recipients"}),
+    ("POST", "/recipients/save", {"recipients"}),
+    ("POST", "/recipients/remove", {"recipients"}),
+    ("POST", "/recipients/group", {"recipients"}),
+    ("POST", "/recipients/group/remove", {"recipients"}),
 ]
 ANYONE = {"/signin", "/signout", "/signout/everywhere", "/language", "/", "/static"}
 
