@@ -41,7 +41,7 @@ from core.storage.models import (
 from delivery.keys import KeyStatus, check_recipient_key, smime_cert_addresses
 from delivery.outbox import hold_recipient
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
-from delivery.smtp import SmtpSender
+from delivery.smtp import MailSender
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def invitation_email(invitation: Invitation, settings: DeliverySettings, *, orga
     return msg.as_bytes()
 
 
-async def send_invitation(sender: SmtpSender, invitation: Invitation, settings: DeliverySettings, *,
+async def send_invitation(sender: MailSender, invitation: Invitation, settings: DeliverySettings, *,
                           organisation_name: str) -> str:
     """Send the invitation over the same TLS-only sender as deliveries; returns the server's reply."""
     body = invitation_email(invitation, settings, organisation_name=organisation_name)

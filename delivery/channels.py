@@ -6,7 +6,8 @@ import asyncio
 import hashlib
 from collections.abc import Mapping
 
-from typing import Protocol
+from dataclasses import replace
+from typing import Protocol, runtime_checkable
 
 import httpx
 from pydantic import SecretStr
@@ -17,12 +18,14 @@ from core.settings import SecretRef
 from delivery.compose import cover_for, encrypted_email, message_id_for
 from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
+from delivery.outbound import Composed
 from delivery.outbound import Outbound as Outbound
 from delivery.outbound import Sent as Sent
 from delivery.plain import tls_only_forward, waiting_notice
 from delivery.post import PostChannel, post_client
 from delivery.recipients import Recipient
-from delivery.smtp import SmtpSender, SmtpSettings, TlsMode
+from delivery.smtp import MailSender, SmtpSettings, TlsMode
+from delivery.smtp_pool import SmtpPool
 from delivery.webhook import build_envelope, post_webhook, webhook_client
 
 
@@ -51,12 +54,23 @@ def delivery_token(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
 
 
+@runtime_checkable
+class Composing(Protocol):
+    """A channel whose CPU work (encryption) can be done ahead of `send`, in a worker thread.
+
+    `compose` SHALL return the item with `composed` set, raising only the DeliveryErrors `send`
+    may raise; `send` SHALL then send exactly that, and compose itself when `composed` is None.
+    """
+
+    def compose(self, item: Outbound) -> Outbound: ...
+
+
 class EmailChannel:
-    """S/MIME or PGP/MIME e-mail over one kept-open, TLS-only SMTP connection."""
+    """S/MIME or PGP/MIME e-mail over kept-open, TLS-only SMTP connections (a pool)."""
 
     name = "email"
 
-    def __init__(self, sender: SmtpSender, *, from_address: str, message_id_domain: str,
+    def __init__(self, sender: MailSender, *, from_address: str, message_id_domain: str,
                  console_url: str = "http://127.0.0.1:9464") -> None:
         self._sender = sender
         self._from = from_address
@@ -64,11 +78,12 @@ class EmailChannel:
         self._console = console_url
 
     @property
-    def sender(self) -> SmtpSender:
+    def sender(self) -> MailSender:
         """The TLS-only sender, for the few plain notices postbud mails itself (confirmation codes)."""
         return self._sender
 
-    async def send(self, item: Outbound) -> Sent:
+    def compose(self, item: Outbound) -> Outbound:
+        """The item with its e-mail made (encrypted): CPU work, done by the worker in a thread."""
         recipient = item.recipient
         message_id = message_id_for(item.token, domain=self._domain)
         if recipient.notify == "notice":
@@ -77,24 +92,27 @@ class EmailChannel:
             notice = waiting_notice(item.message, organisation=item.message.recipient.name or "your organisation",
                                     from_addr=self._from, to_addr=to, message_id=message_id,
                                     trace_id=item.trace_id, console_url=self._console)
-            reply = await self._sender.send(notice, sender=self._from, recipients=[to])
-            return Sent(reply, message_id, {"mode": "notice", "content_sent": False})
+            return replace(item, composed=Composed(notice, to, message_id, {"mode": "notice", "content_sent": False}))
         if recipient.email is None:
             raise EncryptionError(f"recipient {recipient.id} has no e-mail address")
         if recipient.tls_only:
             # the administrator marked this forward target TLS-only: the trace records it per letter
-            plain = await asyncio.to_thread(tls_only_forward, item.message, from_addr=self._from,
-                                            to_addr=recipient.email, message_id=message_id,
-                                            trace_id=item.trace_id, received_at=item.received_at)
-            reply = await self._sender.send(plain, sender=self._from, recipients=[recipient.email])
-            return Sent(reply, message_id, {"encrypted": False, "tls_only": True})
-        # encryption is CPU work: keep the event loop (HTTP, other channels) responsive
-        wire = await asyncio.to_thread(
-            encrypted_email, item.message, recipient, key=item.key, from_addr=self._from,
-            message_id=message_id, trace_id=item.trace_id, received_at=item.received_at,
-        )
-        reply = await self._sender.send(wire, sender=self._from, recipients=[recipient.email])
-        return Sent(reply, message_id)
+            plain = tls_only_forward(item.message, from_addr=self._from, to_addr=recipient.email,
+                                     message_id=message_id, trace_id=item.trace_id, received_at=item.received_at)
+            return replace(item, composed=Composed(plain, recipient.email, message_id,
+                                                   {"encrypted": False, "tls_only": True}))
+        wire = encrypted_email(item.message, recipient, key=item.key, from_addr=self._from, message_id=message_id,
+                               trace_id=item.trace_id, received_at=item.received_at)
+        return replace(item, composed=Composed(wire, recipient.email, message_id))
+
+    async def send(self, item: Outbound) -> Sent:
+        if item.composed is None:
+            # encryption is CPU work: keep the event loop (HTTP, other channels) responsive
+            item = await asyncio.to_thread(self.compose, item)
+        assert item.composed is not None
+        mail = item.composed
+        reply = await self._sender.send(mail.data, sender=self._from, recipients=[mail.to])
+        return Sent(reply, mail.message_id, mail.detail)
 
     async def aclose(self) -> None:
         await self._sender.close()
@@ -160,7 +178,7 @@ def build_channels(settings: DeliverySettings) -> Mapping[str, Channel]:
     """The enabled channels, each with its own pooled connection (opened on first use)."""
     channels: dict[str, Channel] = {}
     if "email" in settings.channels:
-        channels["email"] = EmailChannel(SmtpSender(smtp_settings(settings)),
+        channels["email"] = EmailChannel(SmtpPool(smtp_settings(settings), size=settings.smtp_connections),
                                          from_address=settings.from_address,
                                          message_id_domain=settings.message_id_domain,
                                          console_url=settings.approval_base_url)

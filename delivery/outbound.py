@@ -20,6 +20,18 @@ class Outbound:
     key: bytes
     trace_id: str
     received_at: dt.datetime
+    # the message as the channel will send it, made ahead in a worker thread (Composing), or None
+    composed: Composed | None = None
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A message made ready for the wire ahead of its send: bytes, envelope recipient, trace facts."""
+
+    data: bytes
+    to: str
+    message_id: str
+    detail: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Every function is one transaction (or runs in the caller's), records its trace e
 change, and takes the message's row lock first (see `lock_message`). A row is only changed by the
 worker that still holds its lease (`owner`); a worker whose lease ran out changes nothing.
 
-An attempt is charged when the send to the relay starts (`start_send`), not when a row is claimed,
+Starting a send and recording an accepted one are committed in groups (delivery/group_commit.py).
+An attempt is charged when the send to the relay starts (a group_commit.Start), not when a row is claimed,
 so a crash before a row's turn costs it nothing. `send_started_at` stays set while a send's outcome
 is unknown: a row claimed with it set may already be in the recipient's mailbox (`Job.in_doubt`). Such
 a row is re-sent with the same Message-ID and never dead-lettered: if the re-send cannot be completed
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, update
@@ -31,6 +32,8 @@ from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, Message, MessageStatus, utcnow
 
 ACTOR = "delivery"
+RESEND_REASON = ("an earlier send may have completed (the process stopped during it); "
+                 "sent again with the same Message-ID")
 D = DeliveryStatus
 # status changes need the message row, not its sealed content
 LIGHT = (defer(cast(QueryableAttribute[Any], Message.content)),  # SQLModel types columns as their values
@@ -96,25 +99,42 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
 
 
 def settle(session: Session, message_id: str) -> None:
-    """Message delivered when every live row is; failed when none waits and one failed.
+    """Message delivered when every live row is; failed when none waits and one failed (settle_messages)."""
+    settle_messages(session, {message_id})
+
+
+def settle_messages(session: Session, message_ids: Collection[str]) -> None:
+    """Each message delivered when every live row is; failed when none waits and one failed.
 
     Held rows do not count: holding a row moves its message to held, so a message that is
     delivering again was re-routed since, and its held rows are history.
     """
-    message = session.exec(select(Message).options(*LIGHT).where(Message.id == message_id)
-                           .with_for_update()).first()
-    if message is None or message.status != MessageStatus.DELIVERING:
+    messages = [m for m in session.exec(select(Message).options(*LIGHT).where(col(Message.id).in_(message_ids))
+                                        .order_by(col(Message.id)).with_for_update())
+                if m.status == MessageStatus.DELIVERING]
+    if not messages:
         return
-    counts: dict[str, int] = dict(
-        session.exec(select(Delivery.status, func.count()).where(Delivery.message_id == message_id)
-                     .group_by(col(Delivery.status))).all())
-    waiting = counts.get(D.PENDING, 0) + counts.get(D.SENDING, 0)
-    if not waiting and not counts.get(D.FAILED) and counts.get(D.DELIVERED):
-        transition(session, message, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
-                   detail={"deliveries": counts[D.DELIVERED]})
-    elif not waiting and counts.get(D.FAILED):
-        transition(session, message, MessageStatus.FAILED, kind="failed", actor=ACTOR,
-                   reason="dead letter: a delivery failed for good", detail={"failed": counts[D.FAILED]})
+    counts: dict[str, dict[str, int]] = {m.id: {} for m in messages}
+    for message_id, status, n in session.exec(
+            select(Delivery.message_id, Delivery.status, func.count())
+            .where(col(Delivery.message_id).in_(list(counts)))
+            .group_by(col(Delivery.message_id), col(Delivery.status))).all():
+        counts[message_id][status] = n
+    for message in messages:
+        count = counts[message.id]
+        waiting = count.get(D.PENDING, 0) + count.get(D.SENDING, 0)
+        if not waiting and not count.get(D.FAILED) and count.get(D.DELIVERED):
+            transition(session, message, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
+                       detail={"deliveries": count[D.DELIVERED]})
+        elif not waiting and count.get(D.FAILED):
+            transition(session, message, MessageStatus.FAILED, kind="failed", actor=ACTOR,
+                       reason="dead letter: a delivery failed for good", detail={"failed": count[D.FAILED]})
+
+
+def lock_messages(session: Session, message_ids: Collection[str]) -> None:
+    """Take several messages' row locks, in id order (see lock_message)."""
+    session.exec(select(Message.id).where(col(Message.id).in_(sorted(message_ids)))
+                 .order_by(col(Message.id)).with_for_update()).all()
 
 
 def lock_message(session: Session, message_id: str) -> None:
@@ -129,39 +149,10 @@ def _owned(job: Job, owner: str) -> ColumnElement[bool]:
                 col(Delivery.status) == D.SENDING)
 
 
-def _detail(job: Job, **extra: object) -> dict[str, object]:
+def detail_of(job: Job, **extra: object) -> dict[str, object]:
+    """A delivery trace event's detail: which row, recipient, channel and attempt."""
     return {"delivery": job.id, "recipient": job.recipient, "channel": job.channel, "attempt": job.attempts,
             **extra}
-
-
-def start_send(store: Store, job: Job, *, owner: str, now: dt.datetime) -> Job | None:
-    """Charge the attempt as the send begins, and remember that a send is under way; the returned job
-    counts it. None when the lease passed to another worker meanwhile (send nothing)."""
-    with store.transaction() as session:
-        lock_message(session, job.message_id)
-        started = cast(CursorResult[Any], session.execute(
-            update(Delivery).where(_owned(job, owner))
-            .values(attempts=col(Delivery.attempts) + 1,
-                    send_started_at=func.coalesce(col(Delivery.send_started_at), now))
-        ))
-        if not started.rowcount:
-            return None
-        attempts = session.exec(select(Delivery.attempts).where(Delivery.id == job.id)).one()
-        job = replace(job, attempts=attempts)
-        if job.in_doubt:
-            record(session, job.message_id, "delivery_resend", actor=ACTOR,
-                   reason="an earlier send may have completed (the process stopped during it); "
-                          "sent again with the same Message-ID",
-                   detail=_detail(job))
-    return job
-
-
-def mark_delivered(store: Store, job: Job, reply: str, message_id: str | None, *, owner: str,
-                   detail: Mapping[str, object] | None = None) -> bool:
-    """The commit after a successful send: row delivered, trace with the reply, message settled.
-    False when the lease ran out and another worker took the row over (nothing changed)."""
-    return _settle_delivered(store, job, owner=owner, reply=reply, event="delivery_sent", reason=reply,
-                             detail=_detail(job, message_id=message_id, **(detail or {})))
 
 
 def _settle_delivered(store: Store, job: Job, *, owner: str, reply: str, event: str, reason: str,
@@ -211,7 +202,7 @@ def mark_retry(store: Store, job: Job, error: Exception, settings: DeliverySetti
                     **({} if job.in_doubt else {"send_started_at": None}))
         )
         record(session, job.message_id, "delivery_retry", actor=ACTOR, reason=str(error)[:500],
-               detail=_detail(job, retry_in_seconds=round(delay, 1)))
+               detail=detail_of(job, retry_in_seconds=round(delay, 1)))
     return "retry"
 
 
@@ -220,7 +211,7 @@ def settle_in_doubt(store: Store, job: Job, reason: str, *, owner: str) -> None:
     and the trace says that it is settled in doubt, and why."""
     _settle_delivered(store, job, owner=owner, reply=reason, event="delivery_settled_in_doubt",
                       reason=f"settled as delivered: an earlier send may have completed; {reason}",
-                      detail=_detail(job))
+                      detail=detail_of(job))
 
 
 def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
@@ -233,7 +224,7 @@ def mark_failed(store: Store, job: Job, reply: str, *, owner: str) -> None:
                     send_started_at=None)
         )
         record(session, job.message_id, "delivery_failed", actor=ACTOR, reason=reply[:500],
-               detail=_detail(job, dead_letter=True))
+               detail=detail_of(job, dead_letter=True))
         settle(session, job.message_id)
 
 
@@ -266,7 +257,7 @@ def channel_paused(store: Store, job: Job, error: Exception, *, owner: str, at: 
                     **({} if job.in_doubt else {"send_started_at": None}))
         )
         record(session, job.message_id, "delivery_channel_paused", actor=ACTOR, reason=str(error)[:500],
-               detail=_detail(job, attempt=job.attempts - 1, retry_at=at.isoformat()))
+               detail=detail_of(job, attempt=job.attempts - 1, retry_at=at.isoformat()))
 
 
 def recover_own(store: Store, owner: str, *, now: dt.datetime) -> int:

@@ -40,5 +40,9 @@ class ChannelPauses:
         self._until.pop(channel, None)
         self._streak.pop(channel, None)
 
+    def probing(self, channel: str) -> bool:
+        """True while the channel's last send failed by its fault and none got through since."""
+        return channel in self._streak
+
     def paused(self) -> set[str]:
         return set(self._until)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self
 
 import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -41,6 +41,14 @@ class SmtpSettings(BaseModel):
     local_hostname: str | None = None
 
 
+class MailSender(Protocol):
+    """What sends a finished message over SMTP: one connection (SmtpSender) or several (SmtpPool)."""
+
+    async def send(self, message: bytes, *, sender: str, recipients: Sequence[str]) -> str: ...
+
+    async def close(self) -> None: ...
+
+
 class SmtpSender:
     """Sends messages over one kept-open connection, reconnecting when the server dropped it.
 
@@ -49,7 +57,7 @@ class SmtpSender:
 
     def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
         self._settings = settings
-        self._tls = tls_context or _tls_context(settings.ca_file)
+        self._tls = tls_context or verifying_context(settings.ca_file)
         self._smtp: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
 
@@ -205,7 +213,8 @@ class _Stale(Exception):
     """The kept-open connection was found closed before the transaction started."""
 
 
-def _tls_context(ca_file: Path | None) -> ssl.SSLContext:
+def verifying_context(ca_file: Path | None) -> ssl.SSLContext:
+    """A client context that verifies the relay's certificate (the system trust store, or `ca_file`)."""
     ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx

@@ -7,6 +7,11 @@ key), so the receiver can drop the duplicate. An attempt counts only once its se
 a fault of the channel (relay down, TLS, credentials) pauses the channel without counting at all. Nothing is ever sent to a recipient who
 is not approved or whose key does not check out today: their rows are held and their messages go
 back to held for re-routing. Back-off state lives in the row (`next_attempt_at`), not in memory.
+
+Throughput: the claimed rows are read and encrypted a chunk at a time in one worker thread (not one
+thread hop per letter) while lanes send the chunk before; each lane sends over one of the channel's
+connections; starting a send and recording an accepted one go through a GroupCommitter, so the
+lanes' changes share transactions.
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlmodel import select
+from sqlalchemy.orm import defer
+from sqlmodel import col, select
 
 from core import codec
 from core.config import Config, DeliverySettings
@@ -28,7 +36,7 @@ from core.storage.db import Store
 from core.storage.models import Attachment, Message, utcnow
 from delivery import outbox
 from delivery.approval import Invitation, admission, send_invitation
-from delivery.channels import Channel, Outbound, build_channels, delivery_token
+from delivery.channels import Channel, Composing, Outbound, build_channels, delivery_token
 from delivery.errors import Action, DeliveryError
 from delivery.keys import (
     KeyStatus,
@@ -37,11 +45,13 @@ from delivery.keys import (
     check_smime_cert,
 )
 from delivery.onboarding import uploaded_key
+from delivery.group_commit import Delivered, GroupCommitter
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 
 log = logging.getLogger(__name__)
+CHUNK = 10  # rows read and encrypted per worker-thread hop
 
 
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
@@ -56,13 +66,30 @@ def _with_uploaded_key(store: Store, org: str, recipient: Recipient) -> tuple[Re
         return uploaded_key(session, org, recipient)
 
 
-def _content(store: Store, message_id: str) -> tuple[NormalizedMessage, dt.datetime] | None:
+def _contents(store: Store, message_ids: Collection[str]) -> dict[str, tuple[NormalizedMessage, dt.datetime] | None]:
+    """Several messages' content in one read (None for one whose content is gone)."""
+    found: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = dict.fromkeys(message_ids)
     with store.read() as session:
-        message = session.get(Message, message_id)
-        if message is None or message.content is None:
-            return None
-        attachments = list(session.exec(select(Attachment).where(Attachment.message_id == message_id)))
-        return codec.unseal(store.vault, message, attachments), message.received_at
+        rows = [m for m in session.exec(select(Message).options(defer(cast(Any, Message.raw)))
+                                        .where(col(Message.id).in_(list(found)))) if m.content is not None]
+        files: dict[str, list[Attachment]] = {m.id: [] for m in rows}
+        for attachment in session.exec(select(Attachment).where(col(Attachment.message_id).in_(list(files)))):
+            files[attachment.message_id].append(attachment)
+        for message in rows:
+            found[message.id] = codec.unseal(store.vault, message, files[message.id]), message.received_at
+    return found
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed row after the checks: what to send (made ahead when the channel composes), or why not."""
+
+    job: Job
+    problem: str | None = None  # hold the recipient, for this reason
+    item: Outbound | None = None
+    failure: DeliveryError | None = None  # composing failed: handled as that send's failure
+    error: Exception | None = None  # unforeseen: costs the row an attempt
+    paused: bool = False
 
 
 class _Run:
@@ -80,36 +107,83 @@ class _Run:
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
         # recipients with a key from the confirmation page (the file names none), and its bytes
         self.uploaded: dict[tuple[str, str], tuple[Recipient, bytes | None]] = {}
+        self.commits = GroupCommitter(store, owner=owner, now=now)
+        self.recorded: list[tuple[Job, asyncio.Future[Any]]] = []  # accepted sends, commit under way
+        self.probes: dict[str, asyncio.Lock] = {}
 
-    async def deliver(self, job: Job) -> str:
-        """Attempt one job; returns the outcome label (delivered, retry, failed, held, released)."""
+    def prepare(self, jobs: list[Job]) -> list[_Ready]:
+        """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
+        try:
+            wanted = {j.message_id for j in jobs} - set(self.contents)
+            if wanted:
+                self.contents.update(_contents(self.store, wanted))
+        except Exception as exc:
+            return [_Ready(job, error=exc) for job in jobs]
+        return [self._ready(job) for job in jobs]
+
+    def _ready(self, job: Job) -> _Ready:
+        if self.pauses.until(job.channel, self.now) is not None:
+            return _Ready(job, paused=True)
+        try:
+            problem, item = self._prepare(job)
+            if problem is not None or item is None:
+                return _Ready(job, problem=problem or "nothing to send")
+            channel = self.channels[job.channel]
+            if isinstance(channel, Composing):
+                try:
+                    item = channel.compose(item)
+                except DeliveryError as exc:
+                    return _Ready(job, item=item, failure=exc)
+            return _Ready(job, item=item)
+        except Exception as exc:
+            return _Ready(job, error=exc)
+
+    async def deliver(self, ready: _Ready) -> str:
+        """Attempt one prepared row; returns the outcome label (delivered, retry, failed, held, released)."""
+        job = ready.job
         correlation_id.set(job.message_id)
         try:
-            return await self._attempt(job)
+            if ready.error is not None:
+                raise ready.error
+            return await self._attempt(ready)
         except Exception as exc:
             # the one boundary per row: an unforeseen error costs this row an attempt, not the batch
-            log.exception("delivery %s: unexpected error; retried later", job.id)
+            log.error("delivery %s: unexpected error; retried later", job.id, exc_info=exc)
             return await asyncio.to_thread(outbox.mark_retry, self.store, job,
                                            DeliveryError(f"internal error: {type(exc).__name__}"),
                                            self.settings, owner=self.owner, now=self.now)
 
-    async def _attempt(self, job: Job) -> str:
-        paused_until = self.pauses.until(job.channel, self.now)
-        if paused_until is not None:
-            await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=paused_until)
-            return "released"
-        problem, item = await asyncio.to_thread(self._prepare, job)
-        if problem is not None or item is None:
-            reason = problem or "nothing to send"
+    async def _attempt(self, ready: _Ready) -> str:
+        job = ready.job
+        if ready.paused or self.pauses.until(job.channel, self.now) is not None:
+            return await self._release(job)
+        if ready.problem is not None or ready.item is None:
+            reason = ready.problem or "nothing to send"
             log.warning("delivery %s held: %s", job.id, reason)
             await asyncio.to_thread(outbox.hold, self.store, job, reason)
             await self._send_invitations()
             return "held"
-        channel = self.channels[job.channel]
-        started_job = await asyncio.to_thread(outbox.start_send, self.store, job, owner=self.owner, now=self.now)
+        if not self.pauses.probing(job.channel):
+            return await self._send(job, ready.item, ready.failure)
+        # the channel failed lately: one send at a time tells whether it is back, not one per lane
+        async with self.probes.setdefault(job.channel, asyncio.Lock()):
+            if self.pauses.until(job.channel, self.now) is not None:
+                return await self._release(job)
+            return await self._send(job, ready.item, ready.failure)
+
+    async def _release(self, job: Job) -> str:
+        paused_until = self.pauses.until(job.channel, self.now) or self.now
+        await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=paused_until)
+        return "released"
+
+    async def _send(self, job: Job, item: Outbound, failure: DeliveryError | None) -> str:
+        started_job = await self.commits.start(job)  # committed before anything goes out
         if started_job is None:
             return "released"  # the lease passed to another worker: it sends the row
         job = started_job
+        if failure is not None:
+            return await self._failed(job, failure)
+        channel = self.channels[job.channel]
         started = time.perf_counter()
         try:
             sent = await channel.send(item)
@@ -119,11 +193,19 @@ class _Run:
             self.metrics.delivery_attempt_seconds.labels(job.channel).observe(time.perf_counter() - started)
         self.pauses.resume(job.channel)
         self.metrics.delivery_channel_paused.labels(job.channel).set(0)
-        if not await asyncio.to_thread(outbox.mark_delivered, self.store, job, sent.reply, sent.message_id,
-                                       owner=self.owner, detail=sent.detail):
-            log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
+        self.recorded.append((job, self.commits.submit(Delivered(job, sent.reply, sent.message_id, sent.detail))))
         log.info("delivered %s via %s: %s", job.id, job.channel, sent.reply)
         return "delivered"
+
+    async def settle_recorded(self) -> None:
+        """Wait for the accepted sends' commits; count them (a lease that passed meanwhile is logged)."""
+        await self.commits.drained()
+        recorded, self.recorded = self.recorded, []
+        for job, future in recorded:
+            if future.result():  # re-raises the commit's error, so the run fails as a crash would
+                self.metrics.deliveries.labels(job.channel, "delivered").inc()
+            else:
+                log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
 
     async def _failed(self, job: Job, exc: DeliveryError) -> str:
         """Do what the error says (errors.py); returns the outcome label."""
@@ -187,9 +269,7 @@ class _Run:
         problem, key = admitted
         if problem is not None or key is None:
             return problem or "no key material", None
-        if job.message_id not in self.contents:
-            self.contents[job.message_id] = _content(self.store, job.message_id)
-        content = self.contents[job.message_id]
+        content = self.contents.get(job.message_id)
         if content is None:
             return "message content is gone (purged)", None
         message, received_at = content
@@ -242,14 +322,15 @@ class _Run:
 
 async def deliver_pending(store: Store, config: Config, directory: RecipientsFile | None,
                           metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
-                          channels: Mapping[str, Channel] | None = None, lanes: int = 4,
+                          channels: Mapping[str, Channel] | None = None, lanes: int | None = None,
                           pauses: ChannelPauses | None = None) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.
 
-    `lanes` rows are in flight at once, so one row's encryption and commit overlap another's
-    SMTP exchange (the SMTP connection itself carries one transaction at a time). `channels`
-    replaces the configured ones (tests, bench); they are then not closed here. `pauses` carries
-    channel pauses from one call to the next (the daemon keeps one).
+    `lanes` rows are in flight at once (default: twice `smtp_connections`, so a connection is not left
+    idle while its lane waits for a commit). Rows are prepared (read, checked, encrypted) CHUNK at a
+    time in a worker thread, the next chunk while the lanes send this one. `channels` replaces the
+    configured ones (tests, bench); they are then not closed here. `pauses` carries channel pauses
+    from one call to the next (the daemon keeps one).
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
@@ -260,30 +341,42 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
     run = _Run(store, config, directory, metrics,
                build_channels(config.delivery) if channels is None else channels, owner, when,
                pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
-    queue = list(reversed(jobs))
+    width = max(1, min(lanes or 2 * config.delivery.smtp_connections, len(jobs)))
+    ready: asyncio.Queue[_Ready | None] = asyncio.Queue()
+    taken: set[str] = set()
     handled = 0
+
+    async def preparing() -> None:
+        for first in range(0, len(jobs), CHUNK):
+            for item in await asyncio.to_thread(run.prepare, jobs[first:first + CHUNK]):
+                ready.put_nowait(item)
+        for _ in range(width):
+            ready.put_nowait(None)
 
     async def lane() -> None:
         nonlocal handled
-        while queue:
-            job = queue.pop()
-            outcome = await run.deliver(job)
+        while (item := await ready.get()) is not None:
+            taken.add(item.job.id)
+            outcome = await run.deliver(item)
             if outcome not in ("released", "paused"):
                 handled += 1
-                metrics.deliveries.labels(job.channel, outcome).inc()
+                if outcome != "delivered":  # counted once its commit is done (settle_recorded)
+                    metrics.deliveries.labels(item.job.channel, outcome).inc()
 
-    tasks = [asyncio.create_task(lane()) for _ in range(max(1, min(lanes, len(jobs))))]
+    tasks = [asyncio.create_task(preparing())] + [asyncio.create_task(lane()) for _ in range(width)]
     try:
         await asyncio.gather(*tasks)
+        await run.settle_recorded()
     except BaseException:
         # one lane died (or we were cancelled at shutdown): stop the others before the channels
         # close. Rows in flight stay under lease (taken up again when it runs out); rows not
-        # started yet are given back at once.
+        # started yet are given back at once; accepted sends still get recorded when they can.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        unstarted, queue[:] = list(queue), []
+        unstarted = [job for job in jobs if job.id not in taken]
         await asyncio.shield(asyncio.to_thread(outbox.release_all, store, unstarted, owner=owner, at=when))
+        await asyncio.shield(run.commits.drained())
         raise
     finally:
         if own:

@@ -10,7 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from worker_testkit import collect_and_route, deliver, delivery_toml, message_id_of, recipients_toml, state, vouch
+from worker_testkit import (
+    collect_and_route,
+    deliver,
+    delivery_toml,
+    die_when_recording_sends,
+    message_id_of,
+    recipients_toml,
+    state,
+    vouch,
+)
 
 from core.storage.models import utcnow
 from delivery import outbox
@@ -68,10 +77,7 @@ async def test_a_send_that_may_have_completed_is_re_sent_with_its_message_id_nev
     vouch(rt)
     (mid,) = await collect_and_route(rt, 1)
 
-    def power_cut(*args: object, **kwargs: object) -> bool:
-        raise PowerCut("after the relay accepted the letter")
-
-    monkeypatch.setattr(outbox, "mark_delivered", power_cut)
+    die_when_recording_sends(monkeypatch, PowerCut)
     now = utcnow()
     # WHEN that happens more often than the attempt limit (3)
     for _ in range(5):

@@ -18,13 +18,13 @@ from worker_testkit import (
     decrypt_smime,
     deliver,
     delivery_toml,
+    die_when_recording_sends,
     message_id_of,
     recipients_toml,
     state,
     vouch,
 )
 
-import delivery.outbox
 from delivery.channels import Outbound, Sent
 from delivery.recipients import load_recipients
 from delivery.worker import deliver_pending
@@ -159,11 +159,8 @@ async def test_kill_between_send_and_commit_resends_the_same_message_id_once(
     vouch(rt)
     (mid,) = await collect_and_route(rt, 1)
 
-    def die(*_: object, **__: object) -> bool:
-        raise Killed()
-
     with monkeypatch.context() as m:
-        m.setattr(delivery.outbox, "mark_delivered", die)
+        die_when_recording_sends(m, Killed)
         with pytest.raises(Killed):
             await deliver(rt)
     assert len(smtp.handler.messages) == 1

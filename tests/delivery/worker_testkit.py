@@ -7,18 +7,23 @@ import email
 import email.policy
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
 from delivery_testkit import RunningSmtp, SmimeRecipient
 from sqlmodel import col, select
 
+from delivery import group_commit
 from delivery.approval import approve
 from delivery.recipients import RecipientsFile
 from delivery.worker import deliver_pending
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
+from core.storage.db import Store
 from core.storage.models import Delivery, Message, TraceEvent
 
 ORG = "12345678"
@@ -90,6 +95,18 @@ async def collect_and_route(rt: Runtime, *letters: int) -> list[str]:
     await Daemon(rt).route()
     with rt.store.read() as session:
         return [m.id for m in session.exec(select(Message).order_by(col(Message.received_at)))]
+
+
+def die_when_recording_sends(monkeypatch: pytest.MonkeyPatch, death: type[BaseException]) -> None:
+    """The process dies after the relay accepted a letter, before its delivery is committed."""
+    real = group_commit.commit
+
+    def commit(store: Store, changes: Sequence[group_commit.Change], **kwargs: Any) -> list[group_commit.Result]:
+        if any(isinstance(change, group_commit.Delivered) for change in changes):
+            raise death("after the relay accepted the letter")
+        return real(store, changes, **kwargs)
+
+    monkeypatch.setattr(group_commit, "commit", commit)
 
 
 def vouch(rt: Runtime, rid: str = "reception") -> None:

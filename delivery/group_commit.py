@@ -1,0 +1,162 @@
+"""Outbox changes of several lanes committed together: one transaction for whatever is waiting.
+
+A lane hands over a change (a send starts, a send was accepted) and gets a future. While one group
+commits in a worker thread, the next changes queue up and go in the next group, so the number of
+transactions falls as the number of lanes rises, and no change waits for a timer. Each change means
+what outbox.start_send / outbox.mark_delivered mean, with the same conditions (the row is still this
+worker's, under its lease); a start is committed before its send begins, as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import bindparam, update
+from sqlmodel import col, func, select
+
+from core.lifecycle import record
+from core.storage.db import Store
+from core.storage.models import Delivery, DeliveryStatus, utcnow
+from delivery.outbox import ACTOR, RESEND_REASON, Job, detail_of, lock_messages, settle_messages
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Charge the attempt: the send of this row begins (committed before any byte goes out)."""
+
+    job: Job
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The remote side accepted the row: delivered, with the reply in its trace event."""
+
+    job: Job
+    reply: str
+    message_id: str | None
+    detail: Mapping[str, object] = field(default_factory=dict)
+
+
+Change = Start | Delivered
+# Start: the job counting this attempt, or None when the lease passed to another worker (send
+# nothing). Delivered: False when the lease passed (nothing changed).
+Result = Job | bool | None
+
+
+def commit(store: Store, changes: Sequence[Change], *, owner: str, now: dt.datetime) -> list[Result]:
+    """Apply `changes` in one transaction; one result per change, in order."""
+    with store.transaction() as session:
+        # every message involved locked first, in id order: two groups (two instances) never wait
+        # on each other in opposite orders
+        lock_messages(session, {c.job.message_id for c in changes})
+        ids = [c.job.id for c in changes]
+        owned = set(session.exec(
+            select(Delivery.id).where(col(Delivery.id).in_(ids), col(Delivery.lease_owner) == owner,
+                                      col(Delivery.status) == DeliveryStatus.SENDING).with_for_update()
+        ).all())
+        starts = [c.job for c in changes if isinstance(c, Start) and c.job.id in owned]
+        done = [c for c in changes if isinstance(c, Delivered) and c.job.id in owned]
+        if starts:
+            session.execute(
+                update(Delivery).where(col(Delivery.id).in_([j.id for j in starts]))
+                .values(attempts=col(Delivery.attempts) + 1,
+                        send_started_at=func.coalesce(col(Delivery.send_started_at), now))
+            )
+            for job in starts:
+                if job.in_doubt:
+                    record(session, job.message_id, "delivery_resend", actor=ACTOR, reason=RESEND_REASON,
+                           detail=detail_of(replace(job, attempts=job.attempts + 1)))
+        if done:
+            stamp = utcnow()
+            session.connection().execute(
+                update(Delivery).where(col(Delivery.id) == bindparam("row"))
+                .values(status=DeliveryStatus.DELIVERED, delivered_at=stamp, last_reply=bindparam("reply"),
+                        lease_owner=None, lease_expires_at=None, send_started_at=None),
+                [{"row": c.job.id, "reply": c.reply[:500]} for c in done],
+            )
+            for c in done:
+                record(session, c.job.message_id, "delivery_sent", actor=ACTOR, reason=c.reply[:500],
+                       detail=detail_of(c.job, message_id=c.message_id, **c.detail))
+            session.flush()
+            settle_messages(session, {c.job.message_id for c in done})
+    results: list[Result] = []
+    for change in changes:
+        mine = change.job.id in owned
+        if isinstance(change, Start):
+            results.append(replace(change.job, attempts=change.job.attempts + 1) if mine else None)
+        else:
+            results.append(mine)
+    return results
+
+
+class GroupCommitter:
+    """Queues changes from the lanes of one delivery run and commits them in groups, in order."""
+
+    def __init__(self, store: Store, *, owner: str, now: dt.datetime, max_group: int = 200) -> None:
+        self._store, self._owner, self._now, self._max = store, owner, now, max_group
+        self._waiting: list[tuple[Change, asyncio.Future[Any]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, change: Change) -> asyncio.Future[Any]:
+        """Queue a change; the future holds its Result once committed (or the commit's error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((change, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+        return future
+
+    async def start(self, job: Job) -> Job | None:
+        result = await self.submit(Start(job))
+        assert result is None or isinstance(result, Job)
+        return result
+
+    async def drained(self) -> None:
+        """Until every change handed over so far is committed or failed."""
+        while self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+                await self._commit(group)
+        finally:
+            self._task = None
+
+    async def _commit(self, group: list[tuple[Change, asyncio.Future[Any]]]) -> None:
+        changes = [change for change, _ in group]
+        try:
+            results = await asyncio.to_thread(commit, self._store, changes, owner=self._owner, now=self._now)
+        except Exception as exc:
+            if len(group) == 1:
+                _settle(group[0][1], error=exc)
+                return
+            # one change's fault must not cost the others theirs: each alone
+            log.warning("a group of %d outbox changes failed (%s); committing them one by one",
+                        len(group), type(exc).__name__)
+            for one in group:
+                await self._commit([one])
+            return
+        except BaseException as exc:  # the run is being torn down: everyone waiting learns it
+            for _, future in group + self._waiting:
+                _settle(future, error=exc)
+            self._waiting = []
+            return
+        for (_, future), result in zip(group, results, strict=True):
+            _settle(future, result=result)
+
+
+def _settle(future: asyncio.Future[Any], *, result: Result = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
