@@ -87,3 +87,7 @@ def resend_form() -> str:
 def passphrase_box(passphrase: str) -> str:
     return ('<p>Adgangskoden til certifikatfilen (vises kun denne ene gang; skriv den ned, før du går videre):</p>'
             f'<p class="secret" id="passphrase">{html.escape(passphrase)}</p>')
+
+
+def other_key(forms: str) -> str:
+    return f'<details id="other-key"><summary>Brug en anden nøgle, eller få et nyt certifikat</summary>{forms}</details>'

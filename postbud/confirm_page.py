@@ -105,8 +105,9 @@ class _Flow:
                            "sendes endnu. Vi prøver igen; du kan også selv prøve nu.", extra + ui.resend_form(),
                            step=journey.step, status=status)
         return ui.page("Skriv koden fra testbrevet", lead or f"Vi har sendt et testbrev til {who}, krypteret til "
-                       "din nøgle. Åbn det og skriv koden her.", extra + ui.code_form(), step=journey.step,
-                       status=status)
+                       "din nøgle. Åbn det og skriv koden her.",
+                       extra + ui.code_form() + ui.other_key(ui.key_forms(may_issue=self.may_issue(journey.organisation))),
+                       step=journey.step, status=status)
 
     async def send_test(self, journey: Journey) -> bool:
         assert self.config is not None
@@ -166,15 +167,16 @@ async def _act(flow: _Flow, token: str, journey: Journey, fields: dict[str, str]
     """A POST on a journey under way: the step the form names, then the page for the next step."""
     action = fields.get("action", "confirm")
     now = utcnow()
-    if action == "upload" and journey.step in (Step.ADDRESS_CONFIRMED, Step.KEY_PROVIDED, Step.TEST_LETTER_SENT):
-        if flow.config is None or journey.step is Step.KEY_PROVIDED and journey.key_kind is None:
-            return await flow.show(journey, status=400)
+    # a self-service key may be replaced until the code is typed (a lost passphrase: a new certificate)
+    replaceable = (journey.step is Step.ADDRESS_CONFIRMED or journey.key_kind is not None) and \
+        listed(flow.directory, journey.organisation, journey.recipient) is not None
+    if action == "upload" and replaceable and flow.config is not None:
         try:
             offered = await run_in_threadpool(flow.offer_checks, journey, upload or b"")
         except KeyRefused as refused:
             return await flow.show(journey, extra=ui.refusal(str(refused)), status=400)
         return await _provided(flow, token, offered, source="upload", now=now)
-    if action == "issue" and journey.step is Step.ADDRESS_CONFIRMED and flow.may_issue(journey.organisation):
+    if action == "issue" and replaceable and flow.may_issue(journey.organisation):
         try:
             offered, bundle, passphrase = await run_in_threadpool(flow.issue, journey)
         except KeyRefused as refused:

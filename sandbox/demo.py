@@ -26,6 +26,7 @@ from delivery.approval import approve
 from delivery.recipients import RecipientsFile, load_recipients
 from sandbox.demo_accounts import ensure_demo_accounts
 from sandbox.demo_held import drop_held_letters
+from sandbox.demo_onboarding import ONBOARDING_ID, invite_onboarding_demo, onboarding_entry
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from sandbox.post import FakePost
 from sandbox.run import SandboxHandle, serve_sandbox
@@ -69,7 +70,9 @@ class Sandbox:
 
     def runtime_ready(self, store: Store, config: Config) -> None:
         if config.recipients.file is not None:
-            approve_demo_recipients(store, config, load_recipients(config.recipients.file))
+            directory = load_recipients(config.recipients.file)
+            approve_demo_recipients(store, config, directory)
+            invite_onboarding_demo(store, config, directory)
         drop_held_letters(config, self.folder)
         ensure_demo_accounts(store, config)
 
@@ -141,11 +144,14 @@ def write_secrets(folder: Path, handle: SandboxHandle) -> None:
 
 
 def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
-    """Write the demo recipients file, adding organisations it lacks; an existing entry is left as is."""
+    """Write the demo recipients file, adding organisations it lacks (and the onboarding demo's recipient
+    to one written before it existed); an existing entry is left as is."""
     present = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = [present or "# Written by the sandbox: demo recipients sharing the demo keys.\n"]
     for cvr in cvrs:
         if f"[org.{cvr}]" in present:
+            if f"[org.{cvr}.recipients.{ONBOARDING_ID}]" not in present:
+                lines.append(onboarding_entry(cvr))
             continue
         lines.append(f'\n[org.{cvr}]\ndefault_channel = "email"\n')
         for rid, (name, aliases, kind) in DEMO_RECIPIENTS.items():
@@ -154,6 +160,7 @@ def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
             alias_list = ", ".join(f'"{a}"' for a in aliases)
             lines.append(f'\n[org.{cvr}.recipients.{rid}]\nname = "{name}"\naliases = [{alias_list}]\n'
                          f'email = "{rid}@eksempel.invalid"\n{key}\n')
+        lines.append(onboarding_entry(cvr))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(lines), encoding="utf-8")
 

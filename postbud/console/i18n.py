@@ -134,6 +134,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "recipient_removed": ("Modtager fjernet", "Recipient removed"),
     "group_set": ("Gruppe gemt", "Group saved"),
     "group_removed": ("Gruppe fjernet", "Group removed"),
+    "step": ("Trin i tjeklisten", "Checklist step"),
+    "step_not_invited": ("ikke inviteret", "not invited"),
+    "step_invited": ("inviteret", "invited"),
+    "step_address_confirmed": ("adresse bekræftet", "address confirmed"),
+    "step_key_provided": ("nøgle givet", "key provided"),
+    "step_test_letter_sent": ("testbrev sendt", "test letter sent"),
+    "step_approved": ("godkendt", "approved"),
+    "step_revoked": ("tilbagekaldt", "revoked"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from core.storage.models import RecipientApproval
+from delivery.onboarding import Step, journeys
 from delivery.recipients import Channel, PostalAddress, Recipient
 from delivery.recipients_edit import Fields, RecipientsEditError, RecipientsFileChanged
 from postbud.console import audit
@@ -50,6 +52,8 @@ class Row:
     route_alone: bool
     approval: str
     entry: Recipient
+    step: str = Step.NOT_INVITED  # the onboarding checklist's step (delivery/onboarding.py)
+    step_since: datetime | None = None
 
 
 def _admin(console: Console, viewer: Viewer) -> RecipientsAdmin:
@@ -70,15 +74,19 @@ def _rows(admin: RecipientsAdmin, org: str) -> tuple[list[Row], dict[str, tuple[
     with admin.store.read() as session:
         approvals = {r.recipient: r.status for r in session.exec(select(RecipientApproval).where(
             RecipientApproval.organisation_cvr == org).order_by(col(RecipientApproval.recipient)))}
+    steps = journeys(admin.store, directory)
     rows = []
     for rid in sorted(directory.names(org)):
         r = directory.get(org, rid)
         address = r.postal_address
+        journey = steps.get((org, rid))
+        uploaded = f"{journey.key_kind}: {journey.key_source}" if journey and journey.key_kind else ""
         rows.append(Row(rid, r.name, ", ".join(r.aliases), r.email or "", r.channel.value if r.channel else "",
-                        f"{r.key_kind.value}: {r.key_path.name}" if r.key_kind and r.key_path else "",
+                        f"{r.key_kind.value}: {r.key_path.name}" if r.key_kind and r.key_path else uploaded,
                         ", ".join(v for v in (address.name, address.street, f"{address.postcode} {address.city}",
                                               address.country) if v) if address else "",
-                        r.notify, r.route_alone, approvals.get(rid, "not invited"), r))
+                        r.notify, r.route_alone, approvals.get(rid, "not invited"), r,
+                        journey.step if journey else Step.NOT_INVITED, journey.since if journey else None))
     return rows, directory.groups(org), version
 
 

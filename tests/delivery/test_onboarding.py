@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 import re
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -15,11 +16,13 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import typer
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from delivery_testkit import make_smime_cert
 from sqlmodel import col, select
 from starlette.applications import Starlette
+from typer.testing import CliRunner
 from worker_testkit import ORG, collect_and_route, decrypt_smime, deliver, delivery_toml, recipients_toml, state
 
 from core.storage.models import RecipientApproval, TraceEvent, utcnow
@@ -27,9 +30,14 @@ from delivery.approval import invite
 from delivery.onboarding import Step, journeys
 from delivery.onboarding_run import onboarding_pass
 from delivery.recipients import RecipientsFile
+from postbud.cli.common import CliContext
+from postbud.cli.recipients import app as recipients_app
 from postbud.cli.recipients import listing
+from postbud.console.app import console_mount
 from postbud.confirm_page import confirm_route
 from postbud.runtime import Runtime
+from tests.postbud.console.console_testkit import client as console_client
+from tests.postbud.console.console_testkit import sign_in, user
 
 if TYPE_CHECKING:
     from delivery_testkit import RunningSmtp, ServeFactory, SmimeRecipient
@@ -135,6 +143,14 @@ async def test_uploaded_certificate_test_letter_code_approved_then_letters_go_to
                                 "recipient_test_letter_sent", "recipient_test_confirmed", "recipient_approved"]
     [listed] = [i for i in listing(rt.store, directory(rt), rt.config) if i.id == "carol"]
     assert listed.step == "approved" and listed.key == "valid" and listed.approval == "approved"
+    # the administrator sees each recipient's step in the console
+    user(rt.store, "admin", "administrator", (ORG,))
+    console = Starlette(routes=[console_mount(rt.store, lambda: rt.config, lambda: directory(rt))])
+    async with console_client(console) as c:
+        await sign_in(c, "admin")
+        page = (await c.get("/console/recipients")).text
+    assert 'id="recipient-carol" data-step="approved"' in page
+    assert 'id="recipient-reception" data-step="not_invited"' in page
     # AND a routed letter is delivered, encrypted to the uploaded key
     (mid,) = await collect_and_route(rt, 1)
     assert await deliver(rt) == 1 and state(rt, mid).message == "delivered"
@@ -176,9 +192,26 @@ async def test_issued_certificate_pkcs12_by_mail_passphrase_on_the_page_decrypts
     assert event.detail["source"] == "issued" and event.detail["kind"] == "smime"
 
 
-async def test_reminders_after_n_days_renew_the_link_once_per_period(rt: Runtime, smtp: RunningSmtp) -> None:
+def listed_steps(config_path: Path) -> dict[str, str]:
+    """`postbud recipients list --json`: each recipient's step."""
+    root = typer.Typer()
+
+    @root.callback()
+    def main(ctx: typer.Context) -> None:
+        ctx.obj = CliContext(config_path)
+
+    root.add_typer(recipients_app, name="recipients")
+    result = CliRunner().invoke(root, ["recipients", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    return {item["id"]: item["step"] for item in json.loads(result.stdout)}
+
+
+async def test_reminders_after_n_days_renew_the_link_once_per_period(rt: Runtime, smtp: RunningSmtp,
+                                                                    tmp_path: Path) -> None:
     t0 = utcnow()
+    assert listed_steps(tmp_path / "postbud.toml") == {"carol": "not_invited", "reception": "not_invited"}
     invitation = invite(rt.store, directory(rt), rt.config.delivery, ORG, "carol", CAROL, actor="admin", now=t0)
+    assert listed_steps(tmp_path / "postbud.toml")["carol"] == "invited"
     days = rt.config.delivery.onboarding_reminder_days
 
     async def run(after: dt.timedelta) -> int:

@@ -40,3 +40,36 @@ def test_a_revoked_demo_recipient_stays_revoked_across_restarts(make_config: Mak
         assert 'name = "Løn og HR"' in recipients.read_text()
     finally:
         store.dispose()
+
+
+def test_the_onboarding_demo_recipient_is_listed_without_a_key_and_invited_until_approved(
+        make_config: MakeConfig, tmp_path: Path) -> None:
+    import io
+
+    from delivery.onboarding import Step, journeys
+    from sandbox.demo_onboarding import ONBOARDING_ID, invite_onboarding_demo
+
+    config = make_config()
+    store = open_store(config)
+    try:
+        # GIVEN a demo file written before the onboarding demo existed
+        recipients = tmp_path / "sandbox" / "recipients.toml"
+        _start(recipients, tmp_path / "keys", config, store)
+        old = recipients.read_text().split(f"\n[org.12345678.recipients.{ONBOARDING_ID}]")[0]
+        recipients.write_text(old)
+        # WHEN the sandbox starts again THEN the recipient is added once, with an address and no key
+        _start(recipients, tmp_path / "keys", config, store)
+        _start(recipients, tmp_path / "keys", config, store)
+        assert recipients.read_text().count(f"[org.12345678.recipients.{ONBOARDING_ID}]") == 1
+        directory = load_recipients(recipients)
+        listed = directory.get("12345678", ONBOARDING_ID)
+        assert listed.email and listed.key_path is None
+        # AND each start invites them (no mail server here: the link is printed all the same)
+        out = io.StringIO()
+        invitation = invite_onboarding_demo(store, config, directory, out=out)
+        assert invitation is not None and invitation.link in out.getvalue()
+        assert journeys(store, directory)[("12345678", ONBOARDING_ID)].step is Step.INVITED
+        # the demo's vouched recipients are not touched
+        assert journeys(store, directory)[("12345678", "finance")].step is Step.APPROVED
+    finally:
+        store.dispose()

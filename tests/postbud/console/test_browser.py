@@ -1,6 +1,7 @@
 """The console in headless Chromium (Selenium) on `make run`'s daemon and sandbox: sign in, place a held
 letter from the dropdown and see it delivered encrypted, search and resend, download, read a chart; a
-wrong password, an expired session and a CSRF-less post are refused. Skips when chromium is absent."""
+wrong password, an expired session and a CSRF-less post are refused; the onboarding demo recipient walks
+the whole checklist on the confirmation page with an uploaded key. Skips when chromium is absent."""
 
 from __future__ import annotations
 
@@ -162,7 +163,9 @@ def test_place_a_held_letter_from_the_dropdown_and_it_is_delivered_encrypted(bro
     assert "placed=legal" in browser.current_url
     # THEN it is delivered, encrypted, to the sandbox's mail server
     mails = wait(lambda: len(demo.mails()) > before and demo.mails())
-    assert all(m.get_content_type() in ("application/pkcs7-mime", "multipart/encrypted") for m in mails)
+    # every letter is encrypted; the only plain mail is the onboarding demo's invitation (no letter in it)
+    plain = [m for m in mails if m.get_content_type() not in ("application/pkcs7-mime", "multipart/encrypted")]
+    assert all(m["To"] == "nyansat@eksempel.invalid" and "Confirm that" in m["Subject"] for m in plain)
     sign_in(browser, demo, "demo-admin")
     browser.get(f"{demo.base}/trace/{letter_id}")
     wait(lambda: browser.find_element(By.ID, "status").text == "delivered" or browser.refresh())
@@ -228,3 +231,80 @@ def test_an_expired_session_and_a_csrf_less_post_are_refused(browser: Any, demo:
     browser.get(f"{demo.base}/queue")
     assert browser.current_url.endswith("/console/signin?expired=1")
     assert "udløbet" in browser.find_element(By.ID, "flash").text
+
+
+def _smime_identity(folder: Path, address: str) -> tuple[Path, Path]:
+    """A self-made S/MIME certificate and key for `address` (what a recipient would bring)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=True,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(address)]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "nyansat.pem", folder / "nyansat-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_a_demo_recipient_walks_the_onboarding_checklist_with_an_uploaded_key(
+        browser: Any, demo: Demo, tmp_path_factory: pytest.TempPathFactory) -> None:
+    from selenium.webdriver.common.by import By
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    # GIVEN make run's onboarding demo: its invitation is in the mail folder and its link on the terminal
+    link = wait(lambda: re.search(r"^  (http://\S+/recipients/confirm/[0-9a-f]+)$",
+                                  (demo.folder / "daemon.log").read_text(), re.M)).group(1)
+    invitation = next(m for m in demo.mails() if m["To"] == "nyansat@eksempel.invalid")
+    assert invitation.get_content_type() == "text/plain" and link in invitation.get_payload(decode=True).decode()
+    folder = tmp_path_factory.mktemp("nyansat")
+    cert, key = _smime_identity(folder, "nyansat@eksempel.invalid")
+    (folder / "not-a-key.txt").write_text("hello")
+    # WHEN she confirms her address on the page
+    browser.delete_all_cookies()
+    browser.get(link)
+    assert "Eksempel Holding ApS" in browser.find_element(By.ID, "lead").text
+    browser.find_element(By.ID, "confirm").click()
+    # THEN she is asked for a key; a file that is not one is refused with one line
+    browser.find_element(By.ID, "key").send_keys(str(folder / "not-a-key.txt"))
+    browser.find_element(By.ID, "upload").click()
+    assert browser.find_element(By.ID, "refusal").text
+    before = len(demo.mails())
+    browser.find_element(By.ID, "key").send_keys(str(cert))
+    browser.find_element(By.ID, "upload").click()
+    # AND her certificate brings an encrypted test letter, whose code she types
+    code_field = browser.find_element(By.ID, "code")
+    letter = wait(lambda: next((p for p in sorted((demo.folder / "var/sandbox/mail").glob("*.eml"))[before:]
+                                if b"nyansat@eksempel.invalid" in p.read_bytes()), None))
+    assert email.message_from_bytes(letter.read_bytes()).get_content_type() == "application/pkcs7-mime"
+    opened = subprocess.run([openssl, "cms", "-decrypt", "-in", str(letter), "-recip", str(cert), "-inkey", str(key)],
+                            capture_output=True, timeout=60, check=False)
+    assert opened.returncode == 0, opened.stderr
+    code = re.search(rb"Din kode er:\s+([A-Z0-9]{4}-[A-Z0-9]{4})", opened.stdout)
+    assert code is not None
+    screenshot(browser, "onboarding-code.png")
+    code_field.send_keys(code.group(1).decode())
+    browser.find_element(By.ID, "send-code").click()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Godkendt"
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#checklist li.done")) == 5
+    # AND the administrator sees her approved
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/recipients")
+    row = browser.find_element(By.CSS_SELECTOR, "#recipients tr#recipient-nyansat")
+    assert row.get_attribute("data-step") == "approved"
