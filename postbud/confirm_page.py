@@ -215,8 +215,9 @@ async def _provided(flow: _Flow, token: str, offered: OfferedKey, *, source: str
     sent = await flow.send_test(journey)
     fresh = await run_in_threadpool(lambda: open_journey(flow.store, token, flow.directory, now=utcnow()))
     kind = "certifikat" if offered.kind is KeyKind.SMIME else "OpenPGP-nøgle"
-    lead = (f"Dit {kind} er i orden. Vi har sendt et testbrev krypteret til det; åbn det og skriv koden her."
-            if sent else "")
+    done = (f"Dit certifikat er udstedt og sendt til {journey.email} som fil. Importér den med adgangskoden "
+            "herunder;" if source == "issued" else f"Dit {kind} er i orden.")
+    lead = f"{done} Vi har sendt et testbrev krypteret til det; åbn det og skriv koden her." if sent else ""
     return await flow.show(fresh or journey, lead=lead, extra=extra)
 
 
