@@ -1,12 +1,16 @@
-"""The collector's writes: each listed message persisted (or quarantined) in one transaction, before any ack."""
+"""The collector's bookkeeping: mailbox rows, what is stored already, acknowledgement intents and their completion.
+
+Storing letters is `collector.storing`; every letter is persisted before it is acknowledged."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-
 from typing import Any
 
+from sqlalchemy import select as sa_select
+from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -16,7 +20,7 @@ from connectors.base import AcknowledgePolicy, Fetched, MessageRef
 from connectors.registry import discover
 from core import codec
 from core.config import Config, MailboxConfig
-from core.lifecycle import record
+from core.lifecycle import event_row, insert_events, record
 from core.logs import mask_cpr
 from core.storage.db import Store
 from core.storage.models import Mailbox, MailboxStatus, Message, MessageStatus, Organisation, utcnow
@@ -110,109 +114,50 @@ class Known:
 
 def find(store: Store, mailbox: MailboxKey, key: str) -> Known | None:
     """Is this provider message already stored? (checked before the expensive fetch)"""
+    return find_many(store, mailbox, [key]).get(key)
+
+
+def find_many(store: Store, mailbox: MailboxKey, keys: Sequence[str]) -> dict[str, Known]:
+    """Which of these provider messages are stored already, by key (one query per 500 keys)."""
+    found: dict[str, Known] = {}
     with store.read() as session:
-        row = session.exec(
-            select(Message.id, Message.acknowledged_at, Message.status, Message.status_reason).where(
-                Message.mailbox_id == mailbox.id, Message.provider_message_id == key
-            )
-        ).first()
-    if row is None:
-        return None
-    foreign = row[2] == MessageStatus.QUARANTINED and (row[3] or "").startswith(FOREIGN)
-    return Known(row[0], row[1] is not None, row[2], foreign)
+        for start in range(0, len(keys), 500):
+            rows = session.execute(
+                sa_select(col(Message.provider_message_id), col(Message.id), col(Message.acknowledged_at),
+                          col(Message.status), col(Message.status_reason)).where(
+                    col(Message.mailbox_id) == mailbox.id,
+                    col(Message.provider_message_id).in_(keys[start:start + 500]),
+                )
+            ).all()
+            for key, message_id, acknowledged_at, status, reason in rows:
+                foreign = status == MessageStatus.QUARANTINED and (reason or "").startswith(FOREIGN)
+                found[key] = Known(message_id, acknowledged_at is not None, status, foreign)
+    return found
 
 
-def save_collected(store: Store, mailbox: MailboxKey, fetched: Fetched, *, organisation: str | None = None,
-                   held: str | None = None) -> Known:
-    """Persist a fetched message with its trace event; idempotent on (mailbox, provider message id).
+def sealed_ack_ref(store: Store, message_id: str, ref: MessageRef) -> bytes:
+    """How to acknowledge the message again, sealed for its row's `ack_ref`."""
+    plain = json.dumps({"key": ref.key, "handle": ref.handle, "meta": dict(ref.meta)}).encode("utf-8")
+    return store.vault.encrypt(plain, codec.ack_ref_aad(message_id))
 
-    `organisation` files it under another organisation than the mailbox's, `held` holds it there for a
-    person with that reason (mail addressed to another configured organisation)."""
-    row = Message(
-        mailbox_id=mailbox.id,
-        organisation_cvr=organisation or mailbox.organisation_cvr,
-        provider=mailbox.provider,
-        provider_message_id=fetched.ref.key,
-        raw_media_type=fetched.raw_media_type,
-        status=MessageStatus.COLLECTED,
-    )
-    try:
+
+def mark_ack_intent(store: Store, intents: Sequence[tuple[str, MessageRef]]) -> None:
+    """Record, before acting at the provider, that these messages are being acknowledged and how to do
+    it again: a crash after the provider forgot them (moved, deleted, marked read) is then reconciled."""
+    if intents:
         with store.transaction() as session:
-            attachments = codec.seal(store.vault, row, fetched.message, fetched.raw)
-            session.add(row)
-            session.flush()
-            session.add_all(attachments)
-            record(
-                session,
-                row.id,
-                "collected",
-                actor=ACTOR,
-                to_status=MessageStatus.COLLECTED,
-                detail={
-                    "mailbox": mailbox.name,
-                    "provider": mailbox.provider,
-                    "provider_message_id": fetched.ref.key,
-                    "format": fetched.message.format,
-                    "documents": sum(len(d.files) for d in fetched.message.documents),
-                },
-            )
-            if held is not None:
-                row.status, row.status_reason = MessageStatus.HELD, held
-                record(session, row.id, "held", actor=ACTOR, reason=held, from_status=MessageStatus.COLLECTED,
-                       to_status=MessageStatus.HELD, detail={"organisation": row.organisation_cvr})
-    except IntegrityError:
-        existing = find(store, mailbox, fetched.ref.key)
-        if existing is None:
-            raise
-        return existing
-    return Known(row.id, False, row.status)
+            write_ack_intents(session, store, intents)
 
 
-def save_quarantined(store: Store, mailbox: MailboxKey, ref: MessageRef, reason: str, raw: bytes | None) -> Known:
-    """Keep an unusable message as evidence, with the reason in its trace; never lose it silently."""
-    row = Message(
-        mailbox_id=mailbox.id,
-        organisation_cvr=mailbox.organisation_cvr,
-        provider=mailbox.provider,
-        provider_message_id=ref.key,
-        status=MessageStatus.QUARANTINED,
-        status_reason=mask_cpr(reason),
-        title=ref.meta.get("title", ""),
-    )
-    if raw is not None:
-        row.raw = store.vault.encrypt(raw, codec.raw_aad(row.id))
-    try:
-        with store.transaction() as session:
-            session.add(row)
-            session.flush()
-            record(
-                session,
-                row.id,
-                "quarantined",
-                actor=ACTOR,
-                reason=reason,
-                to_status=MessageStatus.QUARANTINED,
-                detail={"mailbox": mailbox.name, "provider": mailbox.provider, "provider_message_id": ref.key},
-            )
-    except IntegrityError:
-        existing = find(store, mailbox, ref.key)
-        if existing is None:
-            raise
-        return existing
-    return Known(row.id, False, MessageStatus.QUARANTINED, reason.startswith(FOREIGN))
-
-
-def mark_ack_intent(store: Store, message_id: str, ref: MessageRef) -> None:
-    """Record, before acting at the provider, that this message is being acknowledged and how to do it
-    again: a crash after the provider forgot it (moved, deleted, marked read) is then reconciled."""
-    sealed_ref = json.dumps({"key": ref.key, "handle": ref.handle, "meta": dict(ref.meta)}).encode("utf-8")
-    with store.transaction() as session:
-        row = session.get(Message, message_id)
-        if row is None or row.acknowledged_at is not None:
-            return
+def write_ack_intents(session: Session, store: Store, intents: Sequence[tuple[str, MessageRef]]) -> None:
+    """`mark_ack_intent` in the caller's transaction."""
+    refs = dict(intents)
+    for row in session.exec(select(Message).where(col(Message.id).in_(refs))):
+        if row.acknowledged_at is not None:
+            continue
         if row.ack_requested_at is None:
             row.ack_requested_at = utcnow()
-        row.ack_ref = store.vault.encrypt(sealed_ref, codec.ack_ref_aad(message_id))
+        row.ack_ref = sealed_ack_ref(store, row.id, refs[row.id])
         session.add(row)
 
 
@@ -235,17 +180,25 @@ def pending_acks(store: Store, mailbox: MailboxKey) -> list[tuple[str, MessageRe
     return pending
 
 
-def mark_acknowledged(store: Store, message_id: str, *, reconciled: bool = False) -> None:
-    """The provider has forgotten the message: recorded once, with the intent's ref dropped."""
+def mark_acknowledged(store: Store, message_ids: Sequence[str], *, reconciled: bool = False) -> None:
+    """The provider has forgotten these messages: each recorded once, with the intent's ref dropped, in
+    one transaction."""
+    if not message_ids:
+        return
     with store.transaction() as session:
-        row = session.get(Message, message_id)
-        if row is None or row.acknowledged_at is not None:
-            return
-        row.acknowledged_at = utcnow()
-        row.ack_ref = None
-        session.add(row)
-        record(session, message_id, "acknowledged", actor=ACTOR,
-               detail={"reconciled_after_restart": True} if reconciled else {})
+        done: list[str] = []
+        for start in range(0, len(message_ids), 500):
+            done += session.execute(
+                update(Message)
+                .where(col(Message.id).in_(message_ids[start:start + 500]), col(Message.acknowledged_at).is_(None))
+                .values(acknowledged_at=utcnow(), ack_ref=None)
+                .returning(col(Message.id))
+                .execution_options(synchronize_session=False)
+            ).scalars().all()
+        detail = {"reconciled_after_restart": True} if reconciled else {}
+        order = {message_id: n for n, message_id in enumerate(message_ids)}
+        insert_events(session, [event_row(message_id, "acknowledged", actor=ACTOR, detail=detail)
+                                for message_id in sorted(done, key=order.__getitem__)])
 
 
 def save_cursor(store: Store, mailbox: MailboxKey, cursor: str | None) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
+from functools import partial
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -20,7 +23,8 @@ from tenacity.stop import stop_base
 
 from collector import ledger
 from collector.addressing import place
-from collector.ledger import MailboxKey
+from collector.ledger import Known, MailboxKey
+from collector.storing import Collect, Outcome, Quarantine, save_group
 from connectors.base import Connector, ConnectorError, Fetched, MessageRef, Page, PermanentError, TransientError
 from core.logs import correlation_id
 from core.metrics import Metrics
@@ -29,6 +33,9 @@ from core.storage.db import Store
 log = logging.getLogger(__name__)
 
 MAX_PAGES_PER_POLL = 10_000
+# Letters stored per transaction; a group that waited this long for a slow fetch is stored without it.
+GROUP_SIZE = 50
+GROUP_WAIT = 0.2
 # A Retry-After longer than this is not waited out inside the poll: the poll ends, and the
 # dispatcher schedules the mailbox's next attempt no earlier than the provider asked.
 MAX_WAIT_IN_POLL = 60.0
@@ -151,8 +158,7 @@ async def poll_mailbox(
             page = await _list(connector, cursor, retries, result)
             if page is None:
                 break
-            for ref in page.refs:
-                await _collect_one(store, mailbox, connector, ref, metrics, result, retries, organisations)
+            await _collect_page(store, mailbox, connector, page.refs, metrics, result, retries, organisations)
             if page.cursor != cursor:
                 cursor = page.cursor
                 await asyncio.to_thread(ledger.save_cursor, store, mailbox, cursor)
@@ -173,6 +179,100 @@ async def poll_mailbox(
     return result
 
 
+class _Known:
+    """A listed letter stored before (by an earlier poll, or earlier in this page): acknowledged only."""
+
+
+_KNOWN = _Known()
+_Item = Outcome | _Known | None  # None: its fetch failed, retried at the next poll
+
+
+class _Page:
+    """A page's letters on their way: a group waiting for its commit, then committed and acknowledged."""
+
+    def __init__(self, store: Store, mailbox: MailboxKey, connector: Connector, metrics: Metrics,
+                 result: PollResult, retries: int, known: dict[str, Known]) -> None:
+        self.store, self.mailbox, self.connector, self.metrics = store, mailbox, connector, metrics
+        self.result, self.retries, self.known = result, retries, known
+        self.group: list[tuple[MessageRef, _Item]] = []
+        self.started = 0.0
+
+    def add(self, ref: MessageRef, item: _Item) -> None:
+        if not self.group:
+            self.started = time.monotonic()
+        self.group.append((ref, item))
+        if item is _KNOWN:
+            self.result.skipped += 1
+
+    def full(self) -> bool:
+        return len(self.group) >= GROUP_SIZE
+
+    def wait_left(self) -> float:
+        """How much longer the group may wait for the next letter before it is committed without it."""
+        return max(0.0, self.started + GROUP_WAIT - time.monotonic())
+
+    async def commit(self) -> None:
+        """Store the group in one transaction (with the intents of letters stored before that may now be
+        acknowledged), then acknowledge it at the provider."""
+        group, self.group = self.group, []
+        new = [(ref, item) for ref, item in group if isinstance(item, Collect | Quarantine)]
+        intents = []
+        for ref, item in group:
+            known = self.known.get(ref.key)
+            if item is _KNOWN and known is not None and not known.acknowledged and known.may_acknowledge(self.mailbox):
+                intents.append((known.message_id, ref))  # the intent first: a crash after the provider acted is reconciled
+        if new or intents:
+            stored = await asyncio.to_thread(save_group, self.store, self.mailbox, [o for _, o in new], intents)
+            for (ref, outcome), known in zip(new, stored, strict=True):
+                self.known[ref.key] = known
+                self._count(outcome, known)
+        await self._acknowledge(group)
+
+    def _count(self, outcome: Outcome, known: Known) -> None:
+        provider = self.mailbox.provider
+        if isinstance(outcome, Quarantine):
+            self.metrics.messages_quarantined.labels(provider, "collect").inc()
+            self.result.quarantined += 1
+            return
+        correlation_id.set(known.message_id)
+        log.info("message collected id=%s mailbox=%s%s", known.message_id, self.mailbox.name,
+                 f" ({outcome.held})" if outcome.held else "")
+        self.metrics.messages_collected.labels(provider).inc()
+        self.result.collected += 1
+
+    async def _acknowledge(self, group: list[tuple[MessageRef, _Item]]) -> None:
+        """Only now, with the letters committed (or, where the mailbox waits for it, delivered), may the
+        provider forget them; until then they are listed again at every poll. A letter listed again
+        after its acknowledgement (a lost ack, or the same file dropped twice) is acknowledged again."""
+        done: list[str] = []
+        result = self.result
+        try:
+            for ref, item in group:
+                known = self.known.get(ref.key)
+                if item is None or known is None:
+                    continue
+                if not known.may_acknowledge(self.mailbox):
+                    result.awaiting_delivery += 1
+                    continue
+                correlation_id.set(known.message_id)
+                try:
+                    await _retrying(partial(self.connector.acknowledge, ref), attempts=self.retries, result=result)
+                except TransientError as exc:
+                    _note_wait(result, exc)
+                    result.failed += 1
+                    log.warning("acknowledgement failed after %d attempts; retried at the next poll: %s",
+                                self.retries, exc)
+                    continue
+                result.acknowledged += 1
+                if not known.acknowledged:
+                    result.newly_acknowledged += 1
+                    done.append(known.message_id)
+                    self.known[ref.key] = replace(known, acknowledged=True)
+        finally:
+            if done:
+                await asyncio.to_thread(ledger.mark_acknowledged, self.store, done)
+
+
 async def _list(connector: Connector, cursor: str | None, retries: int, result: PollResult) -> Page | None:
     """One listing page; None when it failed after something was done already (the poll ends there)."""
     try:
@@ -190,86 +290,106 @@ async def _reconcile_acks(store: Store, mailbox: MailboxKey, connector: Connecto
                           retries: int) -> None:
     """Finish acknowledgements a crash interrupted: the provider may already have forgotten the
     message (so it is never listed again), and acknowledging twice is harmless by contract."""
-    for message_id, ref in await asyncio.to_thread(ledger.pending_acks, store, mailbox):
-        correlation_id.set(message_id)
-        try:
-            await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
-        except TransientError as exc:
-            _note_wait(result, exc)
-            result.failed += 1
-            log.warning("reconciling an acknowledgement failed; retried at the next poll: %s", exc)
-            continue
-        await asyncio.to_thread(ledger.mark_acknowledged, store, message_id, reconciled=True)
-        result.acknowledged += 1
-        result.newly_acknowledged += 1
-        log.info("acknowledgement reconciled id=%s mailbox=%s", message_id, mailbox.name)
+    done: list[str] = []
+    try:
+        for message_id, ref in await asyncio.to_thread(ledger.pending_acks, store, mailbox):
+            correlation_id.set(message_id)
+            try:
+                await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
+            except TransientError as exc:
+                _note_wait(result, exc)
+                result.failed += 1
+                log.warning("reconciling an acknowledgement failed; retried at the next poll: %s", exc)
+                continue
+            done.append(message_id)
+            result.acknowledged += 1
+            result.newly_acknowledged += 1
+            log.info("acknowledgement reconciled id=%s mailbox=%s", message_id, mailbox.name)
+    finally:
+        if done:
+            await asyncio.to_thread(ledger.mark_acknowledged, store, done, reconciled=True)
 
 
-async def _collect_one(
+async def _collect_page(
     store: Store,
     mailbox: MailboxKey,
     connector: Connector,
-    ref: MessageRef,
+    refs: Sequence[MessageRef],
     metrics: Metrics,
     result: PollResult,
     retries: int,
     organisations: Collection[str],
 ) -> None:
-    known = await asyncio.to_thread(ledger.find, store, mailbox, ref.key)
-    correlation_id.set(known.message_id if known else f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
-    if known is None:
-        try:
-            fetched = await _retrying(lambda: _fetch(connector, ref), attempts=retries, result=result)
-        except (PermanentError, _Unexpected) as exc:
-            raw = exc.raw if isinstance(exc, PermanentError) else None
-            log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key, exc)
-            known = await asyncio.to_thread(
-                ledger.save_quarantined, store, mailbox, ref, str(exc), raw
-            )
-            metrics.messages_quarantined.labels(mailbox.provider, "collect").inc()
-            result.quarantined += 1
-        except TransientError as exc:
-            # This message only: the rest of the listing goes on, and the next poll retries it.
-            _note_wait(result, exc)
-            result.failed += 1
-            log.warning("fetch failed after %d attempts; retried at the next poll: %s", retries, exc)
-            return
-        else:
-            placed = place(fetched.message, mailbox.organisation_cvr, organisations)
-            if placed.quarantined is not None:
-                log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key,
-                            placed.quarantined)
-                known = await asyncio.to_thread(
-                    ledger.save_quarantined, store, mailbox, ref, placed.quarantined, fetched.raw)
-                metrics.messages_quarantined.labels(mailbox.provider, "collect").inc()
-                result.quarantined += 1
-            else:
-                known = await asyncio.to_thread(ledger.save_collected, store, mailbox, fetched,
-                                                organisation=placed.organisation, held=placed.held)
-                correlation_id.set(known.message_id)
-                log.info("message collected id=%s mailbox=%s%s", known.message_id, mailbox.name,
-                         f" ({placed.held})" if placed.held else "")
-                metrics.messages_collected.labels(mailbox.provider).inc()
-                result.collected += 1
-    else:
-        result.skipped += 1
-    # Only now, with the message committed (or, where the mailbox waits for it, delivered), may the
-    # provider forget it; until then it is listed again at every poll. A message listed again after
-    # its acknowledgement (a lost ack, or the same file dropped twice) is acknowledged again.
-    if not known.may_acknowledge(mailbox):
-        result.awaiting_delivery += 1
-        return
-    if not known.acknowledged:
-        # the intent first: a crash after the provider acted is then reconciled at the next poll
-        await asyncio.to_thread(ledger.mark_ack_intent, store, known.message_id, ref)
+    """The page's letters in listing order: up to the connector's `letters_in_flight` fetched (and
+    parsed) at once, stored in groups in that order (`_Page.commit`), each group acknowledged after its
+    commit. An error that ends the poll (budget, authentication) stores what was fetched before the
+    letter it came from; a cancelled poll stores nothing more (the next poll fetches it again)."""
+    known = await asyncio.to_thread(ledger.find_many, store, mailbox, [ref.key for ref in refs])
+    page = _Page(store, mailbox, connector, metrics, result, retries, known)
+
+    async def fetch(ref: MessageRef) -> Outcome | None:
+        return await _fetch_outcome(mailbox, connector, ref, result, retries, organisations)
+
+    width = max(1, int(getattr(connector, "letters_in_flight", 1)))
+    window: deque[tuple[MessageRef, asyncio.Task[Outcome | None] | None]] = deque()
+    fetching: set[str] = set()
+    pending = iter(refs)
+    in_flight = 0
     try:
-        await _retrying(lambda: connector.acknowledge(ref), attempts=retries, result=result)
+        while True:
+            while in_flight < width and (ref := next(pending, None)) is not None:
+                if ref.key in known or ref.key in fetching:
+                    window.append((ref, None))  # stored already (or earlier in this page): acknowledged only
+                else:
+                    fetching.add(ref.key)
+                    window.append((ref, asyncio.create_task(fetch(ref))))
+                    in_flight += 1
+            if not window:
+                break
+            ref, task = window[0]
+            if task is not None and not task.done() and page.group:
+                # the next letter is slow: what is ready waits for it a moment at most
+                await asyncio.wait({task}, timeout=page.wait_left())
+                if not task.done():
+                    await page.commit()
+            window.popleft()
+            if task is None:
+                page.add(ref, _KNOWN)
+                continue
+            in_flight -= 1
+            try:
+                outcome = await task
+            except Exception:
+                await page.commit()  # what came before in the listing is kept, as one by one
+                raise
+            page.add(ref, outcome)
+            if page.full():
+                await page.commit()
+        await page.commit()
+    finally:
+        for _, task in window:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(task for _, task in window if task is not None), return_exceptions=True)
+
+
+async def _fetch_outcome(mailbox: MailboxKey, connector: Connector, ref: MessageRef, result: PollResult,
+                         retries: int, organisations: Collection[str]) -> Outcome | None:
+    """What to store for a new letter; None when its fetch still failed (the next poll retries it)."""
+    correlation_id.set(f"{mailbox.organisation_cvr}/{mailbox.name}:{ref.key[:24]}")
+    try:
+        fetched = await _retrying(lambda: _fetch(connector, ref), attempts=retries, result=result)
+    except (PermanentError, _Unexpected) as exc:
+        log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key, exc)
+        return Quarantine(ref, str(exc), exc.raw if isinstance(exc, PermanentError) else None)
     except TransientError as exc:
+        # This message only: the rest of the listing goes on, and the next poll retries it.
         _note_wait(result, exc)
         result.failed += 1
-        log.warning("acknowledgement failed after %d attempts; retried at the next poll: %s", retries, exc)
-        return
-    result.acknowledged += 1
-    if not known.acknowledged:
-        result.newly_acknowledged += 1
-        await asyncio.to_thread(ledger.mark_acknowledged, store, known.message_id)
+        log.warning("fetch failed after %d attempts; retried at the next poll: %s", retries, exc)
+        return None
+    placed = place(fetched.message, mailbox.organisation_cvr, organisations)
+    if placed.quarantined is not None:
+        log.warning("message quarantined mailbox=%s key=%s reason=%s", mailbox.name, ref.key, placed.quarantined)
+        return Quarantine(ref, placed.quarantined, fetched.raw)
+    return Collect(fetched, placed.organisation, placed.held)

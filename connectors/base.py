@@ -161,6 +161,10 @@ class Connector(Protocol):
     A connector SHOULD keep its own credentials fresh through `ConnectorContext.state`.
     A connector MAY offer optional capabilities (`capabilities`); with `Capability.REPLY` it SHALL
     also be a `Replier`.
+    A connector MAY declare `letters_in_flight = N` (default 1) when fetching several of its messages
+    at once is safe and cheap for the source (a local folder): the collector then fetches up to N of
+    a page's messages at the same time; they are still stored in listing order, each before it is
+    acknowledged.
     `sandbox/conformance.py` checks each of these against the connector's fake provider.
     """
 

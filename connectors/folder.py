@@ -63,6 +63,9 @@ class FolderConnector:
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     # Scanners and exports expect their files to leave the drop folder once postbud has them.
     default_acknowledge: ClassVar[AcknowledgePolicy] = AcknowledgePolicy.AFTER_COMMIT
+    # Local files: reading and parsing (in the parse workers) several letters ahead of the commit keeps
+    # the workers busy while a group is stored, instead of one letter's hops after another's.
+    letters_in_flight: ClassVar[int] = 16
 
     def __init__(self, settings: FolderSettings, context: ConnectorContext) -> None:
         self.settings = settings

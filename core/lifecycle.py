@@ -13,8 +13,9 @@ A person's correction re-routes a routed, delivering or delivered message: → r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
 from core.logs import mask_cpr
@@ -50,31 +51,44 @@ class IllegalTransition(Exception):
         super().__init__(why or f"message {message_id}: {current} → {target} is not an allowed transition")
 
 
-def record(
-    session: Session,
-    message_id: str | None,
-    kind: str,
-    *,
-    actor: str,
-    reason: str | None = None,
-    detail: dict[str, Any] | None = None,
-    from_status: str | None = None,
-    to_status: str | None = None,
-) -> TraceEvent:
-    """Add a trace event to the session (committed with the caller's transaction).
+class EventFields(TypedDict, total=False):
+    """A trace event's optional parts: why, the ids and names that say what happened, and the move."""
+
+    reason: str | None
+    detail: dict[str, Any] | None
+    from_status: str | None
+    to_status: str | None
+
+
+def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
+    """A trace event's columns, for writing many at once (`insert_events`).
 
     CPR-like numbers in the reason and the detail's text are masked: a sender controls file names,
     titles and field values that reasons quote, and the trace is kept in clear for searching.
     """
-    event = TraceEvent(
-        message_id=message_id,
-        kind=kind,
-        actor=actor,
-        reason=mask_cpr(reason) if reason is not None else None,
-        detail=_masked(detail or {}),
-        from_status=from_status,
-        to_status=to_status,
-    )
+    reason = fields.get("reason")
+    return {
+        "message_id": message_id,
+        "at": utcnow(),
+        "kind": kind,
+        "actor": actor,
+        "reason": mask_cpr(reason) if reason is not None else None,
+        "detail": _masked(fields.get("detail") or {}),
+        "from_status": fields.get("from_status"),
+        "to_status": fields.get("to_status"),
+    }
+
+
+def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write `event_row`s in the caller's transaction, in their order, as one statement."""
+    if rows:
+        session.execute(insert(TraceEvent), rows)
+
+
+def record(session: Session, message_id: str | None, kind: str, *, actor: str,
+           **fields: Unpack[EventFields]) -> TraceEvent:
+    """Add a trace event to the session (committed with the caller's transaction); masked as `event_row`."""
+    event = TraceEvent(**event_row(message_id, kind, actor=actor, **fields))
     session.add(event)
     return event
 

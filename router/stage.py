@@ -62,10 +62,15 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
             return 0
         mailboxes = {m.id: m.name for m in session.exec(
             select(Mailbox).where(col(Mailbox.id).in_({m.mailbox_id for m in messages})))}
+        # One query for the group's outbox rows (a collected letter has none unless it was routed and sent
+        # back): a query per letter would also flush the session before each.
+        existing: dict[str, list[Delivery]] = {m.id: [] for m in messages}
+        for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(existing))):
+            existing[row.message_id].append(row)
         for message in messages:
             correlation_id.set(message.id)
             decision = _route_one(session, store, decider, metrics, message, mailboxes.get(message.mailbox_id, ""),
-                                  directory=directory, channels=channels)
+                                  directory=directory, channels=channels, existing=existing[message.id])
             outcomes.append((message.id, decision, message.provider))
     for message_id, decision, provider in outcomes:
         if decision is None:
@@ -78,7 +83,7 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
 
 def _route_one(session: Session, store: Store, decider: Decider, metrics: Metrics, message: Message,
                mailbox: str, *, directory: RecipientResolver | None,
-               channels: Collection[str] | None) -> Decision | None:
+               channels: Collection[str] | None, existing: list[Delivery]) -> Decision | None:
     """Decide and record one message in the group's transaction; None when it was quarantined."""
     try:
         # The sealed content only (with the extracted text and each file's name and media type): rules
@@ -97,7 +102,8 @@ def _route_one(session: Session, store: Store, decider: Decider, metrics: Metric
         received_at=message.received_at,
     )
     decision = decider.decide(facts)
-    apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels)
+    apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels,
+                   existing=existing)
     return decision
 
 
@@ -123,11 +129,12 @@ def _targets(message: Message, recipients: tuple[str, ...], directory: Recipient
 
 def apply_decision(session: Session, message: Message, decision: Decision, *, actor: str,
                    kind: str = "routed", directory: RecipientResolver | None = None,
-                   channels: Collection[str] | None = None) -> None:
+                   channels: Collection[str] | None = None, existing: list[Delivery] | None = None) -> None:
     """Write the decision, its outbox rows and the status change, all in the caller's transaction.
 
     With `directory` groups are expanded and each recipient gets its preferred channel among
-    `channels` (default: all), else the organisation's.
+    `channels` (default: all), else the organisation's. `existing`: the message's outbox rows when the
+    caller read them already (else they are read here).
     """
     session.add(
         RoutingDecision(
@@ -148,10 +155,11 @@ def apply_decision(session: Session, message: Message, decision: Decision, *, ac
     }
     if decision.action is Action.ROUTE and decision.recipients:
         # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
-        existing = {(d.recipient, d.channel): d
-                    for d in session.exec(select(Delivery).where(Delivery.message_id == message.id))}
+        if existing is None:
+            existing = list(session.exec(select(Delivery).where(Delivery.message_id == message.id)))
+        rows = {(d.recipient, d.channel): d for d in existing}
         for recipient, channel in _targets(message, tuple(decision.recipients), directory, channels):
-            row = existing.get((recipient, channel))
+            row = rows.get((recipient, channel))
             if row is None:
                 session.add(
                     Delivery(

@@ -6,7 +6,8 @@ import random
 
 from sqlmodel import select
 
-from collector.ledger import MailboxKey, save_collected
+from collector.ledger import MailboxKey
+from collector.storing import save_collected
 from connectors.base import Fetched, MessageRef
 from core.domain import MessageType, NormalizedMessage, Party
 from core.metrics import Metrics

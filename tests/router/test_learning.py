@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.ledger import MailboxKey, save_collected, sync_mailboxes
+from collector.ledger import MailboxKey, sync_mailboxes
+from collector.storing import save_collected
 from connectors.base import Fetched, MessageRef
 from core.config import Config
 from core.domain import MessageType, NormalizedMessage, Party

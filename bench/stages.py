@@ -1,0 +1,123 @@
+"""Collection and routing alone, in one process: N MeMo letters (bench/e2e_letters.py) in a drop folder,
+collected by one `run_all_once` and routed by the example rules, each stage timed on its own.
+
+Reports per stage letters/s wall and ms of CPU per letter (this process's threads and the parse
+workers), so a change to one stage is measured without the others' noise. SQLite, one instance:
+
+    .venv/bin/python -m bench.stages [--letters 2000] [--profile out.prof] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.e2e import CVR, drop_letters  # noqa: E402
+from connectors import watchdog  # noqa: E402
+from core.configfile import load_config  # noqa: E402
+from postbud.daemon import Daemon  # noqa: E402
+from postbud.runtime import Runtime  # noqa: E402
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def write_config(folder: Path) -> Path:
+    """The example rules, one organisation with a drop folder; no sandbox, no recipients file."""
+    shutil.copytree(ROOT / "rules" / "examples", folder / "rules" / "examples")
+    path = folder / "postbud.toml"
+    path.write_text(textwrap.dedent(f"""
+        [database]
+        url = "sqlite:///{folder}/var/postbud.db"
+        [encryption]
+        keyring = "{folder}/var/keys/keyring.json"
+        [http]
+        enabled = false
+        [rules]
+        directory = "rules/examples"
+        [model]
+        enabled = false
+        [[organisations]]
+        cvr = "{CVR}"
+        name = "Eksempel Holding ApS"
+        default_route = ["frontdesk"]
+          [[organisations.mailboxes]]
+          name = "drop"
+          type = "folder"
+          path = "var/drop"
+          settle_seconds = 0
+          max_files_per_poll = 100000
+        """))
+    return path
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the live parse workers so far."""
+    total = 0.0
+    for pid in watchdog.worker_pids():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
+
+
+async def _stage(name: str, letters: int, job: Callable[[], Awaitable[int]],
+                 profile: cProfile.Profile | None) -> None:
+    wall, cpu, workers = time.perf_counter(), time.process_time(), _children_cpu()
+    if profile is not None:
+        profile.enable()
+    moved = await job()
+    if profile is not None:
+        profile.disable()
+    wall = time.perf_counter() - wall
+    own = time.process_time() - cpu
+    parse = _children_cpu() - workers
+    print(f"{name}: {moved} letters in {wall:.2f} s wall, {letters / wall:.0f} letters/s; CPU {own:.2f} s here "
+          f"+ {parse:.2f} s in parse workers = {1000 * (own + parse) / letters:.2f} ms per letter")
+
+
+async def run(config_path: Path, letters: int, profile: cProfile.Profile | None) -> None:
+    runtime = Runtime.create(load_config(config_path))
+    daemon = Daemon(runtime)
+    try:
+        await _stage("collect", letters, runtime.dispatcher.run_all_once, profile)
+        await _stage("route", letters, daemon.route, profile)
+    finally:
+        await runtime.dispatcher.shutdown()
+        await runtime.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--letters", type=int, default=2000)
+    parser.add_argument("--profile", type=Path, help="cProfile both stages (the event loop's thread) into this file")
+    parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="postbud-stages-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    config = write_config(folder)
+    drop_letters(folder, args.letters)
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    profile = cProfile.Profile() if args.profile else None
+    asyncio.run(run(config, args.letters, profile))
+    if profile is not None:
+        profile.dump_stats(args.profile)
+    if args.keep is None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""A page's letters are stored in groups: listing order kept, one transaction per group, each stored before its ack."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import col, select
+
+from collector import ledger, poll
+from core.metrics import Metrics
+from core.storage.db import Store
+from core.storage.models import Message, TraceEvent
+from tests.collector.fakes import ScriptedConnector
+from tests.collector.test_ack_crash import _mailbox, store  # noqa: F401 - the fixture: one mailbox
+
+KEYS = [f"m{n:03d}" for n in range(120)]
+
+
+def _stored(store: Store) -> list[Message]:
+    with store.read() as session:
+        return list(session.exec(select(Message).order_by(col(Message.received_at))))
+
+
+def _events(store: Store, kind: str) -> list[TraceEvent]:
+    with store.read() as session:
+        return list(session.exec(select(TraceEvent).where(TraceEvent.kind == kind)))
+
+
+class _Fanned(ScriptedConnector):
+    """Fetches several at once and finishes them out of order: later letters are quicker."""
+
+    letters_in_flight = 8
+
+    async def fetch(self, ref):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.002 * (int(ref.key[1:]) % 8 == 0))
+        return await super().fetch(ref)
+
+
+@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned])
+def test_a_page_is_stored_in_listing_order_in_a_few_transactions_and_each_letter_acknowledged_once(
+    store: Store, connector: type[ScriptedConnector]
+) -> None:
+    # GIVEN a provider listing 120 letters on one page
+    provider = connector([KEYS])
+    commits: list[int] = []
+    event.listen(store.engine, "commit", lambda _conn: commits.append(1))
+    # WHEN one poll collects them
+    result = asyncio.run(poll.poll_mailbox(store, _mailbox(store), provider, Metrics()))
+    # THEN every letter is stored once, received in listing order, and acknowledged once after its commit
+    assert result.collected == 120 and result.newly_acknowledged == 120
+    rows = _stored(store)
+    assert [r.provider_message_id for r in rows] == KEYS
+    assert len({r.received_at for r in rows}) == 120
+    assert all(r.acknowledged_at is not None and r.ack_ref is None for r in rows)
+    assert sorted(provider.acked) == KEYS
+    assert len(_events(store, "collected")) == 120 and len(_events(store, "acknowledged")) == 120
+    # in groups: far fewer transactions than the three per letter it took one by one
+    assert len(commits) <= 12
+
+
+def test_a_crash_among_a_groups_acknowledgements_is_finished_after_the_restart_once_each(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a group committed, and the process dying after the provider forgot some of it
+    mailbox = _mailbox(store)
+    provider = ScriptedConnector([KEYS[:10]])
+    original = provider.acknowledge
+
+    async def power_cut_after_four(ref):  # type: ignore[no-untyped-def]
+        if len(provider.acked) == 4:
+            raise KeyboardInterrupt("power cut mid-acknowledgements")
+        await original(ref)
+
+    monkeypatch.setattr(provider, "acknowledge", power_cut_after_four)
+    monkeypatch.setattr(ledger, "mark_acknowledged", lambda *a, **k: None)  # dies before recording them too
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(poll.poll_mailbox(store, mailbox, provider, Metrics()))
+    monkeypatch.undo()
+    assert len(_stored(store)) == 10 and len(provider.acked) == 4
+    assert all(r.ack_requested_at is not None for r in _stored(store))  # the intent is in the group's commit
+    # WHEN it restarts (the provider lists what it has not forgotten)
+    asyncio.run(poll.poll_mailbox(store, mailbox, provider, Metrics()))
+    asyncio.run(poll.poll_mailbox(store, mailbox, provider, Metrics()))
+    # THEN nothing is stored twice and every letter is recorded acknowledged exactly once
+    rows = _stored(store)
+    assert [r.provider_message_id for r in rows] == KEYS[:10]
+    assert all(r.acknowledged_at is not None for r in rows)
+    assert sorted({k for k in provider.acked}) == KEYS[:10]
+    assert len(_events(store, "acknowledged")) == 10
+
+
+def test_an_error_that_ends_the_poll_keeps_what_came_before_it_in_the_listing(store: Store) -> None:
+    # GIVEN the provider refusing the credentials at the sixth letter's fetch
+    from connectors.base import AuthError
+
+    provider = ScriptedConnector([KEYS[:10]])
+    original = provider.fetch
+
+    async def refused_at_m005(ref):  # type: ignore[no-untyped-def]
+        if ref.key == "m005":
+            raise AuthError("token revoked")
+        return await original(ref)
+
+    provider.fetch = refused_at_m005  # type: ignore[method-assign]
+    # WHEN a poll runs into it
+    with pytest.raises(AuthError):
+        asyncio.run(poll.poll_mailbox(store, _mailbox(store), provider, Metrics()))
+    # THEN the five before it are stored and acknowledged, and nothing after it
+    assert [r.provider_message_id for r in _stored(store)] == KEYS[:5]
+    assert sorted(provider.acked) == KEYS[:5]
