@@ -333,18 +333,28 @@ async def _collect_page(
     width = max(1, int(getattr(connector, "letters_in_flight", 1)))
     window: deque[tuple[MessageRef, asyncio.Task[Outcome | None] | None]] = deque()
     fetching: set[str] = set()
-    pending = iter(refs)
-    in_flight = 0
+    taken = in_flight = 0
     try:
         while True:
-            while in_flight < width and (ref := next(pending, None)) is not None:
-                if ref.key in known or ref.key in fetching:
+            while in_flight < width and taken < len(refs):
+                ref = refs[taken]
+                new = ref.key not in known and ref.key not in fetching
+                # A letter is begun only when the budget can also finish what is begun (a fetch and an
+                # acknowledgement each): a poll that ends on its budget leaves nothing half done.
+                owed = 2 * in_flight + (len(window) - in_flight) + len(page.group) + (2 if new else 1)
+                if result.budget - result.requests < owed:
+                    break
+                taken += 1
+                if not new:
                     window.append((ref, None))  # stored already (or earlier in this page): acknowledged only
                 else:
                     fetching.add(ref.key)
                     window.append((ref, asyncio.create_task(fetch(ref))))
                     in_flight += 1
             if not window:
+                if taken < len(refs):
+                    await page.commit()
+                    raise BudgetSpent()
                 break
             ref, task = window[0]
             if task is not None and not task.done() and page.group:

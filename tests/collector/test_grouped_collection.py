@@ -110,3 +110,20 @@ def test_an_error_that_ends_the_poll_keeps_what_came_before_it_in_the_listing(st
     # THEN the five before it are stored and acknowledged, and nothing after it
     assert [r.provider_message_id for r in _stored(store)] == KEYS[:5]
     assert sorted(provider.acked) == KEYS[:5]
+
+
+@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned])
+def test_a_poll_that_ends_on_its_budget_leaves_no_letter_half_done(
+    store: Store, connector: type[ScriptedConnector]
+) -> None:
+    # GIVEN 20 letters and a budget of 12 requests (the listing, then a fetch and an ack per letter)
+    provider = connector([KEYS[:20]])
+    # WHEN one poll runs out of it
+    result = asyncio.run(poll.poll_mailbox(store, _mailbox(store), provider, Metrics(), budget=12))
+    # THEN it says more is left, and every letter it began is stored and acknowledged: none waits for a
+    # reconciliation, none was fetched for nothing
+    assert result.more and result.requests <= 12
+    rows = _stored(store)
+    assert [r.provider_message_id for r in rows] == KEYS[:5]
+    assert all(r.acknowledged_at is not None for r in rows)
+    assert sorted(provider.fetched) == KEYS[:5] and sorted(provider.acked) == KEYS[:5]
