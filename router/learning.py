@@ -14,14 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func
+from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import col, select
 
 from core import codec
 from core.storage.db import Store
-from core.storage.models import Attachment, Mailbox, Message, MessageStatus, RoutingDecision
+from core.storage.models import Mailbox, Message, MessageStatus, RoutingDecision
 from core.storage.vault import private_dir
 from router.decision import Action, Decider, Decision, Facts
 from router.eligibility import Eligibility
@@ -51,6 +52,7 @@ def confirmed_examples(store: Store, organisation: str) -> list[Example]:
     with store.read() as session:
         rows = session.exec(
             select(Message, RoutingDecision, Mailbox.name)
+            .options(defer(cast(QueryableAttribute[Any], Message.raw)))  # the original: unused
             .join(latest, col(latest.c.message_id) == col(Message.id))
             .join(RoutingDecision, col(RoutingDecision.id) == latest.c.last)
             .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
@@ -66,8 +68,9 @@ def confirmed_examples(store: Store, organisation: str) -> list[Example]:
         for message, decision, mailbox in rows:
             if not decision.recipients:
                 continue
-            attachments = list(session.exec(select(Attachment).where(Attachment.message_id == message.id)))
-            normalized = codec.unseal(store.vault, message, attachments)
+            # The sealed content only (text, file names): the model never reads a file's bytes, so they
+            # are neither read nor decrypted (as in routing).
+            normalized = codec.unseal(store.vault, message, [])
             examples.append(Example.from_message(normalized, provider=message.provider, mailbox=mailbox,
                                                  label=decision.recipients[0]))
     return examples
