@@ -310,16 +310,8 @@ async def _reconcile_acks(store: Store, mailbox: MailboxKey, connector: Connecto
             await asyncio.to_thread(ledger.mark_acknowledged, store, done, reconciled=True)
 
 
-async def _collect_page(
-    store: Store,
-    mailbox: MailboxKey,
-    connector: Connector,
-    refs: Sequence[MessageRef],
-    metrics: Metrics,
-    result: PollResult,
-    retries: int,
-    organisations: Collection[str],
-) -> None:
+async def _collect_page(store: Store, mailbox: MailboxKey, connector: Connector, refs: Sequence[MessageRef],
+                        metrics: Metrics, result: PollResult, retries: int, organisations: Collection[str]) -> None:
     """The page's letters in listing order: up to the connector's `letters_in_flight` fetched (and
     parsed) at once, stored in groups in that order (`_Page.commit`), each group acknowledged after its
     commit. An error that ends the poll (budget, authentication) stores what was fetched before the

@@ -4,7 +4,7 @@ collected by one `run_all_once` and routed by the example rules, each stage time
 Reports per stage letters/s wall and ms of CPU per letter (this process's threads and the parse
 workers), so a change to one stage is measured without the others' noise. SQLite, one instance:
 
-    .venv/bin/python -m bench.stages [--letters 2000] [--profile out.prof] [--keep DIR]
+    .venv/bin/python -m bench.stages_bench [--letters 2000] [--profile out.prof] [--keep DIR]
 """
 
 from __future__ import annotations
