@@ -127,3 +127,25 @@ def test_a_poll_that_ends_on_its_budget_leaves_no_letter_half_done(
     assert [r.provider_message_id for r in rows] == KEYS[:5]
     assert all(r.acknowledged_at is not None for r in rows)
     assert sorted(provider.fetched) == KEYS[:5] and sorted(provider.acked) == KEYS[:5]
+
+
+def test_a_group_with_a_letter_another_instance_stored_meanwhile_stores_the_rest_once(store: Store) -> None:
+    # GIVEN a letter another instance stored after this one listed it as new
+    from collector.storing import Collect, save_collected, save_group
+    from connectors.base import Fetched, MessageRef
+    from tests.collector.fakes import message
+
+    mailbox = _mailbox(store)
+
+    def fetched(key: str) -> Fetched:
+        return Fetched(MessageRef(key, key), f"raw {key}".encode(), "text/plain", message(key))
+
+    theirs = save_collected(store, mailbox, fetched("m001"))
+    # WHEN this instance stores its group holding it
+    knowns = save_group(store, mailbox, [Collect(fetched(k)) for k in KEYS[:3]])
+    # THEN that letter is the other's row, the others are stored once each, all due for acknowledgement
+    assert knowns[1].message_id == theirs.message_id
+    rows = _stored(store)
+    assert sorted(r.provider_message_id for r in rows) == KEYS[:3]
+    assert len(_events(store, "collected")) == 3
+    assert all(r.ack_requested_at is not None for r in rows)
