@@ -18,11 +18,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/postbud --config $(CONFIG) run
 
+# One worker per core; a test file stays on one worker (module fixtures such as the browser's daemon
+# start once). TEST_WORKERS=0 runs in this process, one test at a time.
+TEST_WORKERS ?= auto
+TEST_RUN := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(TEST_RUN)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m 'not slow'
+	$(TEST_RUN) -m 'not slow'
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
