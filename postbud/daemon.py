@@ -26,6 +26,7 @@ from delivery.channels import Channel, build_channels
 from delivery.worker import deliver_pending
 from core.config import Config
 from core.configfile import ConfigError
+from core.storage import daily_counts
 from postbud.configuration import load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
@@ -47,6 +48,9 @@ EXECUTOR_THREADS = 8
 # TimeoutStopSec is 60): in-flight work gets up to 15 s twice, then the exit is forced.
 STOP_TIMEOUT_SECONDS = 45.0
 _GRACE_SECONDS = 15.0
+# The roll-up's changes are folded this often: the statistics read a few settled rows per day and
+# the changes of at most a minute (core/storage/daily_counts.py).
+SETTLE_SECONDS = 60.0
 
 
 class Daemon:
@@ -136,6 +140,10 @@ class Daemon:
         await self.notify()
         await onboarding_pass(self.rt.store, self.config, self.rt.recipients, now=self.clock())
 
+    async def settle_statistics(self) -> int:
+        """Fold the statistics' roll-up changes into one row per organisation, day and measure."""
+        return await asyncio.to_thread(daily_counts.settle, self.rt.store)
+
     async def notify(self) -> int:
         """E-mail the queued notices that are due (each once; failures back off)."""
         run = await send_notices(self.rt.store, self.config, self.rt.metrics, owner=self.rt.instance,
@@ -170,6 +178,7 @@ class Daemon:
                 if not await self._counted("train", self.train):
                     break
             await self._supervised("housekeeping", self.housekeeping)
+            await self._supervised("statistics", self.settle_statistics)
         finally:
             for channel in channels.values():
                 await channel.aclose()
@@ -260,6 +269,7 @@ class Daemon:
             ("deliver", self.deliver, s.deliver_interval_seconds),
             ("notify", self.notify, s.deliver_interval_seconds),
             ("housekeeping", self.housekeeping, s.housekeeping_interval_seconds),
+            ("statistics", self.settle_statistics, SETTLE_SECONDS),
         ]
         if self.rt.models is not None:
             jobs.append(("train", self.train, self.config.model.train_interval_seconds))

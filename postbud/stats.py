@@ -18,13 +18,14 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Literal
 
 from sqlalchemy import func
 from sqlmodel import col, select
 
 from core.metrics import OpsReading
+from core.storage import daily_counts
 from core.storage.db import Store
 from core.storage.models import (
     Delivery,
@@ -85,19 +86,43 @@ def _periods(first: date, last: date, by: By) -> Iterator[str]:
             current = date(current.year + 1, 1, 1)
 
 
+Organisations = str | tuple[str, ...] | None  # one CVR, several, or None: all
+
+
 def stats(
     store: Store,
-    org: str | None,
+    org: Organisations,
     by: By,
     now: datetime,
     *,
     since: datetime | None = None,
     tz: tzinfo = timezone.utc,
+    latency: bool = True,
 ) -> list[PeriodStats]:
-    """One entry per period from `since` (default: the oldest stored message) to `now`, oldest first."""
+    """One entry per period from `since` (default: the oldest stored message) to `now`, oldest first.
+
+    Whole UTC days are read from the daily roll-up (core/storage/daily_counts.py); the rest of the
+    span (today so far, the part of a first day after `since`, or everything when `tz` is not UTC)
+    is counted from the messages, as `recount` does. `latency=False` leaves the median out (it is the
+    one figure that needs each delivered letter)."""
+    return _periods_of(store, org, by, now, since, tz, rollup=True, latency=latency)
+
+
+def recount(store: Store, org: Organisations, by: By, now: datetime, *, since: datetime | None = None,
+            tz: tzinfo = timezone.utc) -> list[PeriodStats]:
+    """`stats` counted from the messages row by row, the roll-up unused: the figures' definition."""
+    return _periods_of(store, org, by, now, since, tz, rollup=False, latency=True)
+
+
+def _periods_of(store: Store, org: Organisations, by: By, now: datetime, since: datetime | None, tz: tzinfo, *,
+                rollup: bool, latency: bool) -> list[PeriodStats]:
     if by not in ("day", "month", "year"):
         raise ValueError(f"by must be day, month or year, not {by!r}")
-    buckets = _collect(store, org, since, now, lambda at: period_key(at, by, tz))
+    key: Callable[[datetime], str] = lambda at: period_key(at, by, tz)  # noqa: E731
+    if rollup and tz is timezone.utc:
+        buckets = _gather(store, org, since, now, key, latency=latency)
+    else:
+        buckets = _collect(store, org, since, now, key)
     if not buckets and since is None:
         return []
     first_key = min(buckets) if since is None else period_key(since, by, tz)
@@ -107,7 +132,7 @@ def stats(
 
 def summarize(store: Store, org: str | None, since: datetime, until: datetime, *, label: str = "") -> PeriodStats:
     """The figures for messages received in [since, until) as one period."""
-    buckets = _collect(store, org, since, until, lambda _: label)
+    buckets = _gather(store, org, since, until, lambda _: label, latency=True)
     return _finish(buckets[label]) if label in buckets else PeriodStats(label)
 
 
@@ -116,17 +141,90 @@ def _parse_key(key: str) -> date:
     return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
 
 
-def _filters(query: Any, org: str | None, since: datetime | None, until: datetime) -> Any:
+def _filters(query: Any, org: Organisations, since: datetime | None, until: datetime) -> Any:
     query = query.where(col(Message.received_at) < until)
-    if org:
+    if isinstance(org, str):
         query = query.where(Message.organisation_cvr == org)
+    elif org is not None:
+        query = query.where(col(Message.organisation_cvr).in_(org))
     if since is not None:
         query = query.where(col(Message.received_at) >= since)
     return query
 
 
+def _midnight(at: datetime) -> datetime:
+    return datetime.combine(at.astimezone(timezone.utc).date(), time(), tzinfo=timezone.utc)
+
+
+def _gather(store: Store, org: Organisations, since: datetime | None, until: datetime,
+            key: Callable[[datetime], str], *, latency: bool) -> dict[str, _Bucket]:
+    """The figures for [since, until): whole UTC days from the roll-up, the partial days at either end
+    from the messages."""
+    first_whole = None if since is None else _midnight(since) + (timedelta(days=1) if since != _midnight(since)
+                                                                  else timedelta())
+    end_whole = _midnight(until)
+    if first_whole is not None and first_whole >= end_whole:
+        return _collect(store, org, since, until, key)
+    buckets: dict[str, _Bucket] = {}
+    if since is not None and first_whole is not None and since < first_whole:
+        _merge(buckets, _collect(store, org, since, first_whole, key))
+    whole = _rolled_up(store, org, first_whole, end_whole, key)
+    if latency:
+        for at, seconds in _latencies(store, org, first_whole, end_whole):
+            whole.setdefault(key(at), _Bucket(PeriodStats(key(at)))).latencies.append(seconds)
+    _merge(buckets, whole)
+    if end_whole < until:
+        _merge(buckets, _collect(store, org, end_whole, until, key))
+    return buckets
+
+
+def _rolled_up(store: Store, org: Organisations, first: datetime | None, end: datetime,
+               key: Callable[[datetime], str]) -> dict[str, _Bucket]:
+    orgs = (org,) if isinstance(org, str) else org
+    found = daily_counts.counts(store, orgs, first.date() if first else None, end.date() - timedelta(days=1))
+    buckets: dict[str, _Bucket] = {}
+    for (day, measure), n in sorted(found.items()):
+        k = key(datetime.combine(day, time(), tzinfo=timezone.utc))
+        s = buckets.setdefault(k, _Bucket(PeriodStats(k))).stats
+        kind, _, name = measure.partition(":")
+        if kind + ":" == daily_counts.STATUS:
+            s.collected += n
+            if name in _STATUS_FIGURES:
+                setattr(s, name, getattr(s, name) + n)
+        elif kind + ":" == daily_counts.ROUTED and name in ROUTED_BY:
+            setattr(s, ROUTED_BY[name], getattr(s, ROUTED_BY[name]) + n)
+        elif kind + ":" == daily_counts.CHANNEL:
+            s.delivered_by_channel[name] = s.delivered_by_channel.get(name, 0) + n
+    return {k: b for k, b in buckets.items() if b.stats.collected}
+
+
+_STATUS_FIGURES = (MessageStatus.HELD, MessageStatus.DELIVERED, MessageStatus.FAILED)
+
+
+def _latencies(store: Store, org: Organisations, since: datetime | None, until: datetime) -> list[tuple[datetime, float]]:
+    """Each delivered letter's time received and seconds from collection to its last delivery."""
+    with store.read() as session:
+        rows = session.exec(_filters(
+            select(Message.received_at, func.max(Delivery.delivered_at))
+            .join(Delivery, col(Delivery.message_id) == col(Message.id))
+            .where(Message.status == MessageStatus.DELIVERED, Delivery.status == DeliveryStatus.DELIVERED,
+                   col(Delivery.delivered_at).is_not(None))
+            .group_by(col(Message.id), col(Message.received_at)), org, since, until)).all()
+    return [(at, (_aware(last) - at).total_seconds()) for at, last in rows]
+
+
+def _merge(into: dict[str, _Bucket], more: dict[str, _Bucket]) -> None:
+    for k, bucket in more.items():
+        have = into.setdefault(k, _Bucket(PeriodStats(k)))
+        for name in FIGURES:
+            setattr(have.stats, name, getattr(have.stats, name) + getattr(bucket.stats, name))
+        for channel, n in bucket.stats.delivered_by_channel.items():
+            have.stats.delivered_by_channel[channel] = have.stats.delivered_by_channel.get(channel, 0) + n
+        have.latencies.extend(bucket.latencies)
+
+
 def _collect(
-    store: Store, org: str | None, since: datetime | None, until: datetime, key: Callable[[datetime], str]
+    store: Store, org: Organisations, since: datetime | None, until: datetime, key: Callable[[datetime], str]
 ) -> dict[str, _Bucket]:
     with store.read() as session:
         messages = session.exec(_filters(select(Message.id, Message.received_at, Message.status), org, since, until)).all()

@@ -59,6 +59,7 @@ def pending_model_changes(engine: Engine) -> list[object]:
     import core.storage.models  # noqa: F401
     import core.storage.accounts  # noqa: F401
     import core.storage.onboarding  # noqa: F401  (the onboarding checklist)
+    import core.storage.daily_counts  # noqa: F401
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})

@@ -107,7 +107,9 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         UniqueConstraint("mailbox_id", "provider_message_id", name="uq_message_provider_id"),
-        Index("ix_message_status_received", "status", "received_at"),
+        # Held letters in queue order; the organisation in it too, so the queue's and health page's
+        # counts of held letters per organisation read the index alone (migration 0008).
+        Index("ix_message_status_received", "status", "received_at", "id", "organisation_cvr"),
         # Both cover every column trace search filters on, in time order (one within an organisation,
         # as the API always asks), so a search or a retention scan never reads the rows with their
         # sealed content. They replace ix_message_org_received (migration 0002).
@@ -129,6 +131,9 @@ class Message(SQLModel, table=True):
     provider_message_id: str = Field(max_length=255)
     status: str = Field(default=MessageStatus.COLLECTED)
     status_reason: str | None = None
+    # Who routed it by its latest decision (rule, model, hand, default; None: not routed), kept by the
+    # database for the statistics' roll-up (core/storage/daily_counts.py, migration 0008); never set here.
+    routed_by: str | None = Field(default=None, max_length=16)
     message_type: str | None = None
     format: str | None = None
     title: str = ""
@@ -193,6 +198,8 @@ class Delivery(SQLModel, table=True):
         # alone (migration 0002).
         Index("ix_delivery_recipient", "recipient", "message_id"),
         Index("ix_delivery_channel_status", "channel", "status", "created_at", "message_id"),
+        # The outbox backlog of some organisations per channel, from the index alone (migration 0008).
+        Index("ix_delivery_status_org_channel", "status", "organisation_cvr", "channel"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)

@@ -110,12 +110,11 @@ def correct_cmd(
 ) -> None:
     """Re-route a letter the model or a rule sent wrong (routed, delivering or delivered): delivers it
     to the right approved recipients, records the override in the trace and teaches the model."""
-    from core.notify import TraceNotifier
     from postbud import names
-    from postbud.runtime import open_models, open_store
+    from postbud.corrections import correct_and_review
+    from postbud.runtime import open_store
     from postbud.trace import show_message as find
-    from router.correction import NotCorrectable, correct
-    from router.realised import review
+    from router.correction import NotCorrectable
 
     cfg = config_of(ctx, config)
     store = open_store(cfg)
@@ -124,16 +123,10 @@ def correct_cmd(
     chosen = [names.approved_target(store, directory, found["organisation"], query) for query in recipients]
     who = actor(by)
     try:
-        done = correct(store, found["id"], chosen, actor=who, directory=directory, channels=cfg.delivery.channels)
+        done, paused = correct_and_review(store, cfg, found["id"], chosen, actor=who, directory=directory)
     except NotCorrectable as exc:
         raise OperatorError(f"{exc}; a held message is placed with `postbud queue assign`") from exc
     out.print(f"{done.message_id} corrected by {who}: {done.overruled} had sent it to "
               f"{', '.join(done.previous) or 'nobody'}; now {', '.join(done.recipients)}", highlight=False)
-    if done.overruled == "model" and cfg.model.enabled:
-        # Pausing at once: the daemon's hourly review would let a broken promise route meanwhile.
-        model = open_models(cfg, store).get(done.organisation)
-        notifier = TraceNotifier(store, {o.cvr: o.administrators for o in cfg.organisations})
-        paused = review(store, notifier, done.organisation, model.fingerprint[:12] if model else None,
-                        cfg.model.target_precision)
-        if paused:
-            err.print(paused, highlight=False)
+    if paused:
+        err.print(paused, highlight=False)

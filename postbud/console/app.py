@@ -11,7 +11,9 @@ from starlette.staticfiles import StaticFiles
 from core.config import Config
 from core.recipients import RecipientResolver
 from core.storage.db import Store
-from postbud.console import admin_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages
+from postbud.console import (
+    admin_pages, placed_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages,
+)
 from postbud.console.web import PREFIX, Console
 
 
@@ -22,6 +24,7 @@ def console_mount(store: Store, config: Callable[[], Config],
     routes: list[Route | Mount] = [
         *signin.signin_routes(console),
         *queue_pages.routes(console),
+        *placed_pages.routes(console),
         *trace_pages.routes(console),
         *stats_pages.routes(console),
         *admin_pages.routes(console),

@@ -60,6 +60,17 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "resend": ("Gensend", "Resend"),
     "resent": ("Brevet er sat til genafsendelse.", "The letter is queued to be sent again."),
     "resend_to": ("Gensend til en anden godkendt modtager", "Resend to another approved recipient"),
+    "placed_letters": ("Placerede breve", "Placed letters"),
+    "placed_by": ("Placeret af", "Placed by"),
+    "routed_recipients": ("De samme modtagere", "The same recipients"),
+    "correct": ("Ret placering", "Correct the placement"),
+    "correct_to": ("Placér i stedet hos", "Place instead with"),
+    "correct_explain": ("Sendt til den forkerte? Vælg den rigtige modtager; brevet sendes til vedkommende, "
+                        "og modellen lærer af rettelsen.",
+                        "Sent to the wrong person? Choose the right recipient: the letter goes to them, and the "
+                        "model learns from the correction."),
+    "corrected": ("Placeringen er rettet, og brevet er sendt til den rigtige modtager.",
+                  "The placement is corrected and the letter is on its way to the right recipient."),
     "download": ("Hent originaler", "Download originals"),
     "documents": ("Dokumenter", "Documents"),
     "per": ("pr.", "per"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -12,22 +10,12 @@ from starlette.routing import Route
 from postbud.console import audit, queue_data
 from postbud.console.profiles import Area
 from postbud.console.sessions import Viewer
-from postbud.console.web import PREFIX, Console, client_address, form_value, not_found, page, render
+from postbud.console.web import PREFIX, Console, client_address, form_value, keyset, not_found, page, render
 from router.queue import NotHeld, assign, resolve_recipient
 
 
-def _after(request: Request) -> tuple[datetime, str] | None:
-    """The page's start from `?after=RECEIVED_AT~ID` (the last row of the page before); None: the first."""
-    at, _, message_id = request.query_params.get("after", "").partition("~")
-    try:
-        parsed = datetime.fromisoformat(at) if at and message_id else None
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc), message_id[:32]) if parsed else None
-
-
 async def queue_list(request: Request, console: Console, viewer: Viewer) -> Response:
-    after = _after(request)
+    after = keyset(request, "after")
     size = console.settings.page_size
     rows, total = await run_in_threadpool(lambda: queue_data.held_page(console.store, viewer.organisations,
                                                                        after=after, limit=size))
@@ -67,7 +55,7 @@ async def place(request: Request, console: Console, viewer: Viewer) -> Response:
     # A typed name wins over the dropdown; it is matched fuzzily against the approved names and aliases.
     typed = await form_value(request, "typed") or await form_value(request, "recipient")
     directory = console.directory()
-    target = _approved_target(directory, org, typed)
+    target = approved_target(directory, org, typed)
     if target is None:
         return await letter_page(request, console, viewer, flash="unknown_recipient", status=400)
     config = console.config()
@@ -85,7 +73,7 @@ async def place(request: Request, console: Console, viewer: Viewer) -> Response:
     return RedirectResponse(f"{where}?placed={target}", status_code=303)
 
 
-def _approved_target(directory: object, org: str, typed: str) -> str | None:
+def approved_target(directory: object, org: str, typed: str) -> str | None:
     """The recipient or group id chosen (or typed, matched fuzzily as `queue assign` does), if approved."""
     from core.recipients import RecipientResolver
 

@@ -3,9 +3,6 @@ the health page (mailboxes, outbox and queue backlog: the facts of `postbud stat
 
 from __future__ import annotations
 
-import threading
-import time
-import weakref
 from datetime import datetime, timezone
 from typing import cast
 
@@ -24,8 +21,8 @@ from postbud.console.i18n import translator
 from postbud.console.profiles import Area
 from postbud.console.sessions import Viewer
 from postbud.console.web import Console, page, render
-from postbud.console.stats_data import SPAN, figures
-from postbud.stats import By, PeriodStats
+from postbud.console.stats_data import PERIODS, figures
+from postbud.stats import By
 from postbud.status import mailbox_states
 
 LABELS = {"routed_by_rule": "by_rule", "routed_by_model": "by_model", "routed_by_hand": "by_hand",
@@ -33,33 +30,12 @@ LABELS = {"routed_by_rule": "by_rule", "routed_by_model": "by_model", "routed_by
           "delivered": "delivered", "failed": "failed"}
 
 
-# Statistics are counted over every letter of the span; a view within this many seconds of the last
-# one for the same organisations and period reuses its figures (a month or year of 100,000 letters
-# takes about a second to count on SQLite; bench/console_bench.py).
-CACHE_SECONDS = 60.0
-_cache: weakref.WeakKeyDictionary[Store, dict[tuple[tuple[str, ...], str], tuple[float, list[PeriodStats]]]] = \
-    weakref.WeakKeyDictionary()
-_cache_lock = threading.Lock()
-
-
-def cached_figures(store: Store, organisations: tuple[str, ...], by: By, now: datetime) -> list[PeriodStats]:
-    key = (tuple(sorted(organisations)), by)
-    with _cache_lock:
-        hit = _cache.get(store, {}).get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]
-    periods = figures(store, organisations, by, now)
-    with _cache_lock:
-        _cache.setdefault(store, {})[key] = (time.monotonic(), periods)
-    return periods
-
-
 async def stats_page(request: Request, console: Console, viewer: Viewer) -> Response:
     by = request.query_params.get("by", "day")
-    by = by if by in SPAN else "day"
+    by = by if by in PERIODS else "day"
     org = request.query_params.get("cvr", "")
     chosen = (org,) if org in viewer.organisations else viewer.organisations
-    periods = await run_in_threadpool(cached_figures, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
+    periods = await run_in_threadpool(figures, console.store, chosen, cast(By, by), datetime.now(timezone.utc))
     t = translator(viewer.language)
     labels = {name: t(key) for name, key in LABELS.items()} | {"title": t("stats")}
     return render(request, "stats.html", viewer=viewer, active="stats", by=by, cvr=org, periods=periods,
@@ -71,14 +47,20 @@ def scoped_backlog(store: Store, organisations: tuple[str, ...]) -> dict[str, ob
     now = datetime.now(timezone.utc)
     mine = col(Delivery.organisation_cvr).in_(organisations)
     with store.read() as session:
-        per_channel = session.exec(select(Delivery.channel, func.count())
-                                   .where(col(Delivery.status).in_(waiting), mine).group_by(Delivery.channel)).all()
+        # Grouped by the index's own columns (status, organisation, channel): read from it alone.
+        waiting_rows = session.exec(select(Delivery.status, Delivery.organisation_cvr, Delivery.channel, func.count())
+                                    .where(col(Delivery.status).in_(waiting), mine)
+                                    .group_by(col(Delivery.status), col(Delivery.organisation_cvr),
+                                              col(Delivery.channel))).all()
         failed = session.exec(select(func.count()).select_from(Delivery)
                               .where(Delivery.status == DeliveryStatus.FAILED, mine)).one()
         held = session.exec(select(func.count(), func.min(Message.received_at))
                             .where(Message.status == MessageStatus.HELD,
                                    col(Message.organisation_cvr).in_(organisations))).one()
-    return {"outbox": dict(sorted((c, int(n)) for c, n in per_channel)), "failed": int(failed),
+    per_channel: dict[str, int] = {}
+    for _, _, channel, n in waiting_rows:
+        per_channel[channel] = per_channel.get(channel, 0) + int(n)
+    return {"outbox": dict(sorted(per_channel.items())), "failed": int(failed),
             "held": int(held[0]), "oldest_held": held[1], "now": now}
 
 

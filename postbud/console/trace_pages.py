@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from postbud import trace
-from postbud.console import audit, trace_data
+from postbud.console import audit, placed_data, trace_data
 from postbud.console.profiles import Area
 from postbud.console.sessions import Viewer
 from postbud.console.web import PREFIX, Console, client_address, form_value, may, not_found, page, render
@@ -64,6 +64,7 @@ async def letter_page(request: Request, console: Console, viewer: Viewer, *, fla
     others = sorted(directory.names(found["organisation"])) if directory and may(viewer, Area.RESEND) else []
     return render(request, "trace_letter.html", viewer=viewer, active="mine" if only_mine else "trace",
                   m=found, why=why, text=text, documents=documents, can_resend=may(viewer, Area.RESEND),
+                  can_correct=may(viewer, Area.PLACE) and found["status"] in placed_data.PLACED,
                   others=others, flash=flash or request.query_params.get("done", ""), status=status)
 
 
@@ -90,8 +91,8 @@ async def resend_action(request: Request, console: Console, viewer: Viewer) -> R
     await run_in_threadpool(lambda: audit.note(console.store, viewer.username, "resent",
                                                address=client_address(request), organisation=org,
                                                message_id=message_id, detail={"to": to or "routed recipients"}))
-    if not may(viewer, Area.TRACE):
-        return render(request, "message.html", viewer=viewer, heading="resent", text="")
+    if not may(viewer, Area.TRACE):  # processing: back to the placed letters it resends from
+        return RedirectResponse(f"{PREFIX}/placed?done=resent", status_code=303)
     return RedirectResponse(f"{PREFIX}/trace/{message_id}?done=resent", status_code=303)
 
 

@@ -126,6 +126,17 @@ async def form_value(request: Request, name: str) -> str:
     return (await form(request)).get(name, "").strip()
 
 
+def keyset(request: Request, name: str) -> tuple[datetime, str] | None:
+    """A page's start from `?NAME=RECEIVED_AT~ID` (the last row of the page before); None: the first page,
+    also when the value is unreadable."""
+    at, _, message_id = request.query_params.get(name, "").partition("~")
+    try:
+        parsed = datetime.fromisoformat(at) if at and message_id else None
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc), message_id[:32]) if parsed else None
+
+
 def age(at: datetime, now: datetime | None = None) -> str:
     seconds = ((now or datetime.now(timezone.utc)) - at).total_seconds()
     hours = seconds / 3600

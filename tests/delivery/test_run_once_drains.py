@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ from sqlmodel import select
 from worker_testkit import delivery_toml, drop, letter, recipients_toml, vouch
 
 from core.configfile import load_config
+from core.storage import daily_counts
+from core.storage.daily_counts import DailyCount
 from core.storage.models import Message
 from postbud.daemon import Daemon
 from postbud.runtime import Runtime
@@ -55,3 +58,8 @@ async def test_run_once_delivers_everything_dropped_beyond_one_batch_of_each_sta
     assert statuses == ["delivered"] * LETTERS
     assert len(smtp.handler.messages) == LETTERS
     assert not list((rt.config.base_dir / "drop").iterdir())
+    # AND the statistics' roll-up is settled: one row per day and measure, counting every letter
+    with rt.store.read() as session:
+        assert not session.exec(select(DailyCount).where(DailyCount.settled == False)).all()  # noqa: E712
+    assert sum(n for (_, measure), n in daily_counts.counts(rt.store, None, None, date.max).items()
+               if measure == "status:delivered") == LETTERS

@@ -8,6 +8,7 @@ from sqlmodel import SQLModel
 import core.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import core.storage.accounts  # noqa: F401  (the console's tables)
 import core.storage.onboarding  # noqa: F401  (the onboarding checklist)
+import core.storage.daily_counts  # noqa: F401  (the statistics' roll-up)
 
 config = context.config
 connection = config.attributes.get("connection")
