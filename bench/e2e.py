@@ -8,20 +8,26 @@ process and is measured: wall time, its CPU time (with its parse workers), peak 
 trace each letter's collection-to-delivery time.
 
     .venv/bin/python -m bench.e2e [--letters 2000] [--profile out.prof] [--keep DIR]
-    .venv/bin/python -m bench.e2e --relay 127.0.0.1:25 --relay-ca /etc/ssl/certs/ca-certificates.crt
+    .venv/bin/python -m bench.e2e --relay postfix                 # Debian's postfix on loopback
+    .venv/bin/python -m bench.e2e --database postgresql://postgres@127.0.0.1:5432/test --folders 5 --claim-batch 4 --instances 2
 
-`--relay HOST:PORT` delivers to that SMTP server (STARTTLS) instead of the sandbox's, e.g. Debian's
-postfix on loopback (not in CI): `apt-get install postfix` ("Local only"), give smtpd a certificate
-for 127.0.0.1 that `--relay-ca` verifies (`smtpd_tls_cert_file`, `smtpd_tls_key_file`,
-`smtpd_tls_security_level = may` in /etc/postfix/main.cf), route the demo domain to the discard
-transport (`transport_maps = inline:{ eksempel.invalid = discard: }`) and `systemctl reload postfix`.
+`--relay postfix` sets up and starts Debian's postfix on 127.0.0.1:25 with STARTTLS required and a
+discarding sink (bench/postfix_relay.py; root, not in CI) and delivers to it; `--relay HOST:PORT
+--relay-ca FILE` to any other SMTP server with STARTTLS. `--database` runs on a fresh PostgreSQL
+database made on that server for the run (dropped after it unless --keep). `--instances N` runs N
+daemons (`run --once`, each its own process) at once on that database; `--folders K` spreads the
+letters over K drop folders (mailboxes), and `--claim-batch` sets how many mailboxes an instance
+leases at a time, so that several instances have mailboxes to share: compare one and two instances
+with the same --folders and --claim-batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -30,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,9 +61,10 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def write_configs(folder: Path, relay: str | None, relay_ca: Path | None) -> tuple[Path, Path]:
+def write_configs(folder: Path, relay: str | None, relay_ca: Path | None, database: str | None = None,
+                  folders: int = 1, claim_batch: int | None = None) -> tuple[Path, Path]:
     """The example config on free ports: one for the sandbox process, one (sandbox off) for the daemon."""
-    text = (ROOT / "config.example.toml").read_text()
+    text = more_folders((ROOT / "config.example.toml").read_text(), folders)
     for (name, default), port in zip(PORTS.items(), free_ports(len(PORTS)), strict=True):
         text = text.replace(str(default), str(port))
     shutil.copytree(ROOT / "rules" / "examples", folder / "rules" / "examples")
@@ -69,16 +77,30 @@ def write_configs(folder: Path, relay: str | None, relay_ca: Path | None) -> tup
         daemon = re.sub(r"smtp_port = \d+", f"smtp_port = {relay_port}", daemon)
         if relay_ca is not None:
             daemon = re.sub(r'smtp_ca_file = "[^"]*"', f'smtp_ca_file = "{relay_ca}"', daemon)
+    if claim_batch is not None:
+        daemon = re.sub(r"claim_batch = \d+", f"claim_batch = {claim_batch}", daemon)
+    if database is not None:
+        daemon = re.sub(r'url = "sqlite:///var/postbud.db"', f'url = "{database}"', daemon)
     (folder / "postbud.toml").write_text(daemon)
     return sandbox, folder / "postbud.toml"
 
 
-def drop_letters(folder: Path, count: int) -> None:
-    drop = folder / "var" / "drop"
-    drop.mkdir(parents=True, exist_ok=True)
+def more_folders(config: str, folders: int) -> str:
+    """The example's drop-folder mailbox and folders - 1 more like it (drop-2 in var/drop-2, ...)."""
+    block = re.search(r'  \[\[organisations\.mailboxes\]\]\n  name = "drop" .*?(?=\n  \[\[)', config, re.S)
+    assert block is not None, "config.example.toml has no drop-folder mailbox"
+    copies = "".join("\n" + block.group(0).replace('name = "drop" ', f'name = "drop-{k}"')
+                     .replace('path = "var/drop"', f'path = "var/drop-{k}"') for k in range(2, folders + 1))
+    return config[:block.end()] + copies + config[block.end():]
+
+
+def drop_letters(folder: Path, count: int, folders: int = 1) -> None:
+    drops = [folder / "var" / ("drop" if k == 1 else f"drop-{k}") for k in range(1, folders + 1)]
+    for drop in drops:
+        drop.mkdir(parents=True, exist_ok=True)
     settled = time.time() - 60  # older than settle_seconds: collected at the first poll
     for n in range(count):
-        path = drop / f"letter-{n:05d}.xml"
+        path = drops[n % folders] / f"letter-{n:05d}.xml"
         path.write_bytes(letter(CVR, n))
         os.utime(path, (settled, settled))
 
@@ -111,31 +133,60 @@ def approve(config_path: Path) -> None:
         asyncio.run(runtime.aclose())
 
 
-def run_daemon(config: Path, folder: Path, profile: Path | None, spy: Path | None = None) -> dict[str, float]:
-    """`postbud run --once` in its own process: wall, CPU (its parse workers included), peak RSS."""
+def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | None = None,
+                instances: int = 1) -> dict[str, float]:
+    """`postbud run --once` in `instances` processes at once: wall until the last exits, their CPU
+    (parse workers included), the highest peak RSS of one."""
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
     if spy is not None:  # every thread sampled (cProfile sees the event loop's thread only)
         prefix = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "speedscope", "--idle",
                   "-o", str(spy), "--", sys.executable]
-    cmd = [*prefix, *POSTBUD[1:], "-c", str(config), "run", "--once"]
-    log = (folder / "daemon.log").open("wb")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    # not in `folder`: `python -m cProfile` puts the working folder first on sys.path (its rules/)
-    proc = subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT)
+    procs = []
+    for n in range(instances):
+        cmd = [*(prefix if n == 0 else [sys.executable]), *POSTBUD[1:], "-c", str(config), "run", "--once"]
+        log = (folder / ("daemon.log" if n == 0 else f"daemon-{n + 1}.log")).open("wb")
+        # not in `folder`: `python -m cProfile` puts the working folder first on sys.path (its rules/)
+        procs.append(subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT))
     peak_kb = 0
-    status_file = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            hwm = re.search(r"VmHWM:\s+(\d+)", status_file.read_text())
-            peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
-        except OSError:
-            pass
+    while any(proc.poll() is None for proc in procs):
+        for proc in procs:
+            try:
+                hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text())
+                peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
+            except OSError:
+                pass
         time.sleep(0.05)
     wall = time.perf_counter() - started
-    usage = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise SystemExit(f"postbud run --once exited {proc.returncode}; see {folder / 'daemon.log'}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": peak_kb / 1024}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    failed = [n + 1 for n, proc in enumerate(procs) if proc.returncode != 0]
+    if failed:
+        raise SystemExit(f"postbud run --once (instance {failed}) failed; see {folder}/daemon*.log")
+    cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024}
+
+
+@contextlib.contextmanager
+def fresh_database(url: str | None, *, keep: bool) -> Iterator[str | None]:
+    """A new PostgreSQL database on `url`'s server for this run (None: SQLite in the run folder)."""
+    if url is None:
+        yield None
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    name = f"postbud_e2e_{os.getpid()}_{int(time.time())}"
+    plain = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        if not keep:
+            with psycopg.connect(plain, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def outcome(config: Path) -> dict[str, object]:
@@ -143,8 +194,9 @@ def outcome(config: Path) -> dict[str, object]:
     from sqlalchemy import create_engine, text
 
     from core.configfile import load_config
+    from core.storage.db import normalize_url
 
-    engine = create_engine(load_config(config).database_url)
+    engine = create_engine(normalize_url(load_config(config).database_url))
     with engine.connect() as conn:
         counted = conn.execute(text("SELECT status, count(*) FROM message GROUP BY status")).all()
         statuses = {str(status): int(n) for status, n in counted}
@@ -153,6 +205,9 @@ def outcome(config: Path) -> dict[str, object]:
             "ON d.message_id = c.message_id AND d.kind = 'delivered' WHERE c.kind = 'collected' "
             "GROUP BY c.message_id")).all()
         span = conn.execute(text("SELECT min(at), max(at) FROM trace_event WHERE kind IN ('collected', 'delivered')")).one()
+        stages = {str(kind): (first, last) for kind, first, last in conn.execute(text(
+            "SELECT kind, min(at), max(at) FROM trace_event WHERE kind IN ('collected', 'routed', 'delivered') "
+            "GROUP BY kind")).all()}
     engine.dispose()
     from datetime import datetime
 
@@ -161,7 +216,8 @@ def outcome(config: Path) -> dict[str, object]:
 
     latencies = sorted((when(d) - when(c)).total_seconds() for _, c, d in rows)
     window = (when(span[1]) - when(span[0])).total_seconds() if span[0] else 0.0
-    return {"statuses": statuses, "latencies": latencies, "window": window}
+    spans = {kind: (when(last) - when(first)).total_seconds() for kind, (first, last) in stages.items()}
+    return {"statuses": statuses, "latencies": latencies, "window": window, "stages": spans}
 
 
 def main() -> None:
@@ -171,40 +227,66 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, dest="spy",
                         help="sample the daemon's threads with py-spy (pip install py-spy) into this speedscope file")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
-    parser.add_argument("--relay", help="HOST:PORT of an SMTP relay with STARTTLS instead of the sandbox's")
+    parser.add_argument("--relay", help='"postfix" (set up and started on loopback), or HOST:PORT of an SMTP '
+                                        "relay with STARTTLS, instead of the sandbox's mail server")
     parser.add_argument("--relay-ca", type=Path, help="CA file that verifies the relay's certificate")
+    parser.add_argument("--database", help="postgresql://... server to make a fresh database on (default SQLite)")
+    parser.add_argument("--instances", type=int, default=1, help="daemons running at once (PostgreSQL)")
+    parser.add_argument("--folders", type=int, default=1, help="drop folders the letters are spread over")
+    parser.add_argument("--claim-batch", type=int, help="[collector] claim_batch: mailboxes an instance leases "
+                                                        "at a time (the sandbox has 3 besides the drop folders)")
     args = parser.parse_args()
+    if args.instances < 1 or args.folders < 1 or args.letters < 0 or (args.claim_batch or 1) < 1:
+        parser.error("--instances, --folders and --claim-batch must be at least 1, --letters not negative")
+    if args.instances > 1 and not (args.database or "").startswith(("postgresql:", "postgres:")):
+        parser.error("--instances above 1 needs --database postgresql://... (SQLite serves one instance)")
+    relay, relay_ca, sink_log = args.relay, args.relay_ca, None
+    if relay == "postfix":
+        from bench import postfix_relay
+
+        relay, relay_ca = postfix_relay.start()
+        sink_log = postfix_relay.accepted_since(0)[1]
     folder = args.keep or Path(tempfile.mkdtemp(prefix="postbud-e2e-"))
     folder.mkdir(parents=True, exist_ok=True)
-    sandbox_cfg, daemon_cfg = write_configs(folder, args.relay, args.relay_ca)
-    t0 = time.perf_counter()
-    drop_letters(folder, args.letters)
-    print(f"{args.letters} letters written in {time.perf_counter() - t0:.1f} s; folder {folder}")
-    sandbox = start_sandbox(sandbox_cfg, folder)
-    try:
-        approve(daemon_cfg)
-        load = os.getloadavg()[0]
-        figures = run_daemon(daemon_cfg, folder, args.profile, args.spy)
-        print(f"run --once: wall {figures['wall']:.1f} s, CPU {figures['cpu']:.1f} s, peak RSS {figures['peak_mb']:.0f} MB")
-    finally:
-        sandbox.send_signal(signal.SIGINT)
+    with fresh_database(args.database, keep=args.keep is not None) as database:
+        sandbox_cfg, daemon_cfg = write_configs(folder, relay, relay_ca, database, args.folders, args.claim_batch)
+        t0 = time.perf_counter()
+        drop_letters(folder, args.letters, args.folders)
+        print(f"{args.letters} letters written in {time.perf_counter() - t0:.1f} s; folder {folder}")
+        sandbox = start_sandbox(sandbox_cfg, folder)
         try:
-            sandbox.wait(30)
-        except subprocess.TimeoutExpired:
-            sandbox.kill()
-    result = outcome(daemon_cfg)
+            approve(daemon_cfg)
+            load = os.getloadavg()[0]
+            figures = run_daemons(daemon_cfg, folder, args.profile, args.spy, args.instances)
+        finally:
+            sandbox.send_signal(signal.SIGINT)
+            try:
+                sandbox.wait(30)
+            except subprocess.TimeoutExpired:
+                sandbox.kill()
+        result = outcome(daemon_cfg)
     statuses: dict[str, int] = result["statuses"]  # type: ignore[assignment]
     lat: list[float] = result["latencies"]  # type: ignore[assignment]
     delivered = int(statuses.get("delivered", 0))
     total = sum(int(v) for v in statuses.values())
-    mail = len(list((folder / "var" / "sandbox" / "mail").glob("*.eml"))) if args.relay is None else None
-    print(f"load average at start {load:.1f} on {os.cpu_count()} cores")
-    print(f"messages {total}: {statuses}" + (f"; mail server kept {mail}" if mail is not None else ""))
+    if sink_log is not None:
+        time.sleep(2)  # postfix's discard agent logs just after the queue manager hands each letter over
+        received = f"; postfix discarded {postfix_relay.accepted_since(sink_log)[0]}"
+    elif relay is None:
+        received = f"; mail server kept {len(list((folder / 'var' / 'sandbox' / 'mail').glob('*.eml')))}"
+    else:
+        received = ""
+    print(f"load average at start {load:.1f} on {os.cpu_count()} cores; {args.instances} instance(s) on "
+          f"{'PostgreSQL' if database else 'SQLite'}, relay {args.relay or 'the sandbox mail server'}")
+    print(f"messages {total}: {statuses}{received}")
     print(f"run --once wall {figures['wall']:.1f} s (collect->deliver window {result['window']:.1f} s), "
           f"CPU {figures['cpu']:.1f} s, peak RSS {figures['peak_mb']:.0f} MB")
     print(f"delivered {delivered}: {delivered / figures['wall']:.0f} letters/s wall, "
           f"{delivered / figures['cpu']:.0f} per CPU-second ({1000 * figures['cpu'] / max(1, delivered):.1f} ms "
           f"CPU per letter)")
+    spans: dict[str, float] = result["stages"]  # type: ignore[assignment]
+    print("first to last event per stage (stages overlap): "
+          + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(spans.items())))
     if lat:
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
         print(f"collection to delivery: p50 {statistics.median(lat):.1f} s, p95 {p95:.1f} s, max {lat[-1]:.1f} s")

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlmodel import col, func, select
 
-from core.lifecycle import record
+from core.lifecycle import event_row, insert_events
 from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, utcnow
 from delivery.outbox import ACTOR, RESEND_REASON, Job, detail_of, lock_messages, settle_messages
@@ -69,10 +69,9 @@ def commit(store: Store, changes: Sequence[Change], *, owner: str, now: dt.datet
                 .values(attempts=col(Delivery.attempts) + 1,
                         send_started_at=func.coalesce(col(Delivery.send_started_at), now))
             )
-            for job in starts:
-                if job.in_doubt:
-                    record(session, job.message_id, "delivery_resend", actor=ACTOR, reason=RESEND_REASON,
-                           detail=detail_of(replace(job, attempts=job.attempts + 1)))
+            insert_events(session, [event_row(job.message_id, "delivery_resend", actor=ACTOR, reason=RESEND_REASON,
+                                              detail=detail_of(replace(job, attempts=job.attempts + 1)))
+                                    for job in starts if job.in_doubt])
         if done:
             stamp = utcnow()
             session.connection().execute(
@@ -81,10 +80,9 @@ def commit(store: Store, changes: Sequence[Change], *, owner: str, now: dt.datet
                         lease_owner=None, lease_expires_at=None, send_started_at=None),
                 [{"row": c.job.id, "reply": c.reply[:500]} for c in done],
             )
-            for c in done:
-                record(session, c.job.message_id, "delivery_sent", actor=ACTOR, reason=c.reply[:500],
-                       detail=detail_of(c.job, message_id=c.message_id, **c.detail))
-            session.flush()
+            insert_events(session, [event_row(c.job.message_id, "delivery_sent", actor=ACTOR, reason=c.reply[:500],
+                                              detail=detail_of(c.job, message_id=c.message_id, **c.detail))
+                                    for c in done])
             settle_messages(session, {c.job.message_id for c in done})
     results: list[Result] = []
     for change in changes:

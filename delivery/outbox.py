@@ -27,7 +27,7 @@ from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import Session, col, select
 
 from core.config import DeliverySettings
-from core.lifecycle import ALLOWED, record, transition
+from core.lifecycle import ALLOWED, move, record, transition
 from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, Message, MessageStatus, utcnow
 
@@ -91,10 +91,9 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
                                                   Message.status == MessageStatus.ROUTED)
             .order_by(col(Message.id)).with_for_update()
         ).all()
-        for message in starting:
-            transition(session, message, MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
-                       detail={"recipients": sorted({j.recipient for j in jobs
-                                                     if j.message_id == message.id})})
+        move(session, list(starting), MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
+             details=[{"recipients": sorted({j.recipient for j in jobs if j.message_id == message.id})}
+                      for message in starting])
     return jobs
 
 
@@ -120,15 +119,19 @@ def settle_messages(session: Session, message_ids: Collection[str]) -> None:
             .where(col(Delivery.message_id).in_(list(counts)))
             .group_by(col(Delivery.message_id), col(Delivery.status))).all():
         counts[message_id][status] = n
+    delivered, failed = [], []
     for message in messages:
         count = counts[message.id]
-        waiting = count.get(D.PENDING, 0) + count.get(D.SENDING, 0)
-        if not waiting and not count.get(D.FAILED) and count.get(D.DELIVERED):
-            transition(session, message, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
-                       detail={"deliveries": count[D.DELIVERED]})
-        elif not waiting and count.get(D.FAILED):
-            transition(session, message, MessageStatus.FAILED, kind="failed", actor=ACTOR,
-                       reason="dead letter: a delivery failed for good", detail={"failed": count[D.FAILED]})
+        if count.get(D.PENDING, 0) + count.get(D.SENDING, 0):
+            continue
+        if count.get(D.FAILED):
+            failed.append(message)
+        elif count.get(D.DELIVERED):
+            delivered.append(message)
+    move(session, delivered, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
+         details=[{"deliveries": counts[m.id][D.DELIVERED]} for m in delivered])
+    move(session, failed, MessageStatus.FAILED, kind="failed", actor=ACTOR,
+         reason="dead letter: a delivery failed for good", details=[{"failed": counts[m.id][D.FAILED]} for m in failed])
 
 
 def lock_messages(session: Session, message_ids: Collection[str]) -> None:

@@ -31,6 +31,7 @@ from postbud.configuration import load_config
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
 from postbud.runtime import Runtime
+from postbud.shared_work import others_at_work
 from delivery.notices import send_notices
 from delivery.onboarding_run import onboarding_pass
 from postbud.retention import run_housekeeping
@@ -47,6 +48,7 @@ EXECUTOR_THREADS = 8
 # SIGTERM ends the process within this many seconds whatever is stuck (the systemd unit's
 # TimeoutStopSec is 60): in-flight work gets up to 15 s twice, then the exit is forced.
 STOP_TIMEOUT_SECONDS = 45.0
+OTHERS_POLL_SECONDS = 0.2  # run --once, idle while other instances still have letters in hand
 _GRACE_SECONDS = 15.0
 # The roll-up's changes are folded this often: the statistics read a few settled rows per day and
 # the changes of at most a minute (core/storage/daily_counts.py).
@@ -172,8 +174,13 @@ class Daemon:
         try:
             for _ in range(2):  # a second time only when a new model re-offered held letters
                 while not self._stop.is_set():
-                    if not await self._round(channels):
+                    if await self._round(channels):
+                        continue
+                    # idle, but instances beside us (PostgreSQL) may still be collecting or sending:
+                    # what they commit is ours to route and deliver too
+                    if not await asyncio.to_thread(others_at_work, self.rt.store, self.rt.instance, utcnow()):
                         break
+                    await asyncio.sleep(OTHERS_POLL_SECONDS)
                 # Cron installations learn too: a new model re-offers what it may now route alone.
                 if not await self._counted("train", self.train):
                     break

@@ -82,6 +82,14 @@ async def test_letters_go_over_several_kept_open_connections_at_once(rt: Runtime
     assert len({message_id_of(raw) for raw, _ in handler.messages}) == 12
     assert sorted(state(rt, mid).deliveries[0][1:] for mid in ids) == [("delivered", 1)] * 12
     assert all(state(rt, mid).message == "delivered" for mid in ids)
+    # AND each letter's trace tells its steps in order, each change with its event as one by one did
+    for mid in ids:
+        trace = state(rt, mid)
+        assert [k for k in trace.kinds() if k != "acknowledged"] == [
+            "collected", "routed", "delivering", "delivery_sent", "delivered"]
+        assert [(e.from_status, e.to_status) for e in trace.events if e.kind in ("delivering", "delivered")] == [
+            ("routed", "delivering"), ("delivering", "delivered")]
+        assert trace.event("delivered").detail == {"deliveries": 1}
 
 
 def claimed(rt: Runtime, owner: str = "w1") -> list[outbox.Job]:
