@@ -19,6 +19,7 @@ from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, Mailbox, Message, MessageStatus, Organisation, TraceEvent
 from delivery.errors import RecipientsFileError
 from delivery.keys import check_recipient_key
+from delivery.onboarding import uploaded_key
 from delivery.recipients import RecipientsFile, load_recipients
 from postbud.reload import RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED
 from postbud.runtime import open_models
@@ -113,7 +114,7 @@ def service_status(config: Config, store: Store, *, now: datetime | None = None)
         recipients=recipients_state(config, store),
         backlog=backlog(store, now),
         models=model_states(config, store),
-        key_warnings=key_warnings(config, now),
+        key_warnings=key_warnings(config, now, store),
     )
 
 
@@ -236,8 +237,9 @@ def model_states(config: Config, store: Store) -> list[ModelState]:
     return out
 
 
-def key_warnings(config: Config, now: datetime) -> list[KeyWarning]:
-    """Recipients whose key is unusable, or expires within [delivery] key_warning_days."""
+def key_warnings(config: Config, now: datetime, store: Store | None = None) -> list[KeyWarning]:
+    """Recipients whose key is unusable, or expires within [delivery] key_warning_days (with `store`, a
+    key the recipient gave on the confirmation page counts when the file names none)."""
     if config.recipients.file is None:
         return []
     try:
@@ -248,10 +250,13 @@ def key_warnings(config: Config, now: datetime) -> list[KeyWarning]:
     days = config.delivery.key_warning_days
     for cvr in directory.organisations():
         for rid in sorted(directory.ids(cvr)):
-            recipient = directory.get(cvr, rid)
+            recipient, uploaded = directory.get(cvr, rid), None
+            if store is not None and recipient.key_path is None:
+                with store.read() as session:
+                    recipient, uploaded = uploaded_key(session, cvr, recipient)
             if recipient.key_kind is None and recipient.webhook is not None and recipient.email is None:
                 continue  # a webhook-only recipient needs no key
-            key = check_recipient_key(recipient, trust_store=config.delivery.trust_store, now=now)
+            key = check_recipient_key(recipient, trust_store=config.delivery.trust_store, now=now, key=uploaded)
             if not key.valid:
                 out.append(KeyWarning(cvr, rid, key.days_left, key.reason))
             elif key.expires_within(days):

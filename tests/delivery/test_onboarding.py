@@ -36,6 +36,7 @@ from postbud.cli.recipients import listing
 from postbud.console.app import console_mount
 from postbud.confirm_page import confirm_route
 from postbud.runtime import Runtime
+from postbud.status import service_status
 from tests.postbud.console.console_testkit import client as console_client
 from tests.postbud.console.console_testkit import sign_in, user
 
@@ -143,6 +144,8 @@ async def test_uploaded_certificate_test_letter_code_approved_then_letters_go_to
                                 "recipient_test_letter_sent", "recipient_test_confirmed", "recipient_approved"]
     [listed] = [i for i in listing(rt.store, directory(rt), rt.config) if i.id == "carol"]
     assert listed.step == "approved" and listed.key == "valid" and listed.approval == "approved"
+    # `postbud status` counts the uploaded key: no warning that carol has none
+    assert all(w.recipient != "carol" for w in service_status(rt.config, rt.store).key_warnings)
     # the administrator sees each recipient's step in the console
     user(rt.store, "admin", "administrator", (ORG,))
     console = Starlette(routes=[console_mount(rt.store, lambda: rt.config, lambda: directory(rt))])
