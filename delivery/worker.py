@@ -49,6 +49,7 @@ from delivery.group_commit import Delivered, GroupCommitter
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
+from delivery.reroute import reroute_switched_off
 
 log = logging.getLogger(__name__)
 CHUNK = 10  # rows read and encrypted per worker-thread hop
@@ -251,7 +252,7 @@ class _Run:
                 self.uploaded[pair] = _with_uploaded_key(self.store, job.organisation, recipient)
             recipient, uploaded = self.uploaded[pair]
         if job.channel in self.directory.channels_off(job.organisation):
-            # held, so routing again sends the recipient by the organisation's default channel
+            # reroute.py moved it to the default channel unless that cannot reach the recipient: a person decides
             return f"channel {job.channel} is switched off for organisation {job.organisation}", None
         admitted = self.admitted.get((job.organisation, job.recipient))
         if job.channel == "post" or (recipient.tls_only and job.channel == "email"):
@@ -334,6 +335,8 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
+    if directory is not None:  # letters waiting for a channel switched off go by the default channel
+        await asyncio.to_thread(reroute_switched_off, store, directory, config.delivery.channels)
     jobs = await asyncio.to_thread(outbox.claim, store, owner, now=when, ttl=ttl, limit=limit)
     if not jobs:
         return 0

@@ -6,7 +6,8 @@ Credentials the fakes generate are written as one file each under `<folder>/secr
 The fakes are seeded, so ids, paths and credentials are the same on every start. The demo
 recipients file (`<folder>/recipients.toml`) is written on the first start from the demo keys, and
 only demo recipients never decided on are approved: what an administrator changed since (the file,
-a revocation) survives restarts.
+a revocation) survives restarts. One demo recipient (`archive`) chose physical post: a letter
+addressed to it is dropped once, and the print-and-mail fake keeps its PDF under `<folder>/post/`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from delivery.recipients import RecipientsFile, load_recipients
 from sandbox.demo_accounts import ensure_demo_accounts
 from sandbox.demo_held import drop_held_letters
 from sandbox.demo_onboarding import ONBOARDING_ID, invite_onboarding_demo, onboarding_entry
+from sandbox.demo_post import drop_post_letter
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from sandbox.post import FakePost
 from sandbox.run import SandboxHandle, serve_sandbox
@@ -45,7 +47,19 @@ DEMO_RECIPIENTS: dict[str, tuple[str, list[str], str]] = {
     "management": ("Direktionen", ["Ledelsen"], "smime"),
     "mette": ("Mette Kjær Hansen", ["MKH"], "pgp"),
     "soren": ("Søren Østergaard", ["SØ"], "smime"),
+    "archive": ("Arkivet", ["Arkiv", "Dokumentarkivet"], "smime"),
 }
+# Demo recipients who chose physical post: their letters are printed by the sandbox's print-and-mail
+# fake (sandbox/demo_post.py drops one addressed to them). They keep an address and a key for e-mail,
+# where their letters go when an organisation switches post off.
+DEMO_BY_POST: dict[str, str] = {
+    "archive": 'channel = "post"\npostal_address = { name = "Arkivet", street = "Vestergade 1", '
+               'postcode = "8000", city = "Aarhus C" }\n',
+}
+# Written once into a demo file from before they were added (the marker remembers it, so removing
+# them afterwards sticks).
+ADDED_LATER = ("archive",)
+ADDED_LATER_MARKER = "demo-recipients-added-later"
 
 
 @dataclass
@@ -74,6 +88,8 @@ class Sandbox:
             approve_demo_recipients(store, config, directory)
             invite_onboarding_demo(store, config, directory)
         drop_held_letters(config, self.folder)
+        if "post" in config.delivery.channels:
+            drop_post_letter(config, self.folder)
         ensure_demo_accounts(store, config)
 
     async def aclose(self) -> None:
@@ -145,24 +161,33 @@ def write_secrets(folder: Path, handle: SandboxHandle) -> None:
 
 def write_demo_recipients(path: Path, cvrs: list[str], keys: DemoKeys) -> None:
     """Write the demo recipients file, adding organisations it lacks (and the onboarding demo's recipient
-    to one written before it existed); an existing entry is left as is."""
+    to one written before it existed, the recipients added later once); an existing entry is left as is."""
     present = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = [present or "# Written by the sandbox: demo recipients sharing the demo keys.\n"]
+    later = path.parent / ADDED_LATER_MARKER
     for cvr in cvrs:
-        if f"[org.{cvr}]" in present:
-            if f"[org.{cvr}.recipients.{ONBOARDING_ID}]" not in present:
-                lines.append(onboarding_entry(cvr))
+        if f"[org.{cvr}]" not in present:
+            lines.append(f'\n[org.{cvr}]\ndefault_channel = "email"\n')
+            lines += [_demo_entry(cvr, rid, keys) for rid in DEMO_RECIPIENTS]
+            lines.append(onboarding_entry(cvr))
             continue
-        lines.append(f'\n[org.{cvr}]\ndefault_channel = "email"\n')
-        for rid, (name, aliases, kind) in DEMO_RECIPIENTS.items():
-            key = (f'smime_cert = "{keys.smime_cert}"' if kind == "smime"
-                   else f'pgp_key = "{keys.pgp_public}"')
-            alias_list = ", ".join(f'"{a}"' for a in aliases)
-            lines.append(f'\n[org.{cvr}.recipients.{rid}]\nname = "{name}"\naliases = [{alias_list}]\n'
-                         f'email = "{rid}@eksempel.invalid"\n{key}\n')
-        lines.append(onboarding_entry(cvr))
+        if f"[org.{cvr}.recipients.{ONBOARDING_ID}]" not in present:
+            lines.append(onboarding_entry(cvr))
+        if not later.exists():
+            lines += [_demo_entry(cvr, rid, keys) for rid in ADDED_LATER
+                      if f"[org.{cvr}.recipients.{rid}]" not in present]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(lines), encoding="utf-8")
+    later.write_text("the demo recipients added later were written into this folder's file once\n",
+                     encoding="utf-8")
+
+
+def _demo_entry(cvr: str, rid: str, keys: DemoKeys) -> str:
+    name, aliases, kind = DEMO_RECIPIENTS[rid]
+    key = f'smime_cert = "{keys.smime_cert}"' if kind == "smime" else f'pgp_key = "{keys.pgp_public}"'
+    alias_list = ", ".join(f'"{a}"' for a in aliases)
+    return (f'\n[org.{cvr}.recipients.{rid}]\nname = "{name}"\naliases = [{alias_list}]\n'
+            f'email = "{rid}@eksempel.invalid"\n{key}\n{DEMO_BY_POST.get(rid, "")}')
 
 
 def approve_demo_recipients(store: Store, config: Config, directory: RecipientsFile) -> int:

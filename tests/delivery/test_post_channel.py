@@ -159,13 +159,42 @@ async def test_switching_post_off_returns_recipients_to_email_and_keeps_the_hist
     assert len(list(fake.folder.glob("*.pdf"))) == 1
 
 
-async def test_a_pending_post_letter_is_held_once_post_is_switched_off(rt: Runtime) -> None:
-    mid = await route(rt, 1)
+def switch_post_off(rt: Runtime, *, drop_email: bool = False) -> None:
     source = rt.config.recipients.file
     assert source is not None
-    source.write_text(source.read_text(encoding="utf-8").replace(
-        'default_channel = "email"', 'default_channel = "email"\nchannels_off = ["post"]'), encoding="utf-8")
+    text = source.read_text(encoding="utf-8").replace('default_channel = "email"',
+                                                     'default_channel = "email"\nchannels_off = ["post"]')
+    if drop_email:
+        text = text.replace('email = "archive@example.com"\n', "")
+    source.write_text(text, encoding="utf-8")
     rt.recipients = load_recipients(source)
+
+
+async def test_a_letter_waiting_for_post_goes_by_email_once_post_is_switched_off(
+        rt: Runtime, smtp: RunningSmtp, provider: tuple[FakePost, str]) -> None:
+    fake, _ = provider
+    # GIVEN a letter waiting to be posted to archive
+    mid = await route(rt, 1)
+    # WHEN the organisation switches post off before it is sent
+    switch_post_off(rt)
+    vouch(rt, "archive")  # archive has an address and a key for e-mail
+    assert await deliver(rt) == 2
+    # THEN archive gets it by e-mail, the organisation's default, and nothing is printed
+    assert sorted(rows(rt, mid)) == [("archive", "email", "delivered"), ("archive", "post", "held"),
+                                     ("reception", "email", "delivered")]
+    assert len(smtp.handler.messages) == 2 and not list(fake.folder.glob("*.pdf"))
+    # AND the trace says why it went another way; the letter was never held for a person
+    story = state(rt, mid)
+    assert story.message == "delivered" and "held" not in story.kinds()
+    moved = story.event("delivery_rerouted")
+    assert moved.detail["from_channel"] == "post" and moved.detail["channel"] == "email"
+    assert "switched off" in (moved.reason or "")
+
+
+async def test_a_post_letter_is_held_when_the_default_channel_cannot_reach_the_recipient(rt: Runtime) -> None:
+    mid = await route(rt, 1)
+    switch_post_off(rt, drop_email=True)  # archive has no e-mail address
     await deliver(rt)
     assert ("archive", "post", "held") in rows(rt, mid)
     assert any("switched off" in (e.reason or "") for e in state(rt, mid).events)
+    assert "delivery_rerouted" not in state(rt, mid).kinds()

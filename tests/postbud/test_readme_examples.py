@@ -77,7 +77,7 @@ def test_the_readme_commands_after_make_run(checkout: Path) -> None:
         assert result.stdout.strip(), command
         assert "Traceback" not in result.stderr
         ran.append(command.split()[3] if "postbud" in command else command.split()[0])
-    assert ran == ["trace", "trace", "ls"]
+    assert ran == ["trace", "trace", "ls", "ls"]
 
 
 @pytest.mark.slow

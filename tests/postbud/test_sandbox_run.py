@@ -52,12 +52,17 @@ def test_example_config_collects_from_the_sandbox(tmp_path: Path, monkeypatch: p
         asyncio.run(runtime.aclose())
     per_provider = config.sandbox.messages_per_cvr
     counts = {p: sum(1 for row in found if row["provider"] == p) for p in ("ngdp", "eboks", "mitdk", "folder")}
-    # The drop folder gets the console demo's three legal notifications (sandbox/demo_held.py) at start;
-    # whether --once's polls see them yet (settle_seconds) depends on timing, but any seen are held.
-    assert counts | {"folder": 0} == {"ngdp": per_provider, "eboks": per_provider, "mitdk": per_provider, "folder": 0}
-    assert counts["folder"] in (0, 3)
-    assert {row["status"] for row in found if row["provider"] == "folder"} <= {"held"}
+    # The drop folder gets the console demo's three legal notifications (sandbox/demo_held.py), which are
+    # held, and the letter for the demo recipient who chose post (sandbox/demo_post.py), delivered by post.
+    assert counts == {"ngdp": per_provider, "eboks": per_provider, "mitdk": per_provider, "folder": 4}
+    folder = {row["title"]: row["status"] for row in found if row["provider"] == "folder"}
+    assert sorted(folder.values()) == ["delivered", "held", "held", "held"]
+    assert folder["Registrering af ændrede vedtægter"] == "delivered"
     assert all(row["status"] in ("routed", "held", "delivered") for row in found)
+    # ... and the print-and-mail fake keeps the PDF it printed, with the post recipient's address
+    [printed] = (tmp_path / "var" / "sandbox" / "post").glob("*.pdf")
+    assert printed.read_bytes().startswith(b"%PDF")
+    assert '"city": "Aarhus C"' in printed.with_suffix(".json").read_text(encoding="utf-8")
     # The providers let go of a message only once it is delivered (the second collect of --once).
     # (The drop folder lets go of a file once it is committed, so its held letters are acknowledged.)
     assert all((row["acknowledged_at"] is not None) == (row["status"] == "delivered") for row in found

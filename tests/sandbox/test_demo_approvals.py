@@ -73,3 +73,25 @@ def test_the_onboarding_demo_recipient_is_listed_without_a_key_and_invited_until
         assert journeys(store, directory)[("12345678", "finance")].step is Step.APPROVED
     finally:
         store.dispose()
+
+
+def test_the_demo_has_a_recipient_by_post_added_once_to_an_older_file(tmp_path: Path) -> None:
+    keys = ensure_demo_recipient(tmp_path / "keys")
+    fresh = tmp_path / "fresh" / "recipients.toml"
+    write_demo_recipients(fresh, ["12345678"], keys)
+    archive = load_recipients(fresh).get("12345678", "archive")
+    assert archive.channel == "post" and archive.postal_address is not None and archive.email is not None
+    # GIVEN a demo file written before the post recipient existed
+    older = tmp_path / "older" / "recipients.toml"
+    older.parent.mkdir()
+    older.write_text(fresh.read_text(encoding="utf-8").split("\n[org.12345678.recipients.archive]")[0],
+                     encoding="utf-8")
+    assert "archive" not in load_recipients(older).ids("12345678")
+    # WHEN the sandbox starts on it, THEN the post recipient is added
+    write_demo_recipients(older, ["12345678"], keys)
+    assert load_recipients(older).get("12345678", "archive").channel == "post"
+    # AND once an administrator removed it, it stays removed
+    older.write_text(older.read_text(encoding="utf-8").split("\n[org.12345678.recipients.archive]")[0],
+                     encoding="utf-8")
+    write_demo_recipients(older, ["12345678"], keys)
+    assert "archive" not in load_recipients(older).ids("12345678")
