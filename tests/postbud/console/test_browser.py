@@ -308,3 +308,24 @@ def test_a_demo_recipient_walks_the_onboarding_checklist_with_an_uploaded_key(
     browser.get(f"{demo.base}/recipients")
     row = browser.find_element(By.CSS_SELECTOR, "#recipients tr#recipient-nyansat")
     assert row.get_attribute("data-step") == "approved"
+
+
+def test_an_administrator_adds_a_recipient_the_daemon_takes_up(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    # GIVEN `make run`: the demo recipient who chose post got the letter addressed to it printed
+    assert wait(lambda: list((demo.folder / "var/sandbox/post").glob("*.pdf")))
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/recipients")
+    assert "Vestergade 1" in browser.find_element(By.ID, "recipient-archive").text
+    # WHEN the administrator adds a recipient on the page
+    browser.find_element(By.ID, "r-id").send_keys("kantine")
+    browser.find_element(By.ID, "r-name").send_keys("Kantinen")
+    browser.find_element(By.ID, "r-email").send_keys("kantine@eksempel.invalid")
+    browser.find_element(By.ID, "save-recipient").click()
+    # THEN the page and the recipients file have them, and the running daemon takes the file up
+    assert "kantine" in browser.find_element(By.ID, "flash").text
+    assert "Kantinen" in browser.find_element(By.ID, "recipient-kantine").text
+    text = (demo.folder / "var/sandbox/recipients.toml").read_text(encoding="utf-8")
+    assert text.startswith("# Written by the sandbox") and "[org.12345678.recipients.kantine]" in text
+    wait(lambda: "recipients file reloaded" in (demo.folder / "daemon.log").read_text(encoding="utf-8"))
