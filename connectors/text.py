@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
@@ -146,29 +148,72 @@ def _html_text(html: str, *, max_chars: int) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
-    """Read pages in a worker thread; past the deadline, return the pages read so far.
+@dataclass
+class _Job:
+    content: bytes
+    max_chars: int
+    pages: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
 
-    A thread cannot be killed, so the worker also checks a stop flag between pages: a slow PDF
+
+class _Reader:
+    """One long-lived thread that reads PDFs one after another (a new thread per PDF cost 0.6 ms of a
+    4.4 ms letter). A reader whose PDF overran is let go: renamed a straggler, it ends after that PDF."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="postbud-pdf-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            _read_pdf_pages(job.content, job.pages, job.stop, job.max_chars)
+            job.done.set()
+
+    def let_go(self) -> None:
+        self.thread.name = _THREAD_NAME
+        self.jobs.put(None)
+
+
+_reader: _Reader | None = None
+_reader_lock = threading.Lock()
+
+
+def _pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
+    """Read pages in a reader thread; past the deadline, return the pages read so far.
+
+    A thread cannot be killed, so the reader also checks a stop flag between pages: a slow PDF
     stops at the next page boundary, and only a single pathological page can outlive the call.
     """
+    global _reader
     if b"%PDF-" not in content[:1024] or timeout_s <= 0:
         return ""  # not a PDF at all (readers accept the header anywhere in the first KiB)
-    pages: list[str] = []
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=_read_pdf_pages, args=(content, pages, stop, max_chars), name=_THREAD_NAME, daemon=True
-    )
+    job = _Job(content, max_chars)
     started = time.monotonic()
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        stop.set()
-        log.warning(
-            "PDF text extraction stopped after %.1f s with %d page(s) read", time.monotonic() - started, len(pages)
-        )
-    # Copy under the GIL: the worker may still append one more page after the deadline.
-    return "\n".join(list(pages))
+    if _reader_lock.acquire(blocking=False):
+        try:
+            if _reader is None or not _reader.thread.is_alive():
+                _reader = _Reader()
+            _reader.jobs.put(job)
+            finished = job.done.wait(timeout_s)
+            if not finished:
+                _reader.let_go()  # the next PDF gets a new reader
+                _reader = None
+        finally:
+            _reader_lock.release()
+    else:  # another thread of this process is reading one: this one gets a thread of its own
+        worker = threading.Thread(target=_read_pdf_pages, args=(content, job.pages, job.stop, max_chars),
+                                  name=_THREAD_NAME, daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        finished = not worker.is_alive()
+    if not finished:
+        job.stop.set()
+        log.warning("PDF text extraction stopped after %.1f s with %d page(s) read", time.monotonic() - started,
+                    len(job.pages))
+    # Copy under the GIL: the reader may still append one more page after the deadline.
+    return "\n".join(list(job.pages))
 
 
 def _read_pdf_pages(content: bytes, pages: list[str], stop: threading.Event, max_chars: int) -> None:
