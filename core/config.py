@@ -6,11 +6,12 @@ is a table `{ env = "NAME" }` or `{ file = "path" }`, revealed only when a compo
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.settings import Cvr, Frozen, RelPath, SecretRef, TomlValue, section
 
@@ -33,9 +34,26 @@ class EncryptionSettings(Frozen):
     create_if_missing: bool = True
 
 
+def _networks(values: tuple[str, ...]) -> tuple[str, ...]:
+    """CIDR networks (IPv4 or IPv6; a bare address is its own network), written back normalised."""
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a network: write an address or CIDR such as 192.0.2.0/24 "
+                             f"or 2001:db8::/48") from None
+    return tuple(parsed)
+
+
+Networks = Annotated[tuple[str, ...], AfterValidator(_networks)]
+
+
 class HttpSettings(Frozen):
     enabled: bool = True
     listen: str = "127.0.0.1:9464"
+    # Reverse proxies whose X-Forwarded-For is believed; from anyone else the header is ignored.
+    trusted_proxies: Networks = ()
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -117,6 +135,8 @@ class ConsoleSettings(Frozen):
     max_failed_signins: int = Field(default=5, gt=0)
     throttle_window_minutes: float = Field(default=15.0, gt=0)
     page_size: int = Field(default=50, gt=0, le=500)
+    # Trusted locations: how long the link mailed after a sign-in from a new network works (once).
+    location_link_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
 
 
 class RecipientsSettings(Frozen):
@@ -271,6 +291,10 @@ class OrganisationConfig(Frozen):
     ca_key: RelPath | None = None
     ca_crl: RelPath | None = None
     issued_certificate_days: int = Field(default=365, gt=0, le=825)
+    # Trusted locations: when on, the console and the API admit this organisation's people and tokens
+    # only from these networks and those authorised at run time (postbud.locations).
+    trusted_locations: bool = False
+    trusted_networks: Networks = ()
     mailboxes: tuple[MailboxConfig, ...] = ()
 
     @model_validator(mode="before")

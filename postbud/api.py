@@ -5,7 +5,8 @@
 
 A token belongs to exactly one organisation and every query is confined to it: another
 organisation's message is "404 not found", never "403", so ids cannot be probed. No or a wrong
-token is 401. Tokens are compared as SHA-256 digests in constant time, against every configured
+token is 401. An organisation with trusted locations switched on admits its tokens only from the
+networks it has authorised (postbud.locations): from anywhere else a valid token gets 403. Tokens are compared as SHA-256 digests in constant time, against every configured
 token, so the time taken tells nothing about how close a guess was.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,9 +24,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from core.config import Config
 from core.settings import SecretRef
 from core.metrics import Metrics
 from core.storage.db import Store
+from postbud import locations
+from postbud.peers import client_address
 from postbud.trace import SearchFilter, search, show
 
 PREFIX = "/api/v1"
@@ -116,24 +120,33 @@ def search_filter(params: Mapping[str, str], organisation: str) -> SearchFilter:
     )
 
 
-def api_mount(store: Store, tokens: TokenTable, metrics: Metrics | None = None) -> Mount:
-    """The API as a starlette Mount at /api/v1, for `Starlette(routes=[..., api_mount(...)])`."""
+def api_mount(store: Store, tokens: TokenTable, metrics: Metrics | None = None,
+              config: Callable[[], Config] | None = None) -> Mount:
+    """The API as a starlette Mount at /api/v1, for `Starlette(routes=[..., api_mount(...)])`. With
+    `config` (called per request, so a reload reaches it), trusted locations and proxies apply."""
 
     def count(endpoint: str, outcome: str) -> None:
         if metrics is not None:
             metrics.api_requests.labels(endpoint, outcome).inc()
 
-    def authorize(request: Request, endpoint: str) -> str | Response:
+    async def authorize(request: Request, endpoint: str) -> str | Response:
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
         cvr = tokens.organisation(presented.strip()) if scheme.lower() == "bearer" and presented else None
         if cvr is None:
             count(endpoint, "unauthorized")
             return JSONResponse({"error": "a valid bearer token is required"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Bearer realm="postbud"'})
+        if config is not None:
+            current = config()
+            address = client_address(request, current.http.trusted_proxies)
+            if await asyncio.to_thread(locations.refused, store, current, (cvr,), address):
+                count(endpoint, "location_refused")
+                return JSONResponse({"error": f"this network ({address}) is not authorised for the token's "
+                                              "organisation"}, status_code=403)
         return cvr
 
     async def list_messages(request: Request) -> Response:
-        cvr = authorize(request, "search")
+        cvr = await authorize(request, "search")
         if isinstance(cvr, Response):
             return cvr
         try:
@@ -146,7 +159,7 @@ def api_mount(store: Store, tokens: TokenTable, metrics: Metrics | None = None) 
         return _json(rows)
 
     async def show_message(request: Request) -> Response:
-        cvr = authorize(request, "show")
+        cvr = await authorize(request, "show")
         if isinstance(cvr, Response):
             return cvr
         message_id = request.path_params["message_id"]

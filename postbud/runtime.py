@@ -304,7 +304,8 @@ class Runtime:
         if self.config.api.enabled:
             from postbud.api import TokenTable, api_mount
 
-            routes.append(api_mount(self.store, TokenTable.from_refs(dict(self.config.api.tokens)), self.metrics))
+            routes.append(api_mount(self.store, TokenTable.from_refs(dict(self.config.api.tokens)), self.metrics,
+                                    config=lambda: self.config))
         return routes
 
     async def aclose(self) -> None:

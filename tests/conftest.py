@@ -6,7 +6,7 @@ import logging
 import os
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import sqlalchemy
 
 from core.config import Config
 from core.configfile import load_config
+from sandbox.mailserver import SandboxMailServer
 
 SHARED = Path(os.environ.get("POSTBUD_SHARED") or Path(__file__).resolve().parents[2] / "shared")  # a worktree sets it
 PG_URL = os.environ.get("POSTBUD_TEST_PG")
@@ -109,3 +110,12 @@ def make_config(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPat
         return load_config(path)
 
     return make
+
+
+@pytest.fixture
+async def mail_server(tmp_path: Path) -> AsyncIterator[SandboxMailServer]:
+    """The sandbox's TLS mail server on 127.0.0.1, keeping what it receives under tmp_path/mail."""
+    server = SandboxMailServer(tmp_path / "mail", tmp_path / "ca")
+    await server.start()
+    yield server
+    await server.stop()

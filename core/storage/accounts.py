@@ -1,11 +1,12 @@
-"""The console's tables: local accounts, server-side sessions and the audit trail (migration 0006)."""
+"""The console's tables: local accounts, server-side sessions and the audit trail (migration 0006), and the
+trusted locations: networks authorised at run time and the one-time links that authorise them (0009)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.storage.models import UtcDateTime, new_id, utcnow
@@ -26,6 +27,9 @@ class ConsoleUser(SQLModel, table=True):
     profile: str = Field(max_length=32)
     organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     recipient: str | None = Field(default=None, max_length=64)
+    # Where a link authorising a new network is mailed (trusted locations); None: the user name when it
+    # is an address, else nowhere (an administrator authorises the network).
+    email: str | None = Field(default=None, max_length=254)
     language: str = Field(default="da", max_length=8)
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
@@ -64,3 +68,36 @@ class AuditEvent(SQLModel, table=True):
     organisation_cvr: str | None = Field(default=None, max_length=8)
     message_id: str | None = Field(default=None, max_length=32)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TrustedNetwork(SQLModel, table=True):
+    """A network an organisation authorised at run time, by a user's mailed link or by an administrator
+    (the configured ones are in the config file). `network` is normalised CIDR."""
+
+    __tablename__ = "trusted_network"
+    __table_args__ = (UniqueConstraint("organisation_cvr", "network", name="uq_trusted_network"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_cvr: str = Field(max_length=8, index=True)
+    network: str = Field(max_length=64)
+    via: str = Field(max_length=16)  # link, console or cli
+    added_by: str = Field(max_length=64)
+    added_from: str | None = Field(default=None, max_length=64)
+    added_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class LocationLink(SQLModel, table=True):
+    """A one-time link mailed after a correct password from a network not authorised yet: it works once,
+    until `expires_at`, opened from `network`. `id` is the SHA-256 of the link's token (the token is only
+    in the mail)."""
+
+    __tablename__ = "location_link"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="console_user.id", index=True)
+    network: str = Field(max_length=64)
+    organisations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    requested_from: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

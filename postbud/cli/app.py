@@ -12,6 +12,7 @@ from postbud.cli import (
     db,
     inspect,
     keys,
+    locations,
     model,
     ops,
     queue,
@@ -44,6 +45,7 @@ GROUPS: dict[str, tuple[typer.Typer, str | None]] = {
     "recipients": (recipients.app, "Recipients: add, set, remove, group; invite, confirm, list, approve, "
                    "revoke."),
     "users": (users.app, None),
+    "locations": (locations.app, None),
 }
 # modules whose commands sit on the root itself
 ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, status.app, inspect.app, reply.app, sandbox.app)

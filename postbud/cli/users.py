@@ -10,7 +10,7 @@ import typer
 
 from postbud.cli.common import ConfigOpt, actor, config_of, err, out, print_json
 
-app = typer.Typer(no_args_is_help=True, help="Console accounts: add, list, disable, set-profile.")
+app = typer.Typer(no_args_is_help=True, help="Console accounts: add, list, disable, set-profile, set-email.")
 
 PASSWORD_ENV = "POSTBUD_USER_PASSWORD"
 
@@ -36,6 +36,8 @@ def add_cmd(
     orgs: Annotated[list[str], typer.Option("--org", help="An organisation (CVR) granted; repeat for more.")],
     recipient: Annotated[Optional[str], typer.Option("--recipient", help="The recipient id of a delivery account.")] = None,
     language: Annotated[str, typer.Option("--language", help="da or en.")] = "da",
+    email: Annotated[Optional[str], typer.Option("--email", help="Where links authorising a new network "
+                                                 "are mailed (trusted locations).")] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Add an account; the password is read from $POSTBUD_USER_PASSWORD or asked for."""
@@ -47,7 +49,7 @@ def add_cmd(
     try:
         cvrs = [organisation(cfg, o) for o in orgs]
         add_user(open_store(cfg), username, _password(), profile=profile, organisations=cvrs,
-                 recipient=recipient, language=language, actor=actor(None))
+                 recipient=recipient, language=language, actor=actor(None), email=email)
     except (AccountError, UnknownName) as exc:
         err.print(str(exc))
         raise typer.Exit(1) from None
@@ -67,7 +69,7 @@ def list_cmd(
     from postbud.runtime import open_store
 
     rows = [{"username": u.username, "profile": u.profile, "organisations": u.organisations,
-             "recipient": u.recipient, "language": u.language, "disabled": u.disabled,
+             "recipient": u.recipient, "email": u.email, "language": u.language, "disabled": u.disabled,
              "created_at": u.created_at.isoformat()} for u in users(open_store(config_of(ctx, config)))]
     if as_json:
         print_json(rows)
@@ -115,3 +117,23 @@ def set_profile_cmd(
         err.print(str(exc))
         raise typer.Exit(1) from None
     out.print(f"user {username} is now {profile}", highlight=False)
+
+
+@app.command("set-email")
+def set_email_cmd(
+    ctx: typer.Context,
+    username: Annotated[str, typer.Argument(metavar="NAME")],
+    email: Annotated[str, typer.Argument(metavar="EMAIL", help="An address, or \"\" for none.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Where the account's links authorising a new network are mailed (trusted locations)."""
+    from postbud.console.accounts import AccountError, set_email
+    from postbud.runtime import open_store
+
+    try:
+        set_email(open_store(config_of(ctx, config)), username, email or None, actor=actor(None))
+    except AccountError as exc:
+        err.print(str(exc))
+        raise typer.Exit(1) from None
+    out.print(f"user {username}: links go to {email or 'nowhere (an administrator authorises networks)'}",
+              highlight=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -36,7 +36,10 @@ class AccountError(ValueError):
 @dataclass(frozen=True)
 class SignIn:
     user: ConsoleUser | None
-    refused: str | None  # "wrong", "throttled" or "disabled" when user is None
+    refused: str | None  # "wrong", "throttled", "disabled" or "location" when user is None
+    # The account named, when its organisations' trusted locations refuse the address: with the right
+    # password ("location") it is mailed a link; with a wrong one the answer must look the same.
+    unlocated: ConsoleUser | None = None
 
 
 def hash_password(password: str) -> str:
@@ -52,9 +55,20 @@ def _check_profile(profile: str) -> Profile:
         raise AccountError(f"unknown profile {profile!r}; one of {', '.join(p.value for p in Profile)}") from None
 
 
+def _check_email(email: str | None) -> str | None:
+    if not email:
+        return None
+    local, at, domain = email.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() for c in email.strip()) or len(email) > 254:
+        raise AccountError(f"{email!r} is not an e-mail address")
+    return email.strip()
+
+
 def add_user(store: Store, username: str, password: str, *, profile: str, organisations: Sequence[str],
-             recipient: str | None = None, language: str = "da", actor: str = "cli") -> ConsoleUser:
+             recipient: str | None = None, language: str = "da", actor: str = "cli",
+             email: str | None = None) -> ConsoleUser:
     chosen = _check_profile(profile)
+    address = _check_email(email)
     if not username or len(username) > 64 or not username.replace(".", "").replace("-", "").replace("_", "").replace("@", "").isalnum():
         raise AccountError("a user name is 1-64 letters, digits, '.', '-', '_' or '@'")
     if not organisations:
@@ -64,7 +78,8 @@ def add_user(store: Store, username: str, password: str, *, profile: str, organi
     if language not in LANGUAGES:
         raise AccountError(f"language is one of {', '.join(LANGUAGES)}")
     user = ConsoleUser(username=username, password_hash=hash_password(password), profile=chosen.value,
-                       organisations=list(dict.fromkeys(organisations)), recipient=recipient, language=language)
+                       organisations=list(dict.fromkeys(organisations)), recipient=recipient, language=language,
+                       email=address)
     with store.transaction() as session:
         if session.exec(select(ConsoleUser).where(ConsoleUser.username == username)).first() is not None:
             raise AccountError(f"user {username} exists already")
@@ -91,7 +106,7 @@ def _change(store: Store, username: str, action: str, actor: str, **changes: obj
         for key, value in changes.items():
             setattr(user, key, value)
         session.add(user)
-        if action != "language_set":
+        if action not in ("language_set", "email_set"):
             # A changed or disabled account is signed out everywhere: its old rights end at once.
             for row in session.exec(select(ConsoleSession).where(ConsoleSession.user_id == user.id)):
                 session.delete(row)
@@ -111,6 +126,11 @@ def set_profile(store: Store, username: str, profile: str, *, actor: str, recipi
     return _change(store, username, "profile_set", actor, profile=chosen.value, recipient=recipient)
 
 
+def set_email(store: Store, username: str, email: str | None, *, actor: str) -> ConsoleUser:
+    """Where the account's trusted-location links are mailed (None: nowhere, unless the name is an address)."""
+    return _change(store, username, "email_set", actor, email=_check_email(email))
+
+
 def set_language(store: Store, username: str, language: str, *, actor: str) -> ConsoleUser:
     if language not in LANGUAGES:
         raise AccountError(f"language is one of {', '.join(LANGUAGES)}")
@@ -118,8 +138,10 @@ def set_language(store: Store, username: str, language: str, *, actor: str) -> C
 
 
 def authenticate(store: Store, username: str, password: str, *, address: str | None,
-                 max_failures: int, window_minutes: float) -> SignIn:
-    """Check a sign-in; every attempt, refused or not, goes into the audit trail."""
+                 max_failures: int, window_minutes: float,
+                 located: Callable[[ConsoleUser], bool] = lambda _: True) -> SignIn:
+    """Check a sign-in; every attempt, refused or not, goes into the audit trail. `located` says whether
+    the account's organisations admit the address (trusted locations)."""
     since = audit.window_start(window_minutes)
     with store.read() as session:
         user = session.exec(select(ConsoleUser).where(ConsoleUser.username == username)).first()
@@ -138,11 +160,14 @@ def authenticate(store: Store, username: str, password: str, *, address: str | N
             refused = "wrong"
         if refused is None and user is not None and user.disabled:
             refused = "disabled"
+    unlocated = user if refused in (None, "wrong") and user is not None and not located(user) else None
+    if refused is None and unlocated is not None:
+        refused = "location"
     with store.transaction() as session:
         action = {None: "signin", "wrong": "signin_failed", "throttled": "signin_throttled",
-                  "disabled": "signin_disabled"}[refused]
+                  "disabled": "signin_disabled", "location": "signin_location"}[refused]
         audit.record(session, username, action, address=address)
         if refused is None and user is not None and _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = _hasher.hash(password)
             session.add(user)
-    return SignIn(user if refused is None else None, refused)
+    return SignIn(user if refused is None else None, refused, unlocated)

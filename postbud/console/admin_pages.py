@@ -29,7 +29,7 @@ async def add_user(request: Request, console: Console, viewer: Viewer) -> Respon
         await run_in_threadpool(lambda: accounts.add_user(
             console.store, posted.get("username", "").strip(), posted.get("password", ""),
             profile=posted.get("profile", ""), organisations=[org], recipient=posted.get("recipient") or None,
-            language=posted.get("language", "da"), actor=viewer.username))
+            language=posted.get("language", "da"), actor=viewer.username, email=posted.get("email") or None))
     except accounts.AccountError as exc:
         return await users_page(request, console, viewer, flash=str(exc), status=400)
     return RedirectResponse(f"{PREFIX}/users", status_code=303)

@@ -12,7 +12,7 @@ from core.config import Config
 from core.recipients import RecipientResolver
 from core.storage.db import Store
 from postbud.console import (
-    admin_pages, placed_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages,
+    admin_pages, location_pages, placed_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages,
 )
 from postbud.console.web import PREFIX, Console
 
@@ -29,6 +29,7 @@ def console_mount(store: Store, config: Callable[[], Config],
         *stats_pages.routes(console),
         *admin_pages.routes(console),
         *recipients_pages.routes(console),
+        *location_pages.routes(console),
         Mount("/static", StaticFiles(directory=Path(__file__).with_name("static")), name="console-static"),
     ]
     return Mount(PREFIX, routes=routes)

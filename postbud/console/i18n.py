@@ -153,6 +153,36 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "step_test_letter_sent": ("testbrev sendt", "test letter sent"),
     "step_approved": ("godkendt", "approved"),
     "step_revoked": ("tilbagekaldt", "revoked"),
+    "location": ("Dette netværk er ikke godkendt til din organisation. Log ind igen fra et godkendt netværk.",
+                 "This network is not authorised for your organisation. Sign in again from an authorised one."),
+    "location_new": ("Dette netværk er ikke godkendt til din organisation. Var brugernavn og adgangskode rigtige, "
+                     "har vi sendt et link til kontoens e-mailadresse: åbn det fra dette netværk for at godkende "
+                     "det. Har kontoen ingen e-mailadresse, så bed en administrator om at godkende netværket.",
+                     "This network is not authorised for your organisation. If the user name and password were "
+                     "right, a link has been mailed to the account's address: open it from this network to "
+                     "authorise it. If the account has no address, ask an administrator to authorise the network."),
+    "authorised": ("Netværket er godkendt. Log ind.", "The network is authorised. Sign in."),
+    "location_title": ("Godkend netværk", "Authorise network"),
+    "location_explain": ("Godkend det netværk, du er på nu, til din organisations konsol:",
+                         "Authorise the network you are on now for your organisation's console:"),
+    "location_authorise": ("Godkend netværket", "Authorise the network"),
+    "link_unknown": ("Linket virker ikke (det er brugt, udløbet eller ukendt).",
+                     "The link does not work (used, expired or unknown)."),
+    "link_used": ("Linket er allerede brugt.", "The link has been used already."),
+    "link_expired": ("Linket er udløbet. Log ind igen for at få et nyt.", "The link has expired. Sign in again for a new one."),
+    "link_disabled": ("Kontoen er spærret.", "The account is disabled."),
+    "link_network": ("Linket skal åbnes fra det netværk, du loggede ind fra.",
+                     "The link must be opened from the network you signed in from."),
+    "locations": ("Godkendte netværk", "Trusted locations"),
+    "locations_explain": ("Når en organisation kræver godkendte netværk, kan dens brugere og API-nøgler kun bruges "
+                          "herfra.", "When an organisation requires trusted locations, its users and API tokens "
+                          "work only from these networks."),
+    "locations_on": ("kræver godkendte netværk", "requires trusted locations"),
+    "locations_off": ("kræver ikke godkendte netværk", "does not require trusted locations"),
+    "your_address": ("Din adresse", "Your address"),
+    "network": ("Netværk", "Network"),
+    "source": ("Kilde", "Source"),
+    "location_add": ("Godkend netværk", "Authorise network"),
 }
 
 

@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from core.storage.accounts import ConsoleUser
+from postbud import location_links, locations
 from postbud.console import accounts, sessions
 from postbud.console.profiles import home
 from postbud.console.sessions import Viewer
-from postbud.console.web import PREFIX, Console, client_address, form_value, page, render
+from postbud.console.web import PREFIX, Console, form_value, locate, page, render
 
 
 def _secure(request: Request, console: Console) -> bool:
     return request.url.scheme == "https" or console.settings.secure_cookies
+
+
+def _link_task(console: Console, user: ConsoleUser, address: str | None) -> BackgroundTask | None:
+    config = console.config()
+    refused = locations.refused(console.store, config, user.organisations, address)
+    issued = location_links.issue(console.store, user, refused, address or "",
+                                  valid=timedelta(minutes=config.console.location_link_minutes))
+    if issued is None:  # no address to mail to: an administrator authorises the network
+        return None
+    return BackgroundTask(location_links.send, issued, config, console.store)
 
 
 def signin_routes(console: Console) -> list[Route]:
@@ -29,20 +42,36 @@ def signin_routes(console: Console) -> list[Route]:
                 absolute=timedelta(hours=console.settings.absolute_timeout_hours))
             if current is not None:
                 return RedirectResponse(f"{PREFIX}/{home(current.profile).value}", status_code=303)
-            flash = "expired" if request.query_params.get("expired") else ""
-            return render(request, "signin.html", viewer=None, language=lang, flash=flash)
+            flash = next((f for f in ("expired", "location", "authorised") if request.query_params.get(f)), "")
+            return render(request, "signin.html", viewer=None, language=lang, flash=flash,
+                          good=flash == "authorised")
         username = (await form_value(request, "username"))[:64]
         password = await form_value(request, "password")
         settings = console.settings
+        address = locate(request, console)
+
+        def located(user: ConsoleUser) -> bool:
+            return not locations.refused(console.store, console.config(), user.organisations, address)
+
         result = await run_in_threadpool(lambda: accounts.authenticate(
-            console.store, username, password, address=client_address(request),
+            console.store, username, password, address=address, located=located,
             max_failures=settings.max_failed_signins, window_minutes=settings.throttle_window_minutes))
+        if result.unlocated is not None:
+            # Right or wrong password, the same answer: from an unauthorised network the page must not
+            # tell a guesser that the password was right. Only the right one gets a link, mailed after
+            # the answer has gone, so the time taken tells nothing either.
+            task = None
+            if result.refused == "location":
+                task = await run_in_threadpool(_link_task, console, result.unlocated, address)
+            refusal = render(request, "signin.html", viewer=None, language=lang, flash="location_new", status=403)
+            refusal.background = task
+            return refusal
         if result.user is None:
             status = 429 if result.refused == "throttled" else 401
             return render(request, "signin.html", viewer=None, language=lang, flash=result.refused or "wrong",
                           status=status)
         user = result.user
-        token = await run_in_threadpool(lambda: sessions.start(console.store, user, address=client_address(request)))
+        token = await run_in_threadpool(lambda: sessions.start(console.store, user, address=address))
         response = RedirectResponse(f"{PREFIX}/{home(user.profile).value}", status_code=303)
         # The sign-in form needs no CSRF token: it grants nothing to a forger but the forger's own session.
         # SameSite=Strict keeps the cookie out of every cross-site request.

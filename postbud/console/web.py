@@ -17,9 +17,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from core.config import Config, ConsoleSettings
 from core.recipients import RecipientResolver
 from core.storage.db import Store
-from postbud.console import sessions
+from postbud import locations
+from postbud.console import audit, sessions
 from postbud.console.i18n import translator
 from postbud.console.profiles import ALLOWED, Area, Profile, allows
+from postbud.peers import client_address as peer_address
 
 PREFIX = "/console"
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")),
@@ -52,7 +54,17 @@ Handler = Callable[[Request, Console, sessions.Viewer], Awaitable[Response]]
 
 
 def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The client's address: the peer, or behind a configured trusted proxy the forwarded one (set by
+    `page` and the sign-in for the request; postbud.peers)."""
+    found = getattr(request.state, "client_address", None)
+    return found if isinstance(found, str) else request.client.host if request.client else None
+
+
+def locate(request: Request, console: Console) -> str | None:
+    """Work out the client's address once per request (for `client_address`)."""
+    address = peer_address(request, console.config().http.trusted_proxies)
+    request.state.client_address = address
+    return address
 
 
 def render(request: Request, template: str, *, viewer: sessions.Viewer | None, status: int = 200,
@@ -73,8 +85,9 @@ def not_found(request: Request, viewer: sessions.Viewer | None) -> HTMLResponse:
 
 
 def page(console: Console, area: Area | tuple[Area, ...], handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: signed in (else to the sign-in page), the profile reaches `area` (any of them,
-    else 404), and a POST carries the session's CSRF token (else 403)."""
+    """Wrap a handler: signed in (else to the sign-in page), from a network the viewer's organisations
+    admit (trusted locations; else the session ends), the profile reaches `area` (any of them, else
+    404), and a POST carries the session's CSRF token (else 403)."""
     wanted = area if isinstance(area, tuple) else (area,)
 
     async def endpoint(request: Request) -> Response:
@@ -90,6 +103,11 @@ def page(console: Console, area: Area | tuple[Area, ...], handler: Handler) -> C
             if token:
                 response.delete_cookie(sessions.COOKIE, path=PREFIX)
             return response
+        address = locate(request, console)
+        refused = await run_in_threadpool(locations.refused, console.store, console.config(),
+                                          viewer.organisations, address)
+        if refused:
+            return await _leave_location(request, console, viewer, token or "", address, refused)
         if not any(allows(viewer.profile, a) for a in wanted):
             return not_found(request, viewer)
         if request.method == "POST":
@@ -99,6 +117,25 @@ def page(console: Console, area: Area | tuple[Area, ...], handler: Handler) -> C
         return await handler(request, console, viewer)
 
     return endpoint
+
+
+async def _leave_location(request: Request, console: Console, viewer: sessions.Viewer, token: str,
+                          address: str | None, refused: tuple[str, ...]) -> Response:
+    # A session is used from a network its organisations do not admit (moved, or a copied cookie, or
+    # the network was withdrawn): it ends, and the sign-in page says why.
+    def leave() -> None:
+        sessions.end(console.store, token)
+        audit.note(console.store, viewer.username, "location_refused", address=address,
+                   detail={"organisations": list(refused)})
+
+    await run_in_threadpool(leave)
+    response: Response
+    if request.method == "GET":
+        response = RedirectResponse(f"{PREFIX}/signin?location=1", status_code=303)
+    else:
+        response = render(request, "message.html", viewer=None, status=403, heading="location", text="")
+    response.delete_cookie(sessions.COOKIE, path=PREFIX)
+    return response
 
 
 def may(viewer: sessions.Viewer, area: Area) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.message import Message as EmailMessage
 from pathlib import Path
@@ -23,14 +22,6 @@ from sandbox.mailserver import MaildirHandler, SandboxMailServer, serve_smtp
 from tests.conftest import MakeConfig
 
 ORG = "12345678"
-
-
-@pytest.fixture
-async def mail_server(tmp_path: Path) -> AsyncIterator[SandboxMailServer]:
-    server = SandboxMailServer(tmp_path / "mail", tmp_path / "ca")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def notice_config(make_config: MakeConfig, port: int, ca_file: Path) -> Config:

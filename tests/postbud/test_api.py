@@ -9,6 +9,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from postbud import locations
 from postbud.api import TokenError, TokenTable, api_mount
 from core.settings import SecretRef
 from core.metrics import Metrics
@@ -105,3 +106,34 @@ def test_token_table_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSTBUD_TEST_API_TOKEN", TOKEN_B)
     table = TokenTable.from_refs({ORG_B: [SecretRef(env="POSTBUD_TEST_API_TOKEN")], ORG_A: []})
     assert table.organisation(TOKEN_B) == ORG_B and table.organisation(TOKEN_A) is None
+
+
+async def test_trusted_locations_admit_a_token_only_from_its_organisations_networks(make_config: MakeConfig) -> None:
+    # GIVEN organisation A admits only 192.0.2.0/24 (and a proxy at 10.9.0.1 is trusted); B has no rule
+    config = make_config(extra_org='trusted_locations = true\ntrusted_networks = ["192.0.2.0/24"]\n'
+                                   f'[[organisations]]\ncvr = "{ORG_B}"\nname = "B ApS"',
+                         extra='trusted_proxies = ["10.9.0.1"]')
+    store = store_for(config)
+    add(store, Spec(days_ago(1), title="Momsangivelse", decided_by="rule", outbox=[Out("bogholderi@a.dk")]))
+    metrics = Metrics()
+    app = Starlette(routes=[api_mount(store, TokenTable.from_tokens({ORG_A: [TOKEN_A], ORG_B: [TOKEN_B]}), metrics,
+                                      config=lambda: config)])
+
+    async def get(peer: str, token: str, forwarded: str | None = None) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        headers = auth(token) | ({"X-Forwarded-For": forwarded} if forwarded else {})
+        async with httpx.AsyncClient(transport=transport, base_url="http://postbud") as c:
+            return await c.get("/api/v1/messages", headers=headers)
+
+    assert (await get("192.0.2.44", TOKEN_A)).status_code == 200
+    outside = await get("198.51.100.7", TOKEN_A)
+    assert outside.status_code == 403 and "Momsangivelse" not in outside.text
+    assert (await get("198.51.100.7", TOKEN_A, forwarded="192.0.2.44")).status_code == 403  # forged: ignored
+    assert (await get("10.9.0.1", TOKEN_A, forwarded="192.0.2.44")).status_code == 200  # the trusted proxy's
+    assert (await get("198.51.100.7", TOKEN_B)).status_code == 200  # B has no rule
+    assert (await get("198.51.100.7", "wrong-token-wrong-token")).status_code == 401  # no token: still 401
+    # a network authorised at run time admits at once
+    locations.authorise(store, config, ORG_A, "198.51.100.0/24", actor="admin", address=None, via="cli")
+    assert (await get("198.51.100.7", TOKEN_A)).status_code == 200
+    assert metrics.registry.get_sample_value("postbud_api_requests_total",
+                                             {"endpoint": "search", "outcome": "location_refused"}) == 2

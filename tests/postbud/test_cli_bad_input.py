@@ -153,6 +153,10 @@ CASES: list[tuple[str, str, int]] = [
     ("stats", "-c {c} --org 99999999", 1),
     ("connectors list", "--bogus", 2),
     ("sandbox", "-c {dir}/missing.toml", 1),
+    ("locations list", "-c {c} --org 99999999", 1),
+    ("locations add", "-c {c} 12345678 the-office", 2),
+    ("locations add", "-c {c} 99999999 192.0.2.0/24", 1),
+    ("locations remove", "-c {c} 12345678 192.0.2.0/24", 1),
 ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from email.message import Message as EmailMessage
 from pathlib import Path
@@ -25,14 +25,6 @@ from router.queue import held
 from sandbox.mailserver import SandboxMailServer
 from tests.collector.test_folder_collection import EML, drop
 from tests.conftest import MakeConfig
-
-
-@pytest.fixture
-async def mail_server(tmp_path: Path) -> AsyncIterator[SandboxMailServer]:
-    server = SandboxMailServer(tmp_path / "mail", tmp_path / "ca")
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def life_config(make_config: MakeConfig, server: SandboxMailServer) -> Config:

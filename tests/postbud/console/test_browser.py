@@ -329,3 +329,21 @@ def test_an_administrator_adds_a_recipient_the_daemon_takes_up(browser: Any, dem
     text = (demo.folder / "var/sandbox/recipients.toml").read_text(encoding="utf-8")
     assert text.startswith("# Written by the sandbox") and "[org.12345678.recipients.kantine]" in text
     wait(lambda: "recipients file reloaded" in (demo.folder / "daemon.log").read_text(encoding="utf-8"))
+
+
+def test_trusted_locations_the_demo_admits_loopback_and_an_administrator_authorises_a_network(
+        browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    # the demo organisation has trusted locations on with its loopback authorised: the sign-in above worked
+    sign_in(browser, demo, "demo-admin")
+    browser.get(f"{demo.base}/users")
+    browser.find_element(By.ID, "locations-link").click()
+    assert "127.0.0.0/8" in browser.find_element(By.ID, "networks").text
+    assert browser.find_element(By.ID, "address").text == "127.0.0.1"
+    browser.find_element(By.ID, "network").send_keys("198.51.100.0/24")
+    browser.find_element(By.ID, "add-network").click()
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#networks tbody tr") if "198.51.100.0/24" in r.text)
+    assert "demo-admin" in row.text and "127.0.0.1" in row.text
+    browser.get(f"{demo.base}/audit")
+    assert "location_authorised" in browser.find_element(By.ID, "audit").text

@@ -59,8 +59,11 @@ ROUTES: list[tuple[str, str, set[str]]] = [
     ("POST", "/recipients/remove", {"recipients"}),
     ("POST", "/recipients/group", {"recipients"}),
     ("POST", "/recipients/group/remove", {"recipients"}),
+    ("GET", "/locations", {"users"}),
+    ("POST", "/locations/add", {"users"}),
+    ("POST", "/locations/remove", {"users"}),
 ]
-ANYONE = {"/signin", "/signout", "/signout/everywhere", "/language", "/", "/static"}
+ANYONE = {"/signin", "/signout", "/signout/everywhere", "/language", "/", "/static", "/location/{token}"}
 
 
 def _paths(routes: list[Route | Mount], prefix: str = "") -> set[str]:
