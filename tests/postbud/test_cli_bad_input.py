@@ -224,5 +224,12 @@ def test_a_name_is_resolved_not_invented(world: World, capsys: pytest.CaptureFix
 
 
 def test_debug_shows_the_traceback(world: World) -> None:
-    with pytest.raises(Exception):
-        invoke(["--debug", "-c", world.bad_db, "status"])
+    from postbud.cli.common import set_debug
+
+    try:
+        with pytest.raises(Exception):
+            invoke(["--debug", "-c", world.bad_db, "status"])
+    finally:
+        # --debug is the process's (a command is a process); tests that invoke a group without the
+        # root app's callback would otherwise inherit it and see tracebacks instead of exit codes.
+        set_debug(False)
