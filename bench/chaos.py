@@ -102,7 +102,8 @@ def _free_ports(count: int) -> list[int]:
 def write_config(run: Path, ports: dict[str, int]) -> Path:
     """config.example.toml with the sandbox run by us, our ports, short intervals, no rules or model."""
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
-    for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445), ("smtp", 18025), ("post", 18446)):
+    for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445), ("smtp", 18025), ("post", 18446),
+                          ("idp", 18447)):
         text = text.replace(str(default), str(ports[name]))
     text = text.replace('listen = "127.0.0.1:9464"', f'listen = "127.0.0.1:{ports["http"]}"')
     text = text.replace('approval_base_url = "http://127.0.0.1:9464"',
@@ -198,7 +199,7 @@ async def run_chaos(folder: Path, *, letters: int, kills: int, seed: int, min_up
     rng = random.Random(seed)
     started = time.monotonic()
     run = folder
-    names = ["ngdp", "eboks", "mitdk", "smtp", "http", "post"]
+    names = ["ngdp", "eboks", "mitdk", "smtp", "http", "post", "idp"]
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     config_path = write_config(run, ports)
     config = load_config(config_path)

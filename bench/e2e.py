@@ -48,7 +48,7 @@ CVR = "12345678"
 # The installed entry point, run as a script: `python -m postbud` in the scratch folder would import
 # its rules/ folder as the `rules` package.
 POSTBUD = [sys.executable, str(Path(sys.executable).parent / "postbud")]
-PORTS = {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025, "post": 18446, "http": 9464}
+PORTS = {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025, "post": 18446, "http": 9464, "idp": 18447}
 
 
 def free_ports(n: int) -> list[int]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core.oidc_settings import OidcSettings
 from core.settings import Cvr, Frozen, RelPath, SecretRef, TomlValue, section
 
 ENV_DATABASE_URL = "POSTBUD_DATABASE_URL"
@@ -137,6 +138,7 @@ class ConsoleSettings(Frozen):
     page_size: int = Field(default=50, gt=0, le=500)
     # Trusted locations: how long the link mailed after a sign-in from a new network works (once).
     location_link_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    oidc: OidcSettings | None = None  # [console.oidc]: sign-in through an identity provider (core/oidc_settings.py)
 
 
 class RecipientsSettings(Frozen):

@@ -107,6 +107,8 @@ def _secrets(report: _Report) -> None:
         report.secret(("model", "signing_key"), config.model.signing_key)
     if config.delivery.smtp_password is not None:
         report.secret(("delivery", "smtp_password"), config.delivery.smtp_password)
+    if config.console.enabled and config.console.oidc is not None:
+        report.secret(("console", "oidc", "client_secret"), config.console.oidc.client_secret)
     if config.api.enabled:
         from postbud.api import TokenError, TokenTable
 

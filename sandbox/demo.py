@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,10 +30,11 @@ from sandbox.demo_accounts import ensure_demo_accounts
 from sandbox.demo_held import drop_held_letters
 from sandbox.demo_onboarding import ONBOARDING_ID, invite_onboarding_demo, onboarding_entry
 from sandbox.demo_post import drop_post_letter
+from sandbox.identity import FakeIdentityProvider, serves_identity_provider
 from sandbox.mailserver import DemoKeys, SandboxMailServer, ensure_demo_recipient
 from sandbox.post import FakePost
 from sandbox.run import SandboxHandle, serve_sandbox
-from sandbox.server import serve_tls
+from sandbox.server import serve_http, serve_tls
 from sandbox.testca import LocalCA
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class Sandbox:
     folder: Path
     post: FakePost | None = None
     post_url: str = ""
+    identity: FakeIdentityProvider | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack, repr=False)
 
     def describe(self) -> list[str]:
@@ -79,6 +82,9 @@ class Sandbox:
         lines.append(f"smtp   127.0.0.1:{self.mail.port} (STARTTLS), mail kept in {self.mail.mail_dir}")
         if self.post is not None:
             lines.append(f"post   {self.post_url} (print and mail), letters kept in {self.post.folder}")
+        if self.identity is not None:
+            lines.append(f"idp    {self.identity.issuer} (OpenID Connect sign-in to the console; people: "
+                         f"{', '.join(self.identity.people)})")
         lines.append(f"CA {self.providers.ca_path}; credentials in {self.folder / 'secrets'}")
         return lines
 
@@ -126,6 +132,7 @@ async def start_sandbox(config: Config) -> Sandbox:
     sandbox = Sandbox(providers, mail, keys, settings.folder)
     try:
         await start_post(sandbox, settings.ports.get("post", 0))
+        sandbox.identity = await start_identity_provider(sandbox._stack, settings.folder, config)
     except BaseException:
         await sandbox.aclose()
         raise
@@ -135,18 +142,39 @@ async def start_sandbox(config: Config) -> Sandbox:
     return sandbox
 
 
+def stable_secret(path: Path, fresh: str) -> str:
+    """The secret kept in `path` (mode 0600), written from `fresh` on the first start: the config names
+    the file, so the secret stays the same across starts."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(fresh, encoding="utf-8")
+    return fresh
+
+
 async def start_post(sandbox: Sandbox, port: int) -> None:
     """The fake print-and-mail provider on `port`, its client secret under secrets/ (post.client_secret)."""
     fake = FakePost(sandbox.folder / "post")
-    secret = sandbox.folder / "secrets" / "post.client_secret"
-    if secret.exists():  # the config names the file: keep the secret stable across starts
-        fake.client_secret = secret.read_text(encoding="utf-8").strip()
-    secret.touch(mode=0o600, exist_ok=True)
-    secret.write_text(fake.client_secret, encoding="utf-8")
+    fake.client_secret = stable_secret(sandbox.folder / "secrets" / "post.client_secret", fake.client_secret)
     ca = LocalCA(sandbox.folder / "ca")
     sandbox.post_url = await sandbox._stack.enter_async_context(
         serve_tls(fake.app, ca=ca, port=port, server_name="post-sandbox"))
     sandbox.post = fake
+
+
+async def start_identity_provider(stack: contextlib.AsyncExitStack, folder: Path,
+                                  config: Config) -> FakeIdentityProvider | None:
+    """The fake identity provider at `[console.oidc] issuer` when that is http on this machine (until
+    `stack` closes), its client secret under `folder`/secrets/ (idp.client_secret)."""
+    issuer = serves_identity_provider(config)
+    if issuer is None or config.console.oidc is None:
+        return None
+    fake = FakeIdentityProvider(client_id=config.console.oidc.client_id, issuer=issuer)
+    fake.client_secret = stable_secret(folder / "secrets" / "idp.client_secret", fake.client_secret)
+    await stack.enter_async_context(
+        serve_http(fake.app, port=urllib.parse.urlsplit(issuer).port or 80, server_name="idp-sandbox"))
+    return fake
 
 
 def write_secrets(folder: Path, handle: SandboxHandle) -> None:

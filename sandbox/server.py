@@ -74,6 +74,22 @@ async def serve_tls(app: ASGIApp, *, ca: LocalCA, port: int = 0, server_name: st
                     client_certs: ClientCerts = ClientCerts.NONE) -> AsyncIterator[str]:
     """Serve `app` on https://127.0.0.1:`port` (0: the OS picks) until the block exits; yields the URL."""
     issued = ca.issue(server_name, hosts=("127.0.0.1", "localhost"))
+    tls = dict(ssl_certfile=str(issued.cert_path), ssl_keyfile=str(issued.key_path), ssl_ca_certs=str(ca.cert_path),
+               ssl_cert_reqs=_CERT_REQS[client_certs])
+    async with _serve(app, port=port, server_name=server_name, tls=tls) as port_bound:
+        yield f"https://127.0.0.1:{port_bound}"
+
+
+@contextlib.asynccontextmanager
+async def serve_http(app: ASGIApp, *, port: int = 0, server_name: str = "sandbox-server") -> AsyncIterator[str]:
+    """Serve `app` on plain http://127.0.0.1:`port`: for a fake a browser visits (the identity provider),
+    which would not trust the test CA."""
+    async with _serve(app, port=port, server_name=server_name, tls={}) as port_bound:
+        yield f"http://127.0.0.1:{port_bound}"
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: ASGIApp, *, port: int, server_name: str, tls: dict[str, Any]) -> AsyncIterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -85,11 +101,8 @@ async def serve_tls(app: ASGIApp, *, ca: LocalCA, port: int = 0, server_name: st
         log_level="warning",
         access_log=False,
         ws="none",
-        ssl_certfile=str(issued.cert_path),
-        ssl_keyfile=str(issued.key_path),
-        ssl_ca_certs=str(ca.cert_path),
-        ssl_cert_reqs=_CERT_REQS[client_certs],
         timeout_graceful_shutdown=2,
+        **tls,
     )
     server = uvicorn.Server(config)
     # `_serve` rather than `serve`: `serve` swaps the process's signal handlers, which is wrong for
@@ -101,7 +114,7 @@ async def serve_tls(app: ASGIApp, *, ca: LocalCA, port: int = 0, server_name: st
                 task.result()
                 raise RuntimeError("sandbox server stopped while starting")
             await asyncio.sleep(0.01)
-        yield f"https://127.0.0.1:{bound_port}"
+        yield bound_port
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

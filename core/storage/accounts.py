@@ -1,5 +1,6 @@
-"""The console's tables: local accounts, server-side sessions and the audit trail (migration 0006), and the
-trusted locations: networks authorised at run time and the one-time links that authorise them (0009)."""
+"""The console's tables: local accounts, server-side sessions and the audit trail (migration 0006), the
+trusted locations: networks authorised at run time and the one-time links that authorise them (0009), and
+accounts' OpenID Connect identities and sign-ins under way at the identity provider (0010)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ class ConsoleUser(SQLModel, table=True):
 
     `password_hash` is an argon2 hash; `recipient` ties a delivery-profile account to the recipient id
     whose letters it may read. A disabled account cannot sign in and its sessions are ended.
+    `oidc_identity` is the value of `[console.oidc] claim` (an e-mail address, a subject id) that signs
+    in to this account through the identity provider; None: password only. An account made for the
+    identity provider alone has an unusable `password_hash` ("!").
     """
 
     __tablename__ = "console_user"
+    __table_args__ = (Index("ix_console_user_oidc_identity", "oidc_identity", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True)
@@ -32,6 +37,24 @@ class ConsoleUser(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=254)
     language: str = Field(default="da", max_length=8)
     disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    oidc_identity: str | None = Field(default=None, max_length=255)
+
+
+class OidcPending(SQLModel, table=True):
+    """A browser sent to the identity provider and not back yet: what its return must match.
+
+    `id` is the SHA-256 of the random token in that browser's `postbud_oidc` cookie, so only the browser
+    that left can come back; `state` must come back beside the code, `nonce` inside the ID token;
+    `verifier` is the PKCE code verifier. Used once, then deleted."""
+
+    __tablename__ = "console_oidc_pending"
+
+    id: str = Field(primary_key=True, max_length=64)
+    state: str = Field(max_length=128)
+    nonce: str = Field(max_length=128)
+    verifier: str = Field(max_length=128)
+    language: str = Field(default="da", max_length=8)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
 
 

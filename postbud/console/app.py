@@ -12,7 +12,8 @@ from core.config import Config
 from core.recipients import RecipientResolver
 from core.storage.db import Store
 from postbud.console import (
-    admin_pages, location_pages, placed_pages, queue_pages, recipients_pages, signin, stats_pages, trace_pages,
+    admin_pages, location_pages, oidc_pages, placed_pages, queue_pages, recipients_pages, signin, stats_pages,
+    trace_pages,
 )
 from postbud.console.web import PREFIX, Console
 
@@ -23,6 +24,7 @@ def console_mount(store: Store, config: Callable[[], Config],
     console = Console(store, config, directory)
     routes: list[Route | Mount] = [
         *signin.signin_routes(console),
+        *oidc_pages.oidc_routes(console),
         *queue_pages.routes(console),
         *placed_pages.routes(console),
         *trace_pages.routes(console),

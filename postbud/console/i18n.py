@@ -16,6 +16,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "throttled": ("For mange forsøg. Vent et kvarter, og prøv igen.", "Too many attempts. Wait a while and try again."),
     "disabled": ("Kontoen er spærret.", "The account is disabled."),
     "expired": ("Din session er udløbet. Log ind igen.", "Your session has expired. Sign in again."),
+    "signin_with": ("Log ind med", "Sign in with"),
+    "oidc_refused": ("Du er ikke logget ind", "You are not signed in"),
+    "oidc_unknown": ("{provider} kender dig som {identity}, men den identitet hører ikke til en konto i postbud. "
+                     "Bed en administrator om at knytte den til din konto.",
+                     "{provider} knows you as {identity}, but that identity belongs to no postbud account. "
+                     "Ask an administrator to link it to your account."),
+    "oidc_failed": ("Log ind med {provider} mislykkedes. Prøv igen.", "Signing in with {provider} failed. Try again."),
+    "oidc_cancelled": ("{provider} loggede dig ikke ind.", "{provider} did not sign you in."),
     "queue": ("Manuel kø", "Manual queue"),
     "trace": ("Track & trace", "Track and trace"),
     "mine": ("Mine breve", "My letters"),

@@ -15,11 +15,7 @@ from postbud import location_links, locations
 from postbud.console import accounts, sessions
 from postbud.console.profiles import home
 from postbud.console.sessions import Viewer
-from postbud.console.web import PREFIX, Console, form_value, locate, page, render
-
-
-def _secure(request: Request, console: Console) -> bool:
-    return request.url.scheme == "https" or console.settings.secure_cookies
+from postbud.console.web import PREFIX, Console, form_value, locate, page, render, set_session_cookie
 
 
 def _link_task(console: Console, user: ConsoleUser, address: str | None) -> BackgroundTask | None:
@@ -44,7 +40,7 @@ def signin_routes(console: Console) -> list[Route]:
                 return RedirectResponse(f"{PREFIX}/{home(current.profile).value}", status_code=303)
             flash = next((f for f in ("expired", "location", "authorised") if request.query_params.get(f)), "")
             return render(request, "signin.html", viewer=None, language=lang, flash=flash,
-                          good=flash == "authorised")
+                          good=flash == "authorised", oidc=console.settings.oidc)
         username = (await form_value(request, "username"))[:64]
         password = await form_value(request, "password")
         settings = console.settings
@@ -69,15 +65,12 @@ def signin_routes(console: Console) -> list[Route]:
         if result.user is None:
             status = 429 if result.refused == "throttled" else 401
             return render(request, "signin.html", viewer=None, language=lang, flash=result.refused or "wrong",
-                          status=status)
+                          status=status, oidc=console.settings.oidc)
         user = result.user
         token = await run_in_threadpool(lambda: sessions.start(console.store, user, address=address))
         response = RedirectResponse(f"{PREFIX}/{home(user.profile).value}", status_code=303)
         # The sign-in form needs no CSRF token: it grants nothing to a forger but the forger's own session.
-        # SameSite=Strict keeps the cookie out of every cross-site request.
-        response.set_cookie(sessions.COOKIE, token, path=PREFIX, httponly=True, samesite="strict",
-                            secure=_secure(request, console),
-                            max_age=int(settings.absolute_timeout_hours * 3600))
+        set_session_cookie(response, request, console, token)
         return response
 
     async def signout(request: Request, console: Console, viewer: Viewer) -> Response:

@@ -67,6 +67,17 @@ def locate(request: Request, console: Console) -> str | None:
     return address
 
 
+def secure_cookies(request: Request, console: Console) -> bool:
+    return request.url.scheme == "https" or console.settings.secure_cookies
+
+
+def set_session_cookie(response: Response, request: Request, console: Console, token: str) -> None:
+    # SameSite=Strict keeps the cookie out of every cross-site request.
+    response.set_cookie(sessions.COOKIE, token, path=PREFIX, httponly=True, samesite="strict",
+                        secure=secure_cookies(request, console),
+                        max_age=int(console.settings.absolute_timeout_hours * 3600))
+
+
 def render(request: Request, template: str, *, viewer: sessions.Viewer | None, status: int = 200,
            language: str | None = None, **context: Any) -> HTMLResponse:
     lang = viewer.language if viewer else (language or "da")

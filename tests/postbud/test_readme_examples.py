@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025, "http": 9464, "post": 18446}
+PORTS = {"ngdp": 18443, "eboks": 18444, "mitdk": 18445, "smtp": 18025, "http": 9464, "post": 18446, "idp": 18447}
 
 
 def sh_blocks(readme: Path) -> list[str]:

@@ -31,9 +31,9 @@ def free_ports(n: int) -> list[int]:
 def example_config(folder: Path) -> Config:
     """config.example.toml copied to `folder`, on free ports so tests never collide."""
     text = EXAMPLE.read_text()
-    ports = dict(zip(("ngdp", "eboks", "mitdk", "smtp", "http", "post"), free_ports(6), strict=True))
+    ports = dict(zip(("ngdp", "eboks", "mitdk", "smtp", "http", "post", "idp"), free_ports(7), strict=True))
     for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445), ("smtp", 18025), ("http", 9464),
-                          ("post", 18446)):
+                          ("post", 18446), ("idp", 18447)):
         text = text.replace(str(default), str(ports[name]))
     (folder / "postbud.toml").write_text(text)
     shutil.copytree(EXAMPLE.parent / "rules" / "examples", folder / "rules" / "examples")

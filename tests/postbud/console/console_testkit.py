@@ -72,6 +72,18 @@ async def sign_in(c: httpx.AsyncClient, name: str, password: str = PASSWORD) -> 
     return await c.post("/console/signin", data={"username": name, "password": password})
 
 
+async def through_provider(c: httpx.AsyncClient, person: str = "anna") -> tuple[str, str]:
+    """The browser's trip: the console sends it to the provider, the person signs in there (login_hint
+    skips the page), and the provider sends it back. Returns the authorization URL and the way back."""
+    start = await c.get("/console/signin/oidc")
+    assert start.status_code == 303, start.text
+    authorize = start.headers["location"]
+    async with httpx.AsyncClient(verify=False) as browser:  # plain http to the fake: no trust store to load
+        back = await browser.get(f"{authorize}&login_hint={person}")
+    assert back.status_code == 302, back.text
+    return authorize, back.headers["location"]
+
+
 def csrf_of(page: str) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page)
     assert found, "no CSRF field on the page"

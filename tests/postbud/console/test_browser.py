@@ -142,6 +142,23 @@ def test_a_wrong_password_is_refused(browser: Any, demo: Demo) -> None:
     assert browser.get_cookie("postbud_console") is None
 
 
+def test_sign_in_through_the_sandbox_identity_provider(browser: Any, demo: Demo) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.delete_all_cookies()
+    browser.get(f"{demo.base}/signin")
+    browser.find_element(By.ID, "signin-oidc").click()  # "Log ind med Sandbox-login"
+    browser.find_element(By.ID, "person-rasmus").click()  # at the provider: Rasmus, demo-reception
+    wait(lambda: browser.current_url.endswith("/console/queue"))
+    assert "demo-reception" in browser.find_element(By.CLASS_NAME, "who").text
+    browser.delete_all_cookies()
+    browser.get(f"{demo.base}/signin")
+    browser.find_element(By.ID, "signin-oidc").click()
+    browser.find_element(By.ID, "person-ukendt").click()  # no account: refused, and told why
+    assert "ukendt@eksempel.invalid" in wait(lambda: browser.find_element(By.ID, "flash").text)
+    assert browser.get_cookie("postbud_console") is None
+
+
 def test_place_a_held_letter_from_the_dropdown_and_it_is_delivered_encrypted(browser: Any, demo: Demo) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -63,7 +63,8 @@ ROUTES: list[tuple[str, str, set[str]]] = [
     ("POST", "/locations/add", {"users"}),
     ("POST", "/locations/remove", {"users"}),
 ]
-ANYONE = {"/signin", "/signout", "/signout/everywhere", "/language", "/", "/static", "/location/{token}"}
+ANYONE = {"/signin", "/signin/oidc", "/signin/oidc/callback", "/signout", "/signout/everywhere", "/language", "/",
+          "/static", "/location/{token}"}
 
 
 def _paths(routes: list[Route | Mount], prefix: str = "") -> set[str]:
