@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -68,11 +69,15 @@ async def test_the_daemon_serves_the_console_only_when_enabled(make_config: Make
         task = asyncio.create_task(daemon.run())
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
-                for _ in range(100):
+                # the daemon starts in its own time (seconds on a loaded 2-core machine): wait for its port
+                deadline = time.monotonic() + 60
+                while True:
                     try:
                         response = await c.get("/console/signin")
                         break
                     except httpx.ConnectError:
+                        if time.monotonic() > deadline:
+                            raise
                         await asyncio.sleep(0.1)
                 if enabled:
                     assert response.status_code == 200 and 'lang="da"' in response.text and "Log ind" in response.text
