@@ -115,6 +115,17 @@ def result_rows(driver: Any) -> list[tuple[str, str]]:
         return []
 
 
+def row_texts(driver: Any, table: str) -> list[str]:
+    """A table's rows as text, read at once; empty while a form's answer replaces the page."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return [row.text for row in driver.find_elements(By.CSS_SELECTOR, f"{table} tbody tr")]
+    except StaleElementReferenceException:
+        return []
+
+
 def sign_in(driver: Any, demo: Demo, user: str, password: str | None = None) -> None:
     from selenium.webdriver.common.by import By
 
@@ -360,7 +371,8 @@ def test_trusted_locations_the_demo_admits_loopback_and_an_administrator_authori
     assert browser.find_element(By.ID, "address").text == "127.0.0.1"
     browser.find_element(By.ID, "network").send_keys("198.51.100.0/24")
     browser.find_element(By.ID, "add-network").click()
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#networks tbody tr") if "198.51.100.0/24" in r.text)
-    assert "demo-admin" in row.text and "127.0.0.1" in row.text
+    # the old page has the table too: wait for the answer's row rather than read rows that may go stale
+    row = wait(lambda: next((r for r in row_texts(browser, "#networks") if "198.51.100.0/24" in r), None))
+    assert "demo-admin" in row and "127.0.0.1" in row
     browser.get(f"{demo.base}/audit")
     assert "location_authorised" in browser.find_element(By.ID, "audit").text
