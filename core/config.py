@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.oidc_settings import OidcSettings
+from core.notice_settings import NoticeSettings
 from core.settings import Cvr, Frozen, RelPath, SecretRef, TomlValue, section
 
 ENV_DATABASE_URL = "POSTBUD_DATABASE_URL"
@@ -213,23 +214,6 @@ class DeliverySettings(Frozen):
             raise ValueError('channels names "post" but there is no [delivery.post] table (api_url, client_id, '
                              "client_secret, organisation)")
         return self
-
-
-class NoticeSettings(Frozen):
-    """Notices to people (administrators, processors) by e-mail through the delivery relay (TLS always)."""
-
-    enabled: bool = True
-    console_url: str | None = None  # None: [delivery] approval_base_url, the daemon's listener
-    max_attempts: int = Field(default=8, ge=1)
-    retry_base_seconds: float = Field(default=60.0, gt=0)
-    retry_max_seconds: float = Field(default=3600.0, gt=0)
-
-    @field_validator("console_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError("console_url must start with https:// (or http:// on localhost)")
-        return value.rstrip("/") if value is not None else None
 
 
 class LoggingSettings(Frozen):

@@ -21,7 +21,8 @@ from delivery.errors import EncryptionError, TransientDeliveryError
 from delivery.outbound import Composed
 from delivery.outbound import Outbound as Outbound
 from delivery.outbound import Sent as Sent
-from delivery.plain import tls_only_forward, waiting_notice
+from delivery.notifying import notification_for
+from delivery.plain import tls_only_forward
 from delivery.post import PostChannel, post_client
 from delivery.recipients import Recipient
 from delivery.smtp import MailSender, SmtpSettings, TlsMode
@@ -86,13 +87,9 @@ class EmailChannel:
         """The item with its e-mail made (encrypted): CPU work, done by the worker in a thread."""
         recipient = item.recipient
         message_id = message_id_for(item.token, domain=self._domain)
-        if recipient.notify == "notice":
-            to = recipient.notification_address or recipient.email
-            assert to is not None  # the recipients file refuses a notice recipient without an address
-            notice = waiting_notice(item.message, organisation=item.message.recipient.name or "your organisation",
-                                    from_addr=self._from, to_addr=to, message_id=message_id,
-                                    trace_id=item.trace_id, console_url=self._console)
-            return replace(item, composed=Composed(notice, to, message_id, {"mode": "notice", "content_sent": False}))
+        if recipient.notify != "letter":
+            return replace(item, composed=notification_for(item, from_addr=self._from, message_id=message_id,
+                                                           console_url=self._console))
         if recipient.email is None:
             raise EncryptionError(f"recipient {recipient.id} has no e-mail address")
         if recipient.tls_only:
@@ -111,6 +108,8 @@ class EmailChannel:
             item = await asyncio.to_thread(self.compose, item)
         assert item.composed is not None
         mail = item.composed
+        if mail.reply is not None:
+            return Sent(mail.reply, None, mail.detail)  # nothing to send now (notifying.py)
         reply = await self._sender.send(mail.data, sender=self._from, recipients=[mail.to])
         return Sent(reply, mail.message_id, mail.detail)
 

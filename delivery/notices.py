@@ -25,6 +25,7 @@ from core.lifecycle import record
 from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import Notice, NoticeStatus, utcnow
+from delivery import digest
 from delivery.channels import smtp_settings
 from delivery.errors import Action, DeliveryError
 from delivery.smtp import SmtpSender
@@ -68,8 +69,9 @@ def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limi
         ).all())
 
 
-def compose(notice: Notice, config: Config) -> bytes:
-    """The e-mail: plain text, the console link at the foot, a Message-ID fixed per notice."""
+def compose(notice: Notice, config: Config, *, footer: str | None = None) -> bytes:
+    """The e-mail: plain text, the console link at the foot (or `footer`, for a recipient's digest,
+    whose text links the console itself), a Message-ID fixed per notice."""
     mail = EmailMessage()
     mail["From"] = config.delivery.from_address
     mail["To"] = ", ".join(notice.recipients)
@@ -79,7 +81,8 @@ def compose(notice: Notice, config: Config) -> bytes:
     mail["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to a robot
     mail["X-Postbud-Notice"] = notice.kind
     link = f"{config.console_url}/queue?org={notice.organisation_cvr}"
-    mail.set_content(f"{notice.text}\n\nOpen the postbud console: {link}\n")
+    mail.set_content(f"{notice.text}\n{footer}" if footer is not None
+                     else f"{notice.text}\n\nOpen the postbud console: {link}\n")
     # Long subjects stay on one line (998 is SMTP's limit); folding them confuses some readers.
     return mail.as_bytes(policy=SMTP.clone(max_line_length=998))
 
@@ -92,7 +95,7 @@ def _settle(store: Store, notice: Notice, owner: str, *, outcome: str, reply: st
             return  # our lease ran out and another sender owns it now
         row.lease_owner, row.lease_expires_at = None, None
         row.last_error = None if outcome == "sent" else reply[:500]
-        detail = {"notice": row.id, "kind": row.kind, "organisation": row.organisation_cvr,
+        detail = {"notice": row.id, "kind": row.kind, "key": row.key, "organisation": row.organisation_cvr,
                   "to": list(row.recipients), "attempt": row.attempts, "reply": reply[:200]}
         if outcome == "sent":
             row.status, row.sent_at = N.SENT, now
@@ -131,8 +134,8 @@ async def send_notices(
             try:
                 if paused is not None:
                     raise paused
-                reply = await smtp.send(compose(notice, config), sender=config.delivery.from_address,
-                                        recipients=notice.recipients)
+                wire = compose(notice, config, footer=digest.footer(config, store, notice, now=clock()))
+                reply = await smtp.send(wire, sender=config.delivery.from_address, recipients=notice.recipients)
             except DeliveryError as exc:  # TLS missing, refused, unreachable: nothing was accepted
                 if exc.action is Action.PAUSE_CHANNEL:
                     paused = exc

@@ -5,9 +5,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from core.domain import NormalizedMessage
 from delivery.recipients import Recipient
+
+
+@dataclass(frozen=True)
+class NotificationRoute:
+    """Whether and where one recipient's notice or digest goes, and the signed link to change that
+    (delivery/preferences.py)."""
+
+    mode: Literal["notice", "digest"]
+    enabled: bool
+    address: str
+    settings_link: str
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,8 @@ class Outbound:
     received_at: dt.datetime
     # the message as the channel will send it, made ahead in a worker thread (Composing), or None
     composed: Composed | None = None
+    # for a recipient who chose a notice or the daily digest instead of the letter (None: the letter)
+    notification: NotificationRoute | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +46,8 @@ class Composed:
     to: str
     message_id: str
     detail: Mapping[str, object] = field(default_factory=dict)
+    # set: send nothing, and keep this as the reply (a digest recipient's letter, notifications off)
+    reply: str | None = None
 
 
 @dataclass(frozen=True)

@@ -120,8 +120,9 @@ class Recipient(_Frozen):
     webhook: WebhookTarget | None = None
     postal_address: PostalAddress | None = None
     # "letter": the encrypted letter itself; "notice": only "a letter from X is waiting" (no content)
-    # to notification_address (default: email)
-    notify: Literal["letter", "notice"] = "letter"
+    # to notification_address (default: email); "digest": one such mail a day listing the day's
+    # letters (delivery/digest.py). The recipient may switch notices off or confirm another address.
+    notify: Literal["letter", "notice", "digest"] = "letter"
     notification_address: str | None = Field(default=None, pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     # "forward": a system's inbox (an accounting system); tls_only = true, set only by an administrator,
     # lets it receive the letter unencrypted over verified TLS, and the trace says so
@@ -143,8 +144,8 @@ class Recipient(_Frozen):
             raise ValueError("channel 'webhook' needs a webhook table (url, secret)")
         if self.tls_only and self.kind != "forward":
             raise ValueError('tls_only is only for recipients of kind = "forward"')
-        if self.notify == "notice" and (self.notification_address or self.email) is None:
-            raise ValueError("notify = 'notice' needs a notification_address (or an email)")
+        if self.notify != "letter" and (self.notification_address or self.email) is None:
+            raise ValueError(f"notify = '{self.notify}' needs a notification_address (or an email)")
         if self.channel is Channel.POST and self.postal_address is None:
             raise ValueError("channel 'post' needs a postal_address table (name, street, postcode, city)")
         return self

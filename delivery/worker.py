@@ -48,6 +48,7 @@ from delivery.onboarding import uploaded_key
 from delivery.group_commit import Delivered, GroupCommitter
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
+from delivery.preferences import RouteCache
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 from delivery.reroute import reroute_switched_off
 
@@ -111,6 +112,7 @@ class _Run:
         self.commits = GroupCommitter(store, owner=owner, now=now)
         self.recorded: list[tuple[Job, asyncio.Future[Any]]] = []  # accepted sends, commit under way
         self.probes: dict[str, asyncio.Lock] = {}
+        self.routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
 
     def prepare(self, jobs: list[Job]) -> list[_Ready]:
         """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
@@ -274,8 +276,9 @@ class _Run:
         if content is None:
             return "message content is gone (purged)", None
         message, received_at = content
+        notification = self.routes.get(job.organisation, recipient, job.channel)
         return None, Outbound(delivery_token(job.idempotency_key), message, recipient, key,
-                              job.message_id, received_at)
+                              job.message_id, received_at, notification=notification)
 
     async def _send_invitations(self) -> None:
         """Mail the confirmation codes a changed key called for, over the e-mail channel's TLS sender."""

@@ -23,6 +23,7 @@ def utcnow() -> datetime:
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from delivery.channels import Channel, build_channels
+from delivery.digest import queue_digests
 from delivery.worker import deliver_pending
 from core.config import Config
 from core.configfile import ConfigError
@@ -53,6 +54,8 @@ _GRACE_SECONDS = 15.0
 # The roll-up's changes are folded this often: the statistics read a few settled rows per day and
 # the changes of at most a minute (core/storage/daily_counts.py).
 SETTLE_SECONDS = 60.0
+# How often the daily digests are looked for: a digest goes out within this long of its time.
+DIGEST_CHECK_SECONDS = 60.0
 
 
 class Daemon:
@@ -146,6 +149,15 @@ class Daemon:
         """Fold the statistics' roll-up changes into one row per organisation, day and measure."""
         return await asyncio.to_thread(daily_counts.settle, self.rt.store)
 
+    async def digest(self) -> int:
+        """Queue the recipients' daily digests that are due (each once, whichever instance comes first)
+        and send them with the other notices."""
+        queued = await asyncio.to_thread(queue_digests, self.rt.store, self.config, self.rt.recipients,
+                                         now=self.clock())
+        if queued:
+            await self.notify()
+        return queued
+
     async def notify(self) -> int:
         """E-mail the queued notices that are due (each once; failures back off)."""
         run = await send_notices(self.rt.store, self.config, self.rt.metrics, owner=self.rt.instance,
@@ -184,6 +196,7 @@ class Daemon:
                 # Cron installations learn too: a new model re-offers what it may now route alone.
                 if not await self._counted("train", self.train):
                     break
+            await self._supervised("digest", self.digest)
             await self._supervised("housekeeping", self.housekeeping)
             await self._supervised("statistics", self.settle_statistics)
         finally:
@@ -277,6 +290,7 @@ class Daemon:
             ("notify", self.notify, s.deliver_interval_seconds),
             ("housekeeping", self.housekeeping, s.housekeeping_interval_seconds),
             ("statistics", self.settle_statistics, SETTLE_SECONDS),
+            ("digest", self.digest, DIGEST_CHECK_SECONDS),
         ]
         if self.rt.models is not None:
             jobs.append(("train", self.train, self.config.model.train_interval_seconds))

@@ -296,10 +296,12 @@ class Runtime:
     def http_routes(self) -> list[BaseRoute]:
         """Routes the stages add to the daemon's HTTP listener (the read-only API when enabled)."""
         from postbud.confirm_page import confirm_route
+        from postbud.preferences_page import preferences_routes
 
         routes: list[BaseRoute] = [
             confirm_route(self.store, directory=lambda: self.recipients,
-                          trust_store=self.config.delivery.trust_store, config=lambda: self.config)
+                          trust_store=self.config.delivery.trust_store, config=lambda: self.config),
+            *preferences_routes(self.store, lambda: self.config, lambda: self.recipients),
         ]
         if self.config.api.enabled:
             from postbud.api import TokenTable, api_mount

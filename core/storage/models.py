@@ -305,3 +305,26 @@ class Notice(SQLModel, table=True):
     last_error: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = _ts(nullable=True)
+
+
+class NotificationPreference(SQLModel, table=True):
+    """A recipient's own notification settings, over the recipients file's (migration 0011).
+
+    `enabled` False stops notices and digests (never the encrypted letter of `notify = "letter"`).
+    `address` is a separate notification address that was confirmed by a link mailed to it; a
+    requested one waits in `pending_address` with the SHA-256 of its one-time token until then.
+    """
+
+    __tablename__ = "notification_preference"
+    __table_args__ = (UniqueConstraint("organisation_cvr", "recipient", name="uq_notification_preference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    organisation_cvr: str = Field(max_length=8)
+    recipient: str = Field(max_length=64)
+    enabled: bool = True
+    address: str | None = None
+    pending_address: str | None = None
+    pending_token_hash: str | None = Field(default=None, max_length=64, unique=True)
+    pending_expires_at: datetime | None = _ts(nullable=True)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UtcDateTime(), nullable=False))
+    updated_by: str | None = None

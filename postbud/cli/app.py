@@ -14,6 +14,7 @@ from postbud.cli import (
     keys,
     locations,
     model,
+    notifications,
     ops,
     queue,
     recipients,
@@ -54,6 +55,8 @@ ROOT_COMMANDS: tuple[typer.Typer, ...] = (ops.ops_app, run.app, status.app, insp
 recipients.app.registered_commands.extend(recipients_file.app.registered_commands)
 recipients.app.add_typer(recipients_file.group_app, name="group")
 
+# `postbud recipients notifications …` lives in its own module beside the recipients group's
+recipients.app.add_typer(notifications.app, name="notifications")
 for _name, (_group, _help) in GROUPS.items():
     if _help is None:
         app.add_typer(_group, name=_name)

@@ -35,8 +35,8 @@ Street = Annotated[Optional[str], typer.Option("--street", help="Postal address:
 Postcode = Annotated[Optional[str], typer.Option("--postcode", help="Postal address: postcode.")]
 City = Annotated[Optional[str], typer.Option("--city", help="Postal address: city.")]
 Country = Annotated[Optional[str], typer.Option("--country", help="Postal address: ISO country code (DK).")]
-Notify = Annotated[Optional[str], typer.Option("--notify", help="letter (the encrypted letter) or notice "
-                                               "(only 'a letter is waiting').")]
+Notify = Annotated[Optional[str], typer.Option("--notify", help="letter (the encrypted letter), notice "
+                                               "(only 'a letter is waiting') or digest (one such mail a day).")]
 NoticeTo = Annotated[Optional[str], typer.Option("--notification-address", help="Where notices go (default: "
                                                  "--email).")]
 RouteAlone = Annotated[Optional[bool], typer.Option("--route-alone/--never-alone", help="Whether the model may "
@@ -76,8 +76,8 @@ def _fields(*, name: str | None, email: str | None, aliases: list[str] | None, c
 
     if channel is not None and channel not in {c.value for c in Channel}:
         raise OperatorError(f"--channel {channel}: choose email, webhook or post", exit_code=2)
-    if notify is not None and notify not in ("letter", "notice"):
-        raise OperatorError(f"--notify {notify}: choose letter or notice", exit_code=2)
+    if notify is not None and notify not in ("letter", "notice", "digest"):
+        raise OperatorError(f"--notify {notify}: choose letter, notice or digest", exit_code=2)
     if smime is not None and pgp is not None:
         raise OperatorError("give --smime-cert or --pgp-key, not both", exit_code=2)
     for path, option in ((smime, "--smime-cert"), (pgp, "--pgp-key")):

@@ -78,3 +78,9 @@ async def smtp_server(test_ca: LocalCA) -> AsyncIterator[ServeFactory]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+@pytest.fixture
+async def smtp(smtp_server: ServeFactory) -> RunningSmtp:
+    """One STARTTLS server (modules that need another kind define their own `smtp`)."""
+    return await smtp_server()
