@@ -100,7 +100,7 @@ def _free_ports(count: int) -> list[int]:
 
 
 def write_config(run: Path, ports: dict[str, int]) -> Path:
-    """config.example.toml with the sandbox run by us, our ports, short intervals, no rules or model."""
+    """config.example.toml with the sandbox run by us, our ports, short intervals, no rules, model or OIDC."""
     text = (REPO / "config.example.toml").read_text(encoding="utf-8")
     for name, default in (("ngdp", 18443), ("eboks", 18444), ("mitdk", 18445), ("smtp", 18025), ("post", 18446),
                           ("idp", 18447)):
@@ -115,6 +115,8 @@ def write_config(run: Path, ports: dict[str, int]) -> Path:
     text = re.sub(r'(?m)^directory = "rules/examples".*$', "", text)  # everything to the default route
     text = re.sub(r"(?m)^(\[model\]\n)enabled = true", r"\1enabled = false", text)
     text = re.sub(r"(?m)^(\[sandbox\]\n)enabled = true", r"\1enabled = false", text)
+    # no identity provider either: the sandbox that would play it (and write its client secret) is ours
+    text = re.sub(r"(?ms)^\[console\.oidc\]\n.*?(?=^\[)", "", text)
     path = run / "postbud.toml"
     path.write_text(text, encoding="utf-8")
     return path
