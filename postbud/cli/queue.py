@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -21,6 +21,11 @@ from postbud.cli.common import (
     show_message,
     table,
 )
+
+if TYPE_CHECKING:
+    from core.config import Config
+    from core.storage.db import Store
+    from delivery.recipients import RecipientsFile
 
 app = typer.Typer(no_args_is_help=True, help="The manual queue: messages waiting for a person.", cls=OperatorGroup)
 
@@ -72,6 +77,20 @@ def show_cmd(
     show_message(config_of(ctx, config), message_id, as_json=as_json)
 
 
+def _letter_and_targets(cfg: Config, message_id: str, queries: list[str]) -> tuple[Store, dict[str, Any],
+                                                                                   RecipientsFile | None, list[str]]:
+    """The letter an id (or prefix) names, and the approved recipients or groups the names match in its
+    organisation: only approved recipients receive anything (an unapproved one would bounce it back)."""
+    from postbud import names
+    from postbud.runtime import open_store
+    from postbud.trace import show_message as find
+
+    store = open_store(cfg)
+    found = find(store, message_id)
+    directory = recipients_of(cfg)
+    return store, found, directory, [names.approved_target(store, directory, found["organisation"], q) for q in queries]
+
+
 @app.command("assign")
 def assign_cmd(
     ctx: typer.Context,
@@ -81,17 +100,10 @@ def assign_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Place a held message with one or more approved recipients (or groups), matched by id or name."""
-    from postbud import names
-    from postbud.runtime import open_store
-    from postbud.trace import show_message as find
     from router.queue import NotHeld, assign
 
     cfg = config_of(ctx, config)
-    store = open_store(cfg)
-    found = find(store, message_id)
-    directory = recipients_of(cfg)
-    # Only approved recipients receive anything: an unapproved one would bounce the letter back to held.
-    chosen = [names.approved_target(store, directory, found["organisation"], query) for query in recipients]
+    store, found, directory, chosen = _letter_and_targets(cfg, message_id, recipients)
     who = actor(by)
     try:
         assign(store, found["id"], chosen, actor=who, directory=directory, channels=cfg.delivery.channels)
@@ -110,17 +122,11 @@ def correct_cmd(
 ) -> None:
     """Re-route a letter the model or a rule sent wrong (routed, delivering or delivered): delivers it
     to the right approved recipients, records the override in the trace and teaches the model."""
-    from postbud import names
     from postbud.corrections import correct_and_review
-    from postbud.runtime import open_store
-    from postbud.trace import show_message as find
     from router.correction import NotCorrectable
 
     cfg = config_of(ctx, config)
-    store = open_store(cfg)
-    found = find(store, message_id)
-    directory = recipients_of(cfg)
-    chosen = [names.approved_target(store, directory, found["organisation"], query) for query in recipients]
+    store, found, directory, chosen = _letter_and_targets(cfg, message_id, recipients)
     who = actor(by)
     try:
         done, paused = correct_and_review(store, cfg, found["id"], chosen, actor=who, directory=directory)
