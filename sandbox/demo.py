@@ -104,8 +104,9 @@ class Sandbox:
         await self.providers.aclose()
 
 
-class SandboxExtension:
-    """The `sandbox` entry point of `postbud.extensions` (pyproject.toml): runs when `[sandbox] enabled`."""
+class _Extension:
+    """The entry point of installs made before `sandbox/extension.py` (their metadata still names this
+    module); `make venv` moves them to the one that imports the sandbox only when it starts."""
 
     def wanted(self, config: Config) -> bool:
         return config.sandbox.enabled
@@ -114,7 +115,7 @@ class SandboxExtension:
         return await start_sandbox(config)
 
 
-extension = SandboxExtension()
+extension = _Extension()
 
 
 async def start_sandbox(config: Config) -> Sandbox:
