@@ -156,6 +156,12 @@ class ParsePool:
         result: T = await future
         return result
 
+    def warm_up(self) -> None:
+        """Start the workers now instead of at the first letter: the fork server's imports then run
+        beside the daemon's own start-up (on another core) instead of delaying the first parse."""
+        if not self._closed:
+            self._start_threads()
+
     def close(self) -> None:
         """Kill every worker at once (they hold no state); waiting letters fail as transient.
 
@@ -195,6 +201,10 @@ class ParsePool:
 
     def _drive(self) -> None:
         worker: _Worker | None = None
+        try:  # at once, not at this thread's first letter (see `warm_up`)
+            worker = self._spawn()
+        except Exception as error:  # noqa: BLE001 - tried again for the first letter, which then fails
+            log.debug("parse worker not started ahead: %s", error)
         while (item := self._queue.get()) is not None:
             fn, args, loop, future = item
             if future.cancelled():
@@ -294,6 +304,11 @@ def pool() -> ParsePool:
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` under the letter budget, in the process-wide pool (see `ParsePool.run`)."""
     return await pool().run(fn, *args)
+
+
+def warm_up() -> None:
+    """Start the process-wide pool's workers ahead of the first letter (the daemon, at start)."""
+    pool().warm_up()
 
 
 def shutdown() -> None:

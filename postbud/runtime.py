@@ -16,7 +16,6 @@ from collector import leases
 from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
 from collector.ledger import MailboxKey, sync_mailboxes
 from collector.state import MailboxState
-from connectors import watchdog
 from connectors.base import ConnectorContext
 from connectors.registry import build
 from core.config import Config, MailboxConfig
@@ -41,6 +40,7 @@ from delivery import outbox
 from delivery.errors import RecipientsFileError
 from delivery.pauses import ChannelPauses
 from postbud.instance import claim_instance, release_instance
+from postbud.parsing import configure_parsing
 from postbud.reload import (RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED, RULES_REFUSED, RecipientsWatcher,
                             record_reload)
 from rules import RuleErrors, RuleIssue, RuleSet
@@ -317,10 +317,3 @@ class Runtime:
         self.store.dispose()
         release_instance(self.instance_lock)
         self.instance_lock = None
-
-
-def configure_parsing(config: Config) -> None:
-    """The per-letter budget every connector's parse runs under (see `connectors.watchdog`)."""
-    c = config.collector
-    watchdog.configure(watchdog.Budget(seconds=c.letter_seconds, memory_bytes=c.letter_memory_mb * 1024 * 1024,
-                                       workers=c.parse_workers))

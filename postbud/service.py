@@ -16,17 +16,19 @@ log = logging.getLogger(__name__)
 
 async def serve(config: Config, *, once: bool = False, force_exit: bool = False) -> None:
     """`force_exit`: after SIGTERM the process ends within `STOP_TIMEOUT_SECONDS` whatever is stuck."""
-    # Extensions first: the sandbox writes the secrets and recipients file the runtime then reads.
-    async with running(config) as extensions:
-        runtime = await asyncio.to_thread(Runtime.create, config)
-        try:
-            for extension in extensions:
-                await asyncio.to_thread(extension.runtime_ready, runtime.store, config)
-            daemon = Daemon(runtime, force_exit=force_exit)
-            if once:
-                await daemon.run_once()
-            else:
-                await daemon.run()
-        finally:
-            await runtime.aclose()
-            watchdog.shutdown()
+    try:
+        # Extensions first: the sandbox writes the secrets and recipients file the runtime then reads.
+        async with running(config) as extensions:
+            runtime = await asyncio.to_thread(Runtime.create, config)
+            try:
+                for extension in extensions:
+                    await asyncio.to_thread(extension.runtime_ready, runtime.store, config)
+                daemon = Daemon(runtime, force_exit=force_exit)
+                if once:
+                    await daemon.run_once()
+                else:
+                    await daemon.run()
+            finally:
+                await runtime.aclose()
+    finally:  # the parse workers may have been started ahead (`postbud.parsing.start_parse_workers`)
+        watchdog.shutdown()

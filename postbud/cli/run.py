@@ -21,7 +21,6 @@ def run_cmd(
     """Run the daemon (or one pass of every stage with --once)."""
     from core import logs
     from postbud.preflight import check_config
-    from postbud.service import serve
 
     cfg = config_of(ctx, config)
     problems = check_config(cfg)
@@ -34,4 +33,11 @@ def run_cmd(
                   highlight=False, markup=False)
         raise typer.Exit(1)
     logs.configure(cfg.logging.level, cfg.logging.format)
+    # Before the daemon's modules are imported: the parse workers' own start (a fork server importing
+    # the parsers, then the forks) takes that long too, and runs beside it on the other core.
+    from postbud.parsing import start_parse_workers
+
+    start_parse_workers(cfg)
+    from postbud.service import serve
+
     asyncio.run(serve(cfg, once=once, force_exit=True))

@@ -99,3 +99,19 @@ async def test_closing_the_pool_ends_waiting_letters_as_transient() -> None:
     with pytest.raises(TransientError):
         await task
     assert time.monotonic() - started < 5
+
+
+async def test_workers_started_ahead_serve_the_first_letter() -> None:
+    # GIVEN the process-wide pool's workers started before any letter (`postbud run` does this at start)
+    watchdog.configure(watchdog.Budget(seconds=30.0, memory_bytes=512 * 1024 * 1024, workers=2))
+    try:
+        watchdog.warm_up()
+        deadline = time.monotonic() + 20
+        while len(watchdog.worker_pids()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        # THEN both run already, and the first letters go to them rather than to new ones
+        ahead = set(watchdog.worker_pids())
+        assert len(ahead) == 2
+        assert {await watchdog.run(workloads.pid) for _ in range(6)} <= ahead
+    finally:
+        watchdog.shutdown()
