@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ from core.config import Config
 from core.configfile import ConfigError
 from core.storage import daily_counts
 from postbud.configuration import load_config
+from postbud.cron_training import LastTraining, newest_hand_placement, remember_training, why_train
 from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
 from postbud.runtime import Runtime
@@ -119,7 +121,8 @@ class Daemon:
         models = self.rt.models
         if models is None:
             return 0
-        reoffered = 0
+        reoffered, began = 0, time.time()
+        hand = await asyncio.to_thread(newest_hand_placement, self.rt.store)  # before: later ones count next time
         for org in self.config.organisations:
             outcome = await asyncio.to_thread(models.train, org.cvr)
             if outcome.trained:
@@ -135,7 +138,19 @@ class Daemon:
                                              self.config.model.target_precision)
             if paused:
                 models.state(org.cvr, fresh=True)
+        await asyncio.to_thread(remember_training, self.config.model.folder, LastTraining(began, hand))
         return reoffered
+
+    async def train_if_due(self) -> int:
+        """`run --once`'s training: only when `postbud.cron_training` says why; else not even the
+        model is read."""
+        if self.rt.models is None:
+            return 0
+        reason = await asyncio.to_thread(why_train, self.rt.store, self.config, time.time())
+        if reason is None:
+            return 0
+        log.info("training the models: %s", reason)
+        return await self.train()
 
     async def housekeeping(self) -> None:
         """The held letters' schedule, and (once a day, whichever instance comes first) the retention
@@ -193,8 +208,9 @@ class Daemon:
                     if not await asyncio.to_thread(others_at_work, self.rt.store, self.rt.instance, utcnow()):
                         break
                     await asyncio.sleep(OTHERS_POLL_SECONDS)
-                # Cron installations learn too: a new model re-offers what it may now route alone.
-                if not await self._counted("train", self.train):
+                # Cron installations learn too, when due (postbud/cron_training.py): a new model
+                # re-offers what it may now route alone.
+                if not await self._counted("train", self.train_if_due):
                     break
             await self._supervised("digest", self.digest)
             await self._supervised("housekeeping", self.housekeeping)
