@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,7 +142,7 @@ def process_cpu(pid: int) -> float:
 
 
 def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | None = None,
-                instances: int = 1) -> dict[str, float]:
+                instances: int = 1) -> dict[str, Any]:
     """`postbud run --once` in `instances` processes at once: wall until the last exits, their CPU
     (parse workers included), the highest peak RSS of one."""
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
@@ -149,7 +150,7 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
         prefix = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "speedscope", "--subprocesses",
                   "-o", str(spy), "--", sys.executable]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     procs = []
     for n in range(instances):
         cmd = [*(prefix if n == 0 else [sys.executable]), *POSTBUD[1:], "-c", str(config), "run", "--once"]
@@ -157,21 +158,24 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
         # not in `folder`: `python -m cProfile` puts the working folder first on sys.path (its rules/)
         procs.append(subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT))
     peak_kb = 0
+    cpu_seen: list[tuple[float, float]] = []  # (time, CPU seconds) of the first daemon process itself
     while any(proc.poll() is None for proc in procs):
         for proc in procs:
             try:
                 hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text())
                 peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
-            except OSError:
+                if proc is procs[0]:
+                    cpu_seen.append((time.time(), process_cpu(proc.pid)))
+            except (OSError, ValueError, IndexError):
                 pass
         time.sleep(0.05)
-    wall = time.perf_counter() - started
+    wall, ended = time.perf_counter() - started, time.time()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     failed = [n + 1 for n, proc in enumerate(procs) if proc.returncode != 0]
     if failed:
         raise SystemExit(f"postbud run --once (instance {failed}) failed; see {folder}/daemon*.log")
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "began": began, "ended": ended, "cpu_seen": cpu_seen}
 
 
 @contextlib.contextmanager
@@ -216,7 +220,7 @@ def outcome(config: Path) -> dict[str, object]:
             "SELECT kind, min(at), max(at) FROM trace_event WHERE kind IN ('collected', 'routed', 'delivered') "
             "GROUP BY kind")).all()}
     engine.dispose()
-    from datetime import datetime
+    from datetime import datetime, timezone
 
     def when(value: object) -> datetime:
         return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
@@ -224,7 +228,13 @@ def outcome(config: Path) -> dict[str, object]:
     latencies = sorted((when(d) - when(c)).total_seconds() for _, c, d in rows)
     window = (when(span[1]) - when(span[0])).total_seconds() if span[0] else 0.0
     spans = {kind: (when(last) - when(first)).total_seconds() for kind, (first, last) in stages.items()}
-    return {"statuses": statuses, "latencies": latencies, "window": window, "stages": spans}
+    # epoch seconds of the first collection and the last delivery (the trace's times are UTC)
+    def epoch(value: object) -> float:
+        moment = when(value)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+    edges = (epoch(span[0]), epoch(span[1])) if span[0] else None
+    return {"statuses": statuses, "latencies": latencies, "window": window, "stages": spans, "edges": edges}
 
 
 def main() -> None:
@@ -293,6 +303,18 @@ def main() -> None:
     print(f"delivered {delivered}: {delivered / figures['wall']:.0f} letters/s wall, "
           f"{delivered / figures['cpu']:.0f} per CPU-second ({1000 * figures['cpu'] / max(1, delivered):.1f} ms "
           f"CPU per letter)")
+    edges: tuple[float, float] | None = result["edges"]  # type: ignore[assignment]
+    if edges is not None:
+        seen: list[tuple[float, float]] = figures["cpu_seen"]
+
+        def cpu_at(moment: float) -> float:  # the daemon process's CPU seconds at the last sample before
+            return max((cpu for at, cpu in seen if at <= moment), default=0.0)
+
+        closing_cpu = (seen[-1][1] if seen else 0.0) - cpu_at(edges[1])
+        print(f"start-up (process start -> first letter collected) {edges[0] - figures['began']:.2f} s wall, "
+              f"{cpu_at(edges[0]):.2f} s CPU; closing (last letter delivered -> exit) "
+              f"{figures['ended'] - edges[1]:.2f} s wall, {closing_cpu:.2f} s CPU (the daemon process itself, "
+              f"sampled every 50 ms)")
     spans: dict[str, float] = result["stages"]  # type: ignore[assignment]
     print("first to last event per stage (stages overlap): "
           + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(spans.items())))
