@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection
-
+from dataclasses import dataclass, field
 from typing import Any, cast
 
+from sqlalchemy import insert
 from sqlalchemy.orm import QueryableAttribute, defer
 from sqlmodel import Session, col, select
 
 from core import codec
-from core.lifecycle import transition
+from core.lifecycle import move, transition
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.recipients import RecipientResolver
@@ -23,6 +24,7 @@ from core.storage.models import (
     Message,
     MessageStatus,
     RoutingDecision,
+    new_id,
     utcnow,
 )
 from router.decision import Action, Decider, Decision, Facts
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = "router"
 DEFAULT_CHANNEL = "email"
+UNREADABLE = "content cannot be read"
 
 
 def route_next(store: Store, decider: Decider, metrics: Metrics, *, directory: RecipientResolver | None = None,
@@ -44,10 +47,11 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
                 channels: Collection[str] | None = None, limit: int = 50) -> int:
     """Route up to `limit` of the oldest collected messages in one transaction; how many were taken.
 
-    Each message's decision, outbox rows and status change (with its trace event) are written as
-    for one message; the group commits together, so delivery sees every one of them or none, and a
-    crash before the commit leaves them all collected. SKIP LOCKED gives instances sharing a
-    PostgreSQL database different groups.
+    Each message gets its decision, outbox rows and status change (with its trace event) as
+    `apply_decision` writes them for one message, but the group's rows go in a few statements; the
+    group commits together, so delivery sees every one of them or none, and a crash before the
+    commit leaves them all collected. SKIP LOCKED gives instances sharing a PostgreSQL database
+    different groups.
     """
     outcomes: list[tuple[str, Decision | None, str]] = []
     with store.transaction() as session:
@@ -67,11 +71,17 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
         existing: dict[str, list[Delivery]] = {m.id: [] for m in messages}
         for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(existing))):
             existing[row.message_id].append(row)
+        group = _Group(actor=ACTOR, directory=directory, channels=channels)
         for message in messages:
             correlation_id.set(message.id)
-            decision = _route_one(session, store, decider, metrics, message, mailboxes.get(message.mailbox_id, ""),
-                                  directory=directory, channels=channels, existing=existing[message.id])
-            outcomes.append((message.id, decision, message.provider))
+            decided = _decide(store, decider, message, mailboxes.get(message.mailbox_id, ""))
+            if isinstance(decided, str):
+                group.quarantine(message, decided)
+                outcomes.append((message.id, None, message.provider))
+            else:
+                group.add(message, decided, existing[message.id])
+                outcomes.append((message.id, decided, message.provider))
+        group.write(session)
     for message_id, decision, provider in outcomes:
         if decision is None:
             metrics.messages_quarantined.labels(provider, "route").inc()
@@ -81,19 +91,15 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     return len(outcomes)
 
 
-def _route_one(session: Session, store: Store, decider: Decider, metrics: Metrics, message: Message,
-               mailbox: str, *, directory: RecipientResolver | None,
-               channels: Collection[str] | None, existing: list[Delivery]) -> Decision | None:
-    """Decide and record one message in the group's transaction; None when it was quarantined."""
+def _decide(store: Store, decider: Decider, message: Message, mailbox: str) -> Decision | str:
+    """The decider's decision on one message, or why it is quarantined (its content cannot be read)."""
     try:
         # The sealed content only (with the extracted text and each file's name and media type): rules
         # and the model never read a file's bytes, so they are neither read nor decrypted here;
         # delivery decrypts the files it sends.
         normalized = codec.unseal(store.vault, message, [])
     except Exception as exc:  # undecryptable content is bad input for this message only
-        transition(session, message, MessageStatus.QUARANTINED, kind="quarantined", actor=ACTOR,
-                   reason=f"content cannot be read: {type(exc).__name__}")
-        return None
+        return f"content cannot be read: {type(exc).__name__}"
     facts = Facts(
         message=normalized,
         organisation=message.organisation_cvr,
@@ -101,10 +107,7 @@ def _route_one(session: Session, store: Store, decider: Decider, metrics: Metric
         provider=message.provider,
         received_at=message.received_at,
     )
-    decision = decider.decide(facts)
-    apply_decision(session, message, decision, actor=ACTOR, directory=directory, channels=channels,
-                   existing=existing)
-    return decision
+    return decider.decide(facts)
 
 
 def _targets(message: Message, recipients: tuple[str, ...], directory: RecipientResolver | None,
@@ -127,6 +130,82 @@ def _targets(message: Message, recipients: tuple[str, ...], directory: Recipient
     return list(out)
 
 
+# A status change of the group: (target, trace kind, reason) -> the messages and each one's event detail.
+_Moves = dict[tuple[MessageStatus, str, str | None], tuple[list[Message], list[dict[str, Any]]]]
+
+
+@dataclass
+class _Group:
+    """Decisions of one transaction as rows: written by a few statements (one per table, and one
+    status move per target, kind and reason) instead of ORM objects flushed one by one."""
+
+    actor: str
+    kind: str = "routed"
+    directory: RecipientResolver | None = None
+    channels: Collection[str] | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    reopened: list[Delivery] = field(default_factory=list)
+    moves: _Moves = field(default_factory=dict)
+
+    def add(self, message: Message, decision: Decision, existing: list[Delivery]) -> None:
+        """The decision's rows, its outbox rows and its status move (routed or held)."""
+        now = utcnow()
+        self.decisions.append({
+            "message_id": message.id, "created_at": now, "action": decision.action.value,
+            "decided_by": decision.decided_by, "rule": decision.rule, "recipients": list(decision.recipients),
+            "explanation": decision.explanation, "actor": self.actor,
+        })
+        detail = {
+            "decided_by": decision.decided_by,
+            "rule": decision.rule,
+            "recipients": list(decision.recipients),
+            "explanation": decision.explanation,
+        }
+        if decision.action is Action.ROUTE and decision.recipients:
+            # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
+            rows = {(d.recipient, d.channel): d for d in existing}
+            for recipient, channel in _targets(message, decision.recipients, self.directory, self.channels):
+                row = rows.get((recipient, channel))
+                if row is None:
+                    self.deliveries.append({
+                        "id": new_id(), "message_id": message.id, "organisation_cvr": message.organisation_cvr,
+                        "recipient": recipient, "channel": channel, "status": DeliveryStatus.PENDING,
+                        "idempotency_key": f"{message.id}:{recipient}:{channel}", "attempts": 0,
+                        "created_at": now, "next_attempt_at": now,
+                    })
+                elif row.status in (DeliveryStatus.HELD, DeliveryStatus.FAILED):
+                    row.status, row.attempts, row.next_attempt_at = DeliveryStatus.PENDING, 0, now
+                    row.lease_owner = row.lease_expires_at = None
+                    self.reopened.append(row)
+            self._move(message, MessageStatus.ROUTED, self.kind, decision.reason, detail)
+        else:
+            self._move(message, MessageStatus.HELD, "held", decision.reason or "held for manual placement", detail)
+
+    def quarantine(self, message: Message, reason: str) -> None:
+        self._move(message, MessageStatus.QUARANTINED, "quarantined", reason, None)
+
+    def _move(self, message: Message, target: MessageStatus, kind: str, reason: str | None,
+              detail: dict[str, Any] | None) -> None:
+        messages, details = self.moves.setdefault((target, kind, reason), ([], []))
+        messages.append(message)
+        details.append(detail or {})
+
+    def write(self, session: Session) -> None:
+        for (target, kind, reason), (messages, details) in self.moves.items():
+            move(session, messages, target, kind=kind, actor=self.actor, reason=reason, details=details)
+        self.write_rows(session)
+
+    def write_rows(self, session: Session) -> None:
+        """The decisions and outbox rows (the moves are the caller's)."""
+        if self.decisions:
+            session.execute(insert(RoutingDecision), self.decisions)
+        if self.deliveries:
+            session.execute(insert(Delivery), self.deliveries)
+        for row in self.reopened:
+            session.add(row)
+
+
 def apply_decision(session: Session, message: Message, decision: Decision, *, actor: str,
                    kind: str = "routed", directory: RecipientResolver | None = None,
                    channels: Collection[str] | None = None, existing: list[Delivery] | None = None) -> None:
@@ -134,49 +213,13 @@ def apply_decision(session: Session, message: Message, decision: Decision, *, ac
 
     With `directory` groups are expanded and each recipient gets its preferred channel among
     `channels` (default: all), else the organisation's. `existing`: the message's outbox rows when the
-    caller read them already (else they are read here).
+    caller read them already (else they are read here). The message object is moved as `transition`
+    moves it (a person's placement: one letter, its object used on by the caller).
     """
-    session.add(
-        RoutingDecision(
-            message_id=message.id,
-            action=decision.action.value,
-            decided_by=decision.decided_by,
-            rule=decision.rule,
-            recipients=list(decision.recipients),
-            explanation=decision.explanation,
-            actor=actor,
-        )
-    )
-    detail = {
-        "decided_by": decision.decided_by,
-        "rule": decision.rule,
-        "recipients": list(decision.recipients),
-        "explanation": decision.explanation,
-    }
-    if decision.action is Action.ROUTE and decision.recipients:
-        # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
-        if existing is None:
-            existing = list(session.exec(select(Delivery).where(Delivery.message_id == message.id)))
-        rows = {(d.recipient, d.channel): d for d in existing}
-        for recipient, channel in _targets(message, tuple(decision.recipients), directory, channels):
-            row = rows.get((recipient, channel))
-            if row is None:
-                session.add(
-                    Delivery(
-                        message_id=message.id,
-                        organisation_cvr=message.organisation_cvr,
-                        recipient=recipient,
-                        channel=channel,
-                        idempotency_key=f"{message.id}:{recipient}:{channel}",
-                    )
-                )
-            elif row.status in (DeliveryStatus.HELD, DeliveryStatus.FAILED):
-                row.status, row.attempts, row.next_attempt_at = DeliveryStatus.PENDING, 0, utcnow()
-                row.lease_owner = row.lease_expires_at = None
-                session.add(row)
-        transition(session, message, MessageStatus.ROUTED, kind=kind, actor=actor,
-                   reason=decision.reason, detail=detail)
-    else:
-        transition(session, message, MessageStatus.HELD, kind="held", actor=actor,
-                   reason=decision.reason or "held for manual placement", detail=detail)
-
+    if existing is None:
+        existing = list(session.exec(select(Delivery).where(Delivery.message_id == message.id)))
+    group = _Group(actor=actor, kind=kind, directory=directory, channels=channels)
+    group.add(message, decision, existing)
+    group.write_rows(session)
+    (target, event_kind, reason), (_, details) = next(iter(group.moves.items()))
+    transition(session, message, target, kind=event_kind, actor=actor, reason=reason, detail=details[0])

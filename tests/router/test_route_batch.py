@@ -9,7 +9,7 @@ from sqlmodel import col, select
 
 from collector.ledger import MailboxKey, sync_mailboxes
 from core.metrics import Metrics
-from core.storage.models import Delivery, Message, TraceEvent
+from core.storage.models import Delivery, Message, RoutingDecision, TraceEvent
 from postbud.runtime import Runtime
 from router.decision import Action, Decision, Facts
 from router.stage import route_batch
@@ -69,3 +69,53 @@ def test_a_failure_inside_a_group_leaves_the_whole_group_collected(runtime: Runt
     statuses, rows, kinds = _state(runtime)
     # nothing half-done: delivery never sees a status change without its trace event and outbox rows
     assert statuses == ["collected"] * 3 and rows == 0 and "routed" not in kinds
+
+
+class RouteHoldOrBreak(RouteOrBreak):
+    """As RouteOrBreak; holds the letters whose title says HOLD."""
+
+    def decide(self, facts: Facts) -> Decision:
+        if "HOLD" in facts.message.title:
+            return Decision(Action.HOLD, "rule", rule="hold it", reason="a person must look")
+        return super().decide(facts)
+
+
+def test_a_mixed_group_writes_each_letter_as_one_letter_alone_would_be(runtime: Runtime) -> None:
+    # GIVEN a group: two letters to route, one to hold and one whose sealed content was damaged
+    _letters(runtime, ["Brev 0", "Brev 1 HOLD", "Brev 2 damaged", "Brev 3"])
+    with runtime.store.transaction() as session:
+        damaged = session.exec(select(Message).where(Message.title == "Brev 2 damaged")).one()
+        assert damaged.content is not None
+        damaged.content = damaged.content[:-1] + bytes([damaged.content[-1] ^ 1])
+        session.add(damaged)
+    metrics = Metrics()
+    # WHEN the group is routed in one pass
+    assert route_batch(runtime.store, RouteHoldOrBreak(), metrics, limit=10) == 4
+    # THEN each letter has its status, reason, decision, outbox rows and one trace event of the move
+    with runtime.store.read() as session:
+        letters = {m.title: m for m in session.exec(select(Message))}
+        decisions = {d.message_id: d for d in session.exec(select(RoutingDecision))}
+        rows = list(session.exec(select(Delivery)))
+        events = list(session.exec(select(TraceEvent).where(TraceEvent.actor == "router")))
+    routed, held, bad, routed_too = (letters[t] for t in ("Brev 0", "Brev 1 HOLD", "Brev 2 damaged", "Brev 3"))
+    assert [m.status for m in (routed, held, bad, routed_too)] == ["routed", "held", "quarantined", "routed"]
+    assert held.status_reason == "a person must look"
+    assert bad.status_reason == "content cannot be read: VaultError"
+    assert routed.routed_by == "rule" and held.routed_by is None  # the statistics' column, kept by the database
+    assert set(decisions) == {routed.id, held.id, routed_too.id}  # no decision for unreadable content
+    assert decisions[routed.id].recipients == ["finance"] and decisions[routed.id].actor == "router"
+    assert decisions[held.id].action == "hold" and decisions[held.id].rule == "hold it"
+    assert sorted((r.message_id, r.idempotency_key, r.status) for r in rows) == sorted(
+        (m.id, f"{m.id}:finance:email", "pending") for m in (routed, routed_too))
+    by_letter = {m.id: [(e.kind, e.from_status, e.to_status) for e in events if e.message_id == m.id]
+                 for m in (routed, held, bad, routed_too)}
+    assert by_letter == {
+        routed.id: [("routed", "collected", "routed")],
+        held.id: [("held", "collected", "held")],
+        bad.id: [("quarantined", "collected", "quarantined")],
+        routed_too.id: [("routed", "collected", "routed")],
+    }
+    event = next(e for e in events if e.message_id == routed.id)
+    assert event.detail["decided_by"] == "rule" and event.detail["recipients"] == ["finance"]
+    assert metrics.registry.get_sample_value("postbud_routing_decisions_total",
+                                             {"decided_by": "rule", "outcome": "route"}) == 2
