@@ -45,10 +45,12 @@ def test_catastrophic_pattern_times_out_as_not_matched(
 
 def test_the_time_limit_is_what_stops_the_search(rules_dir: WriteRules, make_facts: MakeFacts) -> None:
     folder = rules_dir(rules="[[rule]]\nname = 'evil'\nwhen.title.regex = '(a|aa)+$'\nroute = ['x']\n")
+    rules, facts = load(folder, regex_timeout=0.2), make_facts(title=EVIL)
     started = time.monotonic()
-    ev = load(folder, regex_timeout=0.2).evaluate(make_facts(title=EVIL))
+    ev = rules.evaluate(facts)
     elapsed = time.monotonic() - started
-    assert 0.15 < elapsed < 1.0
+    # Unbounded, this search runs for hours; the upper bound leaves room for a busy machine.
+    assert 0.15 < elapsed < 5.0
     assert ev.rule is None
     assert ev.explanation["tried"][0]["conditions"][0]["reason"].startswith("regex timed out")
 
