@@ -61,9 +61,11 @@ def test_evaluation_budget_bounds_many_slow_patterns(rules_dir: WriteRules, make
         for i in range(20)
     )
     folder = rules_dir(rules=rules)
-    started = time.monotonic()
-    ev = load(folder, regex_timeout=0.05, budget=0.2).evaluate(make_facts(title=EVIL))
-    assert time.monotonic() - started < 0.6  # not 20 x 0.05 s
+    rules, facts = load(folder, regex_timeout=0.05, budget=0.2), make_facts(title=EVIL)
+    ev = rules.evaluate(facts)
     reasons = [t["conditions"][0]["reason"] for t in ev.explanation["tried"]]
+    # At most 0.2 / 0.05 searches ran to their own limit: the rest were not even started (not 20 x 0.05 s;
+    # said by the reasons, not by the wall clock, which a busy machine stretches).
+    assert sum(r.startswith("regex timed out") for r in reasons) <= 5
     assert reasons[-1] == "regex time budget of this evaluation exhausted"
     assert ev.rule is None
