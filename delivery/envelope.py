@@ -126,9 +126,11 @@ def header_text(value: str) -> str:
     value = one_line(value)  # no CR/LF can smuggle extra headers in, no control character rides along
     if value.isascii():
         return value
-    return Header(value, "utf-8").encode()
+    # folded with CRLF, as the rest of the message: Header's default "\n" would put bare LFs in it
+    return Header(value, "utf-8").encode(linesep="\r\n")
 
 
+@lru_cache(maxsize=1024)  # the same few senders and recipients letter after letter
 def address(value: str) -> str:
     """A single address with its display name, the name RFC 2047-encoded when needed."""
     name, addr = parseaddr(" ".join(value.split()))

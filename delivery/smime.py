@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -12,6 +14,12 @@ from delivery.errors import EncryptionError
 from delivery.outer import GENERIC_SUBJECT, WireMessage, outer_headers
 
 
+@lru_cache(maxsize=256)
+def _cert(cert_pem: bytes) -> x509.Certificate:
+    # a recipient's certificate is the same bytes letter after letter: parse it once
+    return x509.load_pem_x509_certificate(cert_pem)
+
+
 def encrypt_smime(inner: bytes, cert_pem: bytes, *, subject: str = GENERIC_SUBJECT) -> WireMessage:
     """The complete outer message: generic headers in clear, the inner message as application/pkcs7-mime.
 
@@ -19,7 +27,7 @@ def encrypt_smime(inner: bytes, cert_pem: bytes, *, subject: str = GENERIC_SUBJE
     encrypted as is (Binary), so what the recipient decrypts is exactly `inner`.
     """
     try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
+        cert = _cert(cert_pem)
     except ValueError:
         raise EncryptionError("S/MIME recipient certificate is not a PEM certificate") from None
     try:

@@ -1,4 +1,4 @@
-"""SMTP sender: TLS or nothing, verified server certificate, AUTH, one reused connection."""
+"""SMTP sender: TLS or nothing, verified server certificate, AUTH, one reused connection (wire: smtp_wire.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-import aiosmtplib
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from delivery.errors import DeliveryError, SmtpAuthFailed, TlsRequired
 from delivery.outer import WireMessage
+from delivery.smtp_wire import Connection, ReplyError, open_connection, wire_payload
 from delivery.translate import SMTP_FAULTS, smtp_connect_error, smtp_transaction_error
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,14 @@ class MailSender(Protocol):
 class SmtpSender:
     """Sends messages over one kept-open connection, reconnecting when the server dropped it.
 
-    Sends are serialised by a lock: SMTP is one transaction at a time per connection.
+    Sends are serialised by a lock: SMTP is one transaction at a time per connection. Where the
+    server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write (smtp_wire.py).
     """
 
     def __init__(self, settings: SmtpSettings, *, tls_context: ssl.SSLContext | None = None) -> None:
         self._settings = settings
         self._tls = tls_context or verifying_context(settings.ca_file)
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._smtp: Connection | None = None
         self._lock = asyncio.Lock()
 
     async def __aenter__(self) -> Self:
@@ -80,133 +81,85 @@ class SmtpSender:
         """
         if not recipients:
             raise ValueError("no recipients")
+        # a WireMessage is canonical CRLF with no line starting with "." by construction: checking
+        # and dot-stuffing a 370 KB message costs a quarter of the per-message budget
+        payload = message if isinstance(message, WireMessage) else wire_payload(message)
         async with self._lock:
             try:
-                return await self._send_once(message, sender, recipients)
+                return await self._send_once(payload, sender, recipients)
             except _Stale:
                 # the kept-open connection died while idle; the transaction had not begun
                 await self._drop()
-                return await self._send_once(message, sender, recipients)
+                return await self._send_once(payload, sender, recipients)
 
     async def close(self) -> None:
         """QUIT politely if connected; safe to call twice."""
         smtp, self._smtp = self._smtp, None
-        if smtp is not None and smtp.is_connected:
+        if smtp is not None and smtp.is_open:
             try:
                 await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
+            except SMTP_FAULTS:
                 smtp.close()
 
-    async def _send_once(self, message: bytes, sender: str, recipients: Sequence[str]) -> str:
-        fresh = self._smtp is None or not self._smtp.is_connected
+    async def _send_once(self, payload: bytes, sender: str, recipients: Sequence[str]) -> str:
+        fresh = self._smtp is None or not self._smtp.is_open
         smtp = await self._connection()
         try:
-            try:
-                await smtp.mail(sender)
-            except aiosmtplib.SMTPServerDisconnected:
-                if fresh:
-                    raise
-                raise _Stale() from None
-            except aiosmtplib.SMTPResponseException as exc:
-                if exc.code == 421 and not fresh:  # idle timeout announced as "closing channel"
-                    raise _Stale() from None
-                raise
-            for rcpt in recipients:
-                await smtp.rcpt(rcpt)
-            reply = await _data(smtp, message, self._settings.timeout)
+            reply = await smtp.transaction(sender, recipients, payload)
         except SMTP_FAULTS as exc:
+            mail = smtp.mail_reply
+            lost = not isinstance(exc, ReplyError)
+            if not fresh and ((mail is None and lost) or (mail is not None and mail.code == 421)):
+                # lost before MAIL was answered, or "closing channel" (an idle timeout): nothing began
+                raise _Stale() from None
             error = smtp_transaction_error(exc)
             if error.code is not None:
                 await self._reset(smtp)  # the server refused; the connection is still good
             else:
                 await self._drop()
             raise error from None
-        return reply.message
+        return reply.text
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self._smtp is not None and self._smtp.is_connected:
+    async def _connection(self) -> Connection:
+        if self._smtp is not None and self._smtp.is_open:
             return self._smtp
         s = self._settings
-        smtp = aiosmtplib.SMTP(
-            hostname=s.host, port=s.port, timeout=s.timeout, local_hostname=s.local_hostname,
-            use_tls=s.tls is TlsMode.IMPLICIT, start_tls=False, tls_context=self._tls,
-        )
+        smtp: Connection | None = None
         try:
-            await smtp.connect()
-            await smtp.ehlo()
+            smtp = await open_connection(s.host, s.port, timeout=s.timeout, local_hostname=s.local_hostname,
+                                         implicit_tls=self._tls if s.tls is TlsMode.IMPLICIT else None)
             if s.tls is TlsMode.STARTTLS:
-                if not smtp.supports_extension("starttls"):
-                    smtp.close()
+                if not smtp.supports("starttls"):
                     raise TlsRequired(f"{s.host}:{s.port} does not offer STARTTLS; nothing sent")
-                await smtp.starttls(tls_context=self._tls)
-                await smtp.ehlo()
+                await smtp.starttls(self._tls, s.host)
+            if not smtp.over_tls:  # belt and braces: nothing goes out in clear
+                raise TlsRequired(f"{s.host}:{s.port}: the connection is not encrypted; nothing sent")
             if s.username is not None:
-                await self._login(smtp)
+                await smtp.login(s.username, s.password.get_secret_value() if s.password is not None else "")
         except DeliveryError:
-            smtp.close()
+            if smtp is not None:
+                smtp.close()
             raise
         except SMTP_FAULTS as exc:
-            smtp.close()
+            if smtp is not None:
+                smtp.close()
             raise smtp_connect_error(exc, host=s.host, port=s.port) from None
-        log.info("smtp connected to %s:%s over TLS", s.host, s.port)
+        log.info("smtp connected to %s:%s over TLS%s", s.host, s.port,
+                 ", pipelining" if smtp.supports("pipelining") else "")
         self._smtp = smtp
         return smtp
 
-    async def _login(self, smtp: aiosmtplib.SMTP) -> None:
-        # one mechanism, one attempt: aiosmtplib's login() would retry the same secret through
-        # every advertised mechanism
-        s = self._settings
-        secret = s.password.get_secret_value() if s.password is not None else ""
-        methods = smtp.supported_auth_methods
-        if "plain" in methods:
-            await smtp.auth_plain(s.username or "", secret)
-        elif "login" in methods:
-            await smtp.auth_login(s.username or "", secret)
-        else:
-            raise SmtpAuthFailed(f"server offers no PLAIN or LOGIN authentication ({methods})")
-
-    async def _reset(self, smtp: aiosmtplib.SMTP) -> None:
+    async def _reset(self, smtp: Connection) -> None:
         # after a refused MAIL/RCPT/DATA the connection is still good for the next message
         try:
-            await smtp.rset()
-        except (aiosmtplib.SMTPException, OSError):
+            await smtp.command(b"RSET", stage="rset")
+        except SMTP_FAULTS:
             await self._drop()
 
     async def _drop(self) -> None:
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
-
-
-async def _data(smtp: aiosmtplib.SMTP, message: bytes, timeout: float) -> aiosmtplib.SMTPResponse:
-    """DATA without aiosmtplib's per-line regex when the message is already canonical CRLF.
-
-    aiosmtplib's data() re-normalises every line ending with a regex, which for a 370 KB
-    encrypted message costs more than the encryption. A WireMessage is canonical and has no
-    leading dots by construction; other bytes are checked with three counts and dot-stuffed with
-    one replace, or, when not canonical, go through aiosmtplib's own data().
-    """
-    protocol = smtp.protocol
-    if isinstance(message, WireMessage):
-        payload: bytes = message
-    else:
-        crlf = message.count(b"\r\n")
-        if protocol is None or crlf != message.count(b"\n") or crlf != message.count(b"\r"):
-            return await smtp.data(message)
-        payload = message.replace(b"\r\n.", b"\r\n..")
-        if payload.startswith(b"."):
-            payload = b"." + payload
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost before DATA")
-    start = await smtp.execute_command(b"DATA")
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    protocol.write(payload)
-    protocol.write(b".\r\n" if payload.endswith(b"\r\n") else b"\r\n.\r\n")
-    reply = await protocol.read_response(timeout=timeout)
-    if reply.code != 250:
-        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-    return reply
 
 
 class _Stale(Exception):

@@ -1,10 +1,9 @@
-"""The one place where aiosmtplib, ssl and httpx exceptions (and remote replies) become delivery errors."""
+"""The one place where SMTP wire, ssl and httpx exceptions (and remote replies) become delivery errors."""
 
 from __future__ import annotations
 
 import ssl
 
-import aiosmtplib
 import httpx
 
 from delivery.errors import (
@@ -21,9 +20,10 @@ from delivery.errors import (
     WebhookRefused,
     WebhookTransient,
 )
+from delivery.smtp_wire import AuthRefused, ReplyError
 
 # what smtp.py and webhook.py catch and hand to the functions below
-SMTP_FAULTS = (aiosmtplib.SMTPException, OSError)  # ssl.SSLError is an OSError
+SMTP_FAULTS = (ReplyError, OSError)  # ssl.SSLError, ConnectionError and TimeoutError are OSErrors
 HTTP_FAULTS = (httpx.TransportError,)
 
 _WEBHOOK_TRANSIENT_STATUS = {408, 425, 429}
@@ -41,21 +41,21 @@ def smtp_reply_error(code: int, text: str) -> SmtpTransient | SmtpPermanent:
 
 def smtp_connect_error(exc: BaseException, *, host: str, port: int) -> DeliveryError:
     """A failure while connecting, saying hello, starting TLS or logging in: nothing was sent."""
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return SmtpAuthFailed(exc.message, code=exc.code)
+    if isinstance(exc, AuthRefused):
+        return SmtpAuthFailed(exc.text, code=exc.code)
     if isinstance(exc, ssl.SSLError) or _ssl_cause(exc):
         return TlsRequired(f"TLS with {host}:{port} failed: {exc}; nothing sent")
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
+    if isinstance(exc, ReplyError):
         # a refused greeting/EHLO is the server's state, not this message's fault: pause the channel
-        return RelayUnreachable(exc.message, code=exc.code)
+        return RelayUnreachable(exc.text, code=exc.code)
     return RelayUnreachable(f"cannot connect to {host}:{port}: {exc}")
 
 
 def smtp_transaction_error(exc: BaseException) -> SmtpTransient | SmtpPermanent:
     """A failure during MAIL/RCPT/DATA. A reply error carries the server's code (the connection is
     still usable); anything else lost the connection (code None)."""
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return smtp_reply_error(exc.code, exc.message)
+    if isinstance(exc, ReplyError):
+        return smtp_reply_error(exc.code, exc.text)
     return SmtpTransient(f"connection lost during the transaction: {type(exc).__name__}")
 
 
@@ -97,7 +97,7 @@ def post_status_error(status: int, text: str) -> DeliveryError:
 
 
 def _ssl_cause(exc: BaseException) -> bool:
-    # libraries wrap the ssl error (aiosmtplib in SMTPConnectError, httpx in ConnectError)
+    # libraries wrap the ssl error (httpx in ConnectError)
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 import pysequoia
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
@@ -34,8 +34,28 @@ class BulkDataSMTP(SMTP):
     Stock aiosmtpd spends ~6 µs per line in DATA; an encrypted message with a 200 KB PDF is ~5,000
     base64 lines, which caps it near 40 messages/s and made the test server, not postbud, the
     bottleneck of the sandbox and the bench. Everything else (EHLO, STARTTLS, AUTH, MAIL, RCPT,
-    handler hooks) is aiosmtpd's own. Differences: no 1,000-byte line-length check in DATA.
+    handler hooks) is aiosmtpd's own. Differences: no 1,000-byte line-length check in DATA, and
+    EHLO offers PIPELINING (RFC 2920) as postfix and other MTAs do: aiosmtpd reads commands from a
+    stream and answers them in order, so a client may send MAIL, RCPT and DATA in one write.
     """
+
+    pipelining = True
+    _offer_pipelining = False
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        self._offer_pipelining = self.pipelining
+        try:
+            await super().smtp_EHLO(hostname)
+        finally:
+            self._offer_pipelining = False
+
+    async def push(self, status: AnyStr) -> None:
+        await super().push(status)
+        line = status if isinstance(status, str) else status.decode("ascii", "replace")
+        if self._offer_pipelining and line.startswith("250-"):
+            # right after EHLO's first line (a hook that refuses EHLO answers with no "250-" line)
+            self._offer_pipelining = False
+            await super().push("250-PIPELINING")
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -93,22 +113,26 @@ async def serve_smtp(handler: Any, *, host: str = "127.0.0.1", port: int = 0,
                      tls_context: ssl.SSLContext | None = None,
                      require_starttls: bool = True, authenticator: Any = None,
                      data_size_limit: int = 64 * 1024 * 1024,
-                     implicit_tls: bool = False) -> asyncio.Server:
+                     implicit_tls: bool = False, pipelining: bool = True) -> asyncio.Server:
     """An aiosmtpd server in the running loop (port 0: pick a free one).
 
     With a `tls_context`: STARTTLS (required before MAIL), or TLS from the first byte with
     `implicit_tls`. With an `authenticator` (aiosmtpd's callback), AUTH is required before MAIL.
+    `pipelining=False`: EHLO does not offer PIPELINING (a server that answers one command at a time).
     """
     loop = asyncio.get_running_loop()
     starttls = tls_context if not implicit_tls else None
-    return await loop.create_server(
-        lambda: BulkDataSMTP(handler, hostname="postbud-sandbox", tls_context=starttls,
-                             require_starttls=require_starttls and starttls is not None,
-                             authenticator=authenticator,
-                             auth_required=authenticator is not None,
-                             data_size_limit=data_size_limit, loop=loop),
-        host=host, port=port, ssl=tls_context if implicit_tls else None,
-    )
+
+    def session() -> BulkDataSMTP:
+        server = BulkDataSMTP(handler, hostname="postbud-sandbox", tls_context=starttls,
+                              require_starttls=require_starttls and starttls is not None,
+                              authenticator=authenticator,
+                              auth_required=authenticator is not None,
+                              data_size_limit=data_size_limit, loop=loop)
+        server.pipelining = pipelining
+        return server
+
+    return await loop.create_server(session, host=host, port=port, ssl=tls_context if implicit_tls else None)
 
 
 def over_tls(server: SMTP, session: Session) -> bool:

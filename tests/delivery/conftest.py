@@ -66,11 +66,12 @@ async def smtp_server(test_ca: LocalCA) -> AsyncIterator[ServeFactory]:
 
     async def start(*, tls: bool = True, handler: RecordingHandler | None = None,
                     authenticator: Any = None, data_size_limit: int = 1 << 26,
-                    implicit_tls: bool = False) -> RunningSmtp:
+                    implicit_tls: bool = False, pipelining: bool = True) -> RunningSmtp:
         h = handler or RecordingHandler()
         ctx: ssl.SSLContext | None = server_tls_context(test_ca) if tls else None
         server = await serve_smtp(h, tls_context=ctx, authenticator=authenticator,
-                                  data_size_limit=data_size_limit, implicit_tls=implicit_tls)
+                                  data_size_limit=data_size_limit, implicit_tls=implicit_tls,
+                                  pipelining=pipelining)
         servers.append(server)
         return RunningSmtp(server.sockets[0].getsockname()[1], h, test_ca.cert_path)
 

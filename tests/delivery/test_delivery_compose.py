@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 import email
 import email.policy
 import subprocess
@@ -88,3 +89,26 @@ def test_recipient_without_key_or_address_gets_nothing() -> None:
             encrypted_email(LETTER, nobody, key=b"", from_addr="postbud@example.com",
                             message_id="<postbud.9@postbud.example>", trace_id="tt-9",
                             received_at=RECEIVED)
+
+
+def test_long_danish_title_keeps_the_inner_message_canonical(tmp_path: Path, openssl: str,
+                                                             smime_recipient: SmimeRecipient) -> None:
+    # GIVEN a title long and non-ASCII enough that its encoded Subject must be folded
+    title = "Påmindelse om betaling af restskat for indkomståret 2025 — Gældsstyrelsen, 3. rykker"
+    letter = replace(LETTER, title=title)
+    alice = Recipient(id="alice", name="Ålice Ørsted", email="alice@example.com",
+                      smime_cert=smime_recipient.cert_path)
+    outer = encrypted_email(letter, alice, key=smime_recipient.cert_pem, from_addr="Postbud <postbud@example.com>",
+                            message_id="<postbud.10@postbud.example>", trace_id="tt-10", received_at=RECEIVED)
+    (tmp_path / "m.eml").write_bytes(outer)
+    inner = subprocess.run([openssl, "cms", "-decrypt", "-binary", "-in", str(tmp_path / "m.eml"),
+                            "-inkey", str(smime_recipient.key_path)], capture_output=True, check=True).stdout
+    # THEN every line of what the recipient decrypts ends in CRLF, and the title reads back whole
+    assert inner.count(b"\n") == inner.count(b"\r\n")
+    msg = email.message_from_bytes(inner, policy=email.policy.default)
+    assert msg["Subject"] == title
+    # and the outer headers carry the envelope's addresses unfolded, never the title
+    head = outer.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    assert "Subject: Encrypted message" in head and "=?utf-8?" not in head.split("To:", 1)[0]
+    assert "alice@example.com" in head and "Message-ID: <postbud.10@postbud.example>" in head
+    assert "\r\n " not in head and "\r\n\t" not in head

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import aiosmtplib
@@ -68,3 +69,31 @@ async def test_non_canonical_message_is_normalised_by_the_sender(smtp_server: Se
         await smtp.send(b"Subject: x\n\n.bare LF\nline", sender="a@example.com",
                         recipients=["b@example.com"])
     assert server.handler.messages == [(b"Subject: x\r\n\r\n.bare LF\r\nline\r\n", True)]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_ehlo_offers_pipelining_like_an_mta(smtp_server: ServeFactory, pipelining: bool) -> None:
+    server = await smtp_server(tls=False, pipelining=pipelining)
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, start_tls=False, timeout=5)
+    async with client:
+        await client.ehlo()
+        assert client.supports_extension("pipelining") is pipelining
+        assert client.supports_extension("8bitmime")  # aiosmtpd's own extensions are all still there
+
+
+async def test_pipelined_commands_are_answered_in_order(smtp_server: ServeFactory) -> None:
+    # GIVEN the sandbox server; WHEN a client writes MAIL, RCPT and DATA at once (RFC 2920)
+    server = await smtp_server(tls=False)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await reader.readline()
+    writer.write(b"EHLO client\r\n")
+    while not (await reader.readline()).startswith(b"250 "):
+        pass
+    writer.write(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+    replies = [await reader.readline() for _ in range(3)]
+    writer.write(b"pipelined\r\n.\r\nQUIT\r\n")
+    replies += [await reader.readline() for _ in range(2)]
+    writer.close()
+    # THEN each command got its own reply, in order, and the message arrived
+    assert [r[:3] for r in replies] == [b"250", b"250", b"354", b"250", b"221"]
+    assert [m for m, _ in server.handler.messages] == [b"pipelined\r\n"]

@@ -68,6 +68,7 @@ async def test_untrusted_server_certificate_receives_nothing(smtp_server: ServeF
     assert server.handler.messages == []
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
 @pytest.mark.parametrize(
     ("stage", "reply", "error", "code"),
     [
@@ -80,9 +81,9 @@ async def test_untrusted_server_certificate_receives_nothing(smtp_server: ServeF
     ],
 )
 async def test_replies_are_typed_with_code_and_text(
-    smtp_server: ServeFactory, stage: str, reply: str, error: type[Exception], code: int,
+    smtp_server: ServeFactory, stage: str, reply: str, error: type[Exception], code: int, pipelining: bool,
 ) -> None:
-    server = await smtp_server()
+    server = await smtp_server(pipelining=pipelining)
     setattr(server.handler, stage, reply)
     async with sender_for(server.port, server.ca_file) as smtp:
         with pytest.raises(error) as caught:
@@ -96,8 +97,9 @@ async def test_replies_are_typed_with_code_and_text(
     assert len(server.handler.peers) == 1
 
 
-async def test_many_messages_share_one_connection(smtp_server: ServeFactory) -> None:
-    server = await smtp_server()
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+async def test_many_messages_share_one_connection(smtp_server: ServeFactory, pipelining: bool) -> None:
+    server = await smtp_server(pipelining=pipelining)
     async with sender_for(server.port, server.ca_file) as smtp:
         for i in range(25):
             await smtp.send(MESSAGE.replace(b"outbox-1", f"outbox-{i}".encode()),
@@ -163,4 +165,28 @@ async def test_refused_greeting_phase_keeps_the_message_for_later(smtp_server: S
         with pytest.raises(RelayUnreachable) as caught:  # the server's state, not this message's fault
             await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])
     assert caught.value.code == 554
+    assert server.handler.mails == []
+
+
+async def test_refused_recipient_in_a_pipelined_group_sends_no_message(smtp_server: ServeFactory) -> None:
+    # GIVEN a server that offers PIPELINING and refuses the recipient
+    server = await smtp_server(handler=RecordingHandler(rcpt_reply="550 5.1.1 no such user"))
+    async with sender_for(server.port, server.ca_file) as smtp:
+        # WHEN MAIL, RCPT and DATA go out together
+        with pytest.raises(SmtpPermanent) as caught:
+            await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com", "b@example.com"])
+        # THEN the refusal is the recipient's, no message was taken, and the session goes on
+        assert caught.value.code == 550
+        assert server.handler.messages == []
+        server.handler.rcpt_reply = None
+        await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com", "b@example.com"])
+    assert server.handler.messages == [(MESSAGE, True)]
+    assert len(server.handler.peers) == 1
+
+
+async def test_addresses_cannot_smuggle_commands(smtp_server: ServeFactory) -> None:
+    server = await smtp_server()
+    async with sender_for(server.port, server.ca_file) as smtp:
+        with pytest.raises(ValueError):
+            await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com>\r\nRCPT TO:<b@x"])
     assert server.handler.mails == []
