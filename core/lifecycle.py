@@ -13,11 +13,13 @@ A person's correction re-routes a routed, delivering or delivered message: → r
 
 from __future__ import annotations
 
-from typing import Any, TypedDict, Unpack
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from core.logs import mask_cpr
 from core.storage.models import Message, MessageStatus, TraceEvent, utcnow
@@ -37,7 +39,34 @@ ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
 }
 
 
-def gone_reason(message: Message) -> str | None:
+class Stated(Protocol):
+    """What the state machine checks of a message: a `Message`, or its `Current` columns alone."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def purged_at(self) -> datetime | None: ...
+
+
+class Current(NamedTuple):
+    """A message's id, status and purge time, read without the rest of its row (`CURRENT`)."""
+
+    id: str
+    status: str
+    purged_at: datetime | None
+
+
+_M = Message.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
+# Built once: the SELECT of `Current` rows (add the WHERE), and the UPDATE of `update_status`.
+CURRENT = select(_M.id, _M.status, _M.purged_at)
+_UPDATE_STATUS = (update(Message.__table__).where(_M.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
+                  .values(status=bindparam("to_status"), status_reason=bindparam("why"), updated_at=bindparam("at")))
+_INSERT_EVENTS = TraceEvent.__table__.insert()  # type: ignore[attr-defined]
+
+
+def gone_reason(message: Stated) -> str | None:
     """One line saying why no command may act on this letter any more, or None when it may."""
     when = f" on {message.purged_at:%Y-%m-%d}" if message.purged_at is not None else ""
     if message.status == S.ERASED:
@@ -83,7 +112,8 @@ def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
     """Write `event_row`s in the caller's transaction, in their order, as one statement."""
     if rows:
-        session.execute(insert(TraceEvent), rows)
+        session.flush()  # what the session holds goes first, as the ORM insert's autoflush did
+        session.connection().execute(_INSERT_EVENTS, rows)
 
 
 def record(session: Session, message_id: str | None, kind: str, *, actor: str,
@@ -126,25 +156,29 @@ def move(session: Session, messages: list[Message], target: MessageStatus, *, ki
          reason: str | None = None, details: list[dict[str, Any]] | None = None) -> None:
     """`transition` for many messages at once: one UPDATE and one INSERT of their trace events, with
     the same checks. The rows were read in this transaction (and locked where it matters)."""
-    if not messages:
-        return
-    events = []
-    for n, message in enumerate(messages):
-        current = _allowed(message, target)
-        events.append(event_row(message.id, kind, actor=actor, reason=reason,
-                                detail=details[n] if details else None, from_status=current, to_status=target))
-    now = utcnow()
-    session.connection().execute(
-        update(Message).where(col(Message.id) == bindparam("row"))
-        .values(status=target, status_reason=mask_cpr(reason) if reason is not None else None, updated_at=now),
-        [{"row": m.id} for m in messages],
-    )
+    insert_events(session, update_status(session, messages, target, kind=kind, actor=actor, reason=reason,
+                                         details=details))
     for message in messages:  # the caller's objects say what the database now says
         set_committed_value(message, "status", target)
-    insert_events(session, events)
 
 
-def _allowed(message: Message, target: MessageStatus) -> MessageStatus:
+def update_status(session: Session, messages: Sequence[Stated], target: MessageStatus, *, kind: str, actor: str,
+                  reason: str | None = None, details: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """`move` for messages read as `Current` rows (or `Message`s): their status changed by one UPDATE,
+    with the same checks, and their trace events returned, which the caller writes in this same
+    transaction (`insert_events`, together with its own in one statement)."""
+    if not messages:
+        return []
+    events = [event_row(message.id, kind, actor=actor, reason=reason, detail=details[n] if details else None,
+                        from_status=_allowed(message, target), to_status=target)
+              for n, message in enumerate(messages)]
+    session.connection().execute(_UPDATE_STATUS, {
+        "ids": [m.id for m in messages], "to_status": target, "at": utcnow(),
+        "why": mask_cpr(reason) if reason is not None else None})
+    return events
+
+
+def _allowed(message: Stated, target: MessageStatus) -> MessageStatus:
     """The message's status now, if it may move to `target`; else IllegalTransition says why not."""
     current = MessageStatus(message.status)
     gone = gone_reason(message)

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, and_, func, or_, update
-from sqlalchemy.orm import QueryableAttribute, defer
+from sqlalchemy import BindParameter, ColumnElement, CursorResult, and_, bindparam, func, or_, update
 from sqlmodel import Session, col, select
 
 from core.config import DeliverySettings
-from core.lifecycle import ALLOWED, move, record, transition
+from core.lifecycle import ALLOWED, CURRENT, Current, insert_events, record, transition, update_status
 from core.storage.db import Store
 from core.storage.models import Delivery, DeliveryStatus, Message, MessageStatus, utcnow
 
@@ -35,9 +34,6 @@ ACTOR = "delivery"
 RESEND_REASON = ("an earlier send may have completed (the process stopped during it); "
                  "sent again with the same Message-ID")
 D = DeliveryStatus
-# status changes need the message row, not its sealed content
-LIGHT = (defer(cast(QueryableAttribute[Any], Message.content)),  # SQLModel types columns as their values
-         defer(cast(QueryableAttribute[Any], Message.raw)))
 
 
 @dataclass(frozen=True)
@@ -55,7 +51,7 @@ class Job:
     in_doubt: bool = False
 
 
-def _due(now: dt.datetime) -> ColumnElement[bool]:
+def _due(now: Any) -> ColumnElement[bool]:
     # pending and due, or claimed by a worker whose lease ran out (it died mid-send)
     return or_(
         and_(col(Delivery.status) == D.PENDING, col(Delivery.next_attempt_at) <= now),
@@ -63,37 +59,40 @@ def _due(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+# The statements of the frequent transitions, built once (Core, no ORM instances): building a
+# statement anew cost more CPU than executing it. IN lists are expanding parameters ("ids").
+_D, _M = Delivery.__table__.c, Message.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
+_IDS: BindParameter[list[str]] = bindparam("ids", expanding=True)
+_DUE = (select(_D.id).where(_due(bindparam("now"))).order_by(_D.next_attempt_at, _D.id)
+        .limit(bindparam("limit")).with_for_update(skip_locked=True))
+_LEASE = (update(Delivery.__table__).where(_D.id.in_(_IDS), _due(bindparam("now")))  # type: ignore[attr-defined]
+          .values(status=D.SENDING, lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"))
+          .returning(_D.id, _D.message_id, _D.organisation_cvr, _D.recipient, _D.channel, _D.idempotency_key,
+                     _D.attempts, _D.send_started_at))
+_LOCK = CURRENT.where(_M.id.in_(_IDS)).order_by(_M.id).with_for_update()
+_ROUTED = CURRENT.where(_M.id.in_(_IDS), _M.status == MessageStatus.ROUTED).order_by(_M.id).with_for_update()
+_COUNTS = (select(_D.message_id, _D.status, func.count()).where(_D.message_id.in_(_IDS))
+           .group_by(_D.message_id, _D.status))
+
+
 def claim(store: Store, owner: str, *, now: dt.datetime, ttl: dt.timedelta, limit: int) -> list[Job]:
     """Lease up to `limit` due rows (SKIP LOCKED + conditional UPDATE, as collector/leases.py) and
     move their messages from routed to delivering."""
     with store.transaction() as session:
-        ids = session.exec(
-            select(Delivery.id).where(_due(now))
-            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
-            .limit(limit).with_for_update(skip_locked=True)
-        ).all()
+        connection = session.connection()
+        ids = connection.execute(_DUE, {"now": now, "limit": limit}).scalars().all()
         if not ids:
             return []
-        session.execute(
-            update(Delivery).where(col(Delivery.id).in_(ids), _due(now))
-            .values(status=D.SENDING, lease_owner=owner, lease_expires_at=now + ttl)
-            .execution_options(synchronize_session=False)
-        )
-        rows = session.exec(
-            select(Delivery).where(col(Delivery.id).in_(ids), Delivery.lease_owner == owner,
-                                   Delivery.status == D.SENDING)
-            .order_by(col(Delivery.next_attempt_at), col(Delivery.id))
-        ).all()
+        order = {row_id: n for n, row_id in enumerate(ids)}  # the order they fell due in
+        rows = sorted(connection.execute(_LEASE, {"ids": ids, "now": now, "owner": owner, "until": now + ttl}),
+                      key=lambda row: order[row.id])
         jobs = [Job(r.id, r.message_id, r.organisation_cvr, r.recipient, r.channel, r.idempotency_key,
                     r.attempts, r.send_started_at is not None) for r in rows]
-        starting = session.exec(
-            select(Message).options(*LIGHT).where(col(Message.id).in_({j.message_id for j in jobs}),
-                                                  Message.status == MessageStatus.ROUTED)
-            .order_by(col(Message.id)).with_for_update()
-        ).all()
-        move(session, list(starting), MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
-             details=[{"recipients": sorted({j.recipient for j in jobs if j.message_id == message.id})}
-                      for message in starting])
+        starting = [Current(*row) for row in connection.execute(_ROUTED, {"ids": sorted({j.message_id for j in jobs})})]
+        insert_events(session, update_status(
+            session, starting, MessageStatus.DELIVERING, kind="delivering", actor=ACTOR,
+            details=[{"recipients": sorted({j.recipient for j in jobs if j.message_id == message.id})}
+                     for message in starting]))
     return jobs
 
 
@@ -108,19 +107,21 @@ def settle_messages(session: Session, message_ids: Collection[str]) -> None:
     Held rows do not count: holding a row moves its message to held, so a message that is
     delivering again was re-routed since, and its held rows are history.
     """
-    messages = [m for m in session.exec(select(Message).options(*LIGHT).where(col(Message.id).in_(message_ids))
-                                        .order_by(col(Message.id)).with_for_update())
-                if m.status == MessageStatus.DELIVERING]
-    if not messages:
-        return
-    counts: dict[str, dict[str, int]] = {m.id: {} for m in messages}
-    for message_id, status, n in session.exec(
-            select(Delivery.message_id, Delivery.status, func.count())
-            .where(col(Delivery.message_id).in_(list(counts)))
-            .group_by(col(Delivery.message_id), col(Delivery.status))).all():
+    insert_events(session, settled(session, lock_messages(session, message_ids)))
+
+
+def settled(session: Session, messages: Sequence[Current]) -> list[dict[str, Any]]:
+    """`settle_messages` for messages this transaction locked (`lock_messages`, after which they
+    did not move): the trace events of those that settled are returned, for the caller to write in
+    this same transaction (`insert_events`)."""
+    delivering = [m for m in messages if m.status == MessageStatus.DELIVERING]
+    if not delivering:
+        return []
+    counts: dict[str, dict[str, int]] = {m.id: {} for m in delivering}
+    for message_id, status, n in session.connection().execute(_COUNTS, {"ids": list(counts)}):
         counts[message_id][status] = n
     delivered, failed = [], []
-    for message in messages:
+    for message in delivering:
         count = counts[message.id]
         if count.get(D.PENDING, 0) + count.get(D.SENDING, 0):
             continue
@@ -128,16 +129,17 @@ def settle_messages(session: Session, message_ids: Collection[str]) -> None:
             failed.append(message)
         elif count.get(D.DELIVERED):
             delivered.append(message)
-    move(session, delivered, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
-         details=[{"deliveries": counts[m.id][D.DELIVERED]} for m in delivered])
-    move(session, failed, MessageStatus.FAILED, kind="failed", actor=ACTOR,
-         reason="dead letter: a delivery failed for good", details=[{"failed": counts[m.id][D.FAILED]} for m in failed])
+    return [*update_status(session, delivered, MessageStatus.DELIVERED, kind="delivered", actor=ACTOR,
+                           details=[{"deliveries": counts[m.id][D.DELIVERED]} for m in delivered]),
+            *update_status(session, failed, MessageStatus.FAILED, kind="failed", actor=ACTOR,
+                           reason="dead letter: a delivery failed for good",
+                           details=[{"failed": counts[m.id][D.FAILED]} for m in failed])]
 
 
-def lock_messages(session: Session, message_ids: Collection[str]) -> None:
-    """Take several messages' row locks, in id order (see lock_message)."""
-    session.exec(select(Message.id).where(col(Message.id).in_(sorted(message_ids)))
-                 .order_by(col(Message.id)).with_for_update()).all()
+def lock_messages(session: Session, message_ids: Collection[str]) -> list[Current]:
+    """Take several messages' row locks, in id order (see lock_message); returns their `Current` columns."""
+    session.flush()  # the caller's changes so far are what this transaction reads from here on
+    return [Current(*row) for row in session.connection().execute(_LOCK, {"ids": sorted(message_ids)})]
 
 
 def lock_message(session: Session, message_id: str) -> None:
