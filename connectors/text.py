@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import PurePosixPath
 
+from connectors.pdftext import pdf_text, stragglers
 from core.domain import File
 
 log = logging.getLogger(__name__)
@@ -24,8 +21,8 @@ _BLOCK_TAGS = frozenset({
     "table", "ul", "ol", "section", "article", "blockquote", "pre", "hr", "title",
 })
 
+__all__ = ["extract_text", "letter_deadline", "stragglers"]
 
-_THREAD_NAME = "postbud-pdf-text"
 # One deadline for all of a letter's files (set by the parse watchdog); files are tried one after
 # another, so per-file timeouts alone would add up.
 _deadline: float | None = None
@@ -42,11 +39,6 @@ def letter_deadline(seconds: float) -> Iterator[None]:
         _deadline = previous
 
 
-def stragglers() -> int:
-    """PDF reader threads still running past their deadline (their process should be replaced)."""
-    return sum(1 for t in threading.enumerate() if t.name == _THREAD_NAME and t.is_alive())
-
-
 def extract_text(file: File, *, max_chars: int = 100_000, timeout_s: float = 10.0) -> str:
     """The readable text of `file`, at most `max_chars` characters; "" for types it cannot read.
 
@@ -58,7 +50,8 @@ def extract_text(file: File, *, max_chars: int = 100_000, timeout_s: float = 10.
     if media_type == "application/pdf":
         if _deadline is not None:
             timeout_s = max(0.0, min(timeout_s, _deadline - time.monotonic()))
-        text = _pdf_text(file.content, max_chars=max_chars, timeout_s=timeout_s)
+        # Readers accept the header anywhere in the first KiB; without one it is not a PDF at all.
+        text = pdf_text(file.content, max_chars=max_chars, timeout_s=timeout_s) if b"%PDF-" in file.content[:1024] else ""
     elif media_type == "text/html":
         text = _html_text(_decode(file.content, charset), max_chars=max_chars)
     elif media_type == "text/plain":
@@ -146,90 +139,3 @@ def _html_text(html: str, *, max_chars: int) -> str:
         collector.close()
     lines = (" ".join(line.split()) for line in "".join(collector.parts).splitlines())
     return "\n".join(line for line in lines if line)
-
-
-@dataclass
-class _Job:
-    content: bytes
-    max_chars: int
-    pages: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class _Reader:
-    """One long-lived thread that reads PDFs one after another (a new thread per PDF cost 0.6 ms of a
-    4.4 ms letter). A reader whose PDF overran is let go: renamed a straggler, it ends after that PDF."""
-
-    def __init__(self) -> None:
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._run, name="postbud-pdf-reader", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            _read_pdf_pages(job.content, job.pages, job.stop, job.max_chars)
-            job.done.set()
-
-    def let_go(self) -> None:
-        self.thread.name = _THREAD_NAME
-        self.jobs.put(None)
-
-
-_reader: _Reader | None = None
-_reader_lock = threading.Lock()
-
-
-def _pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
-    """Read pages in a reader thread; past the deadline, return the pages read so far.
-
-    A thread cannot be killed, so the reader also checks a stop flag between pages: a slow PDF
-    stops at the next page boundary, and only a single pathological page can outlive the call.
-    """
-    global _reader
-    if b"%PDF-" not in content[:1024] or timeout_s <= 0:
-        return ""  # not a PDF at all (readers accept the header anywhere in the first KiB)
-    job = _Job(content, max_chars)
-    started = time.monotonic()
-    if _reader_lock.acquire(blocking=False):
-        try:
-            if _reader is None or not _reader.thread.is_alive():
-                _reader = _Reader()
-            _reader.jobs.put(job)
-            finished = job.done.wait(timeout_s)
-            if not finished:
-                _reader.let_go()  # the next PDF gets a new reader
-                _reader = None
-        finally:
-            _reader_lock.release()
-    else:  # another thread of this process is reading one: this one gets a thread of its own
-        worker = threading.Thread(target=_read_pdf_pages, args=(content, job.pages, job.stop, max_chars),
-                                  name=_THREAD_NAME, daemon=True)
-        worker.start()
-        worker.join(timeout_s)
-        finished = not worker.is_alive()
-    if not finished:
-        job.stop.set()
-        log.warning("PDF text extraction stopped after %.1f s with %d page(s) read", time.monotonic() - started,
-                    len(job.pages))
-    # Copy under the GIL: the reader may still append one more page after the deadline.
-    return "\n".join(list(job.pages))
-
-
-def _read_pdf_pages(content: bytes, pages: list[str], stop: threading.Event, max_chars: int) -> None:
-    # Imported here so that modules which never see a PDF do not pay for pypdf.
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(content), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            return
-        size = 0
-        for page in reader.pages:
-            if stop.is_set() or size >= max_chars:
-                return
-            text = page.extract_text() or ""
-            pages.append(text)
-            size += len(text) + 1
-    except Exception as error:  # noqa: BLE001 - a hostile PDF may break pypdf in any way; no text then
-        log.info("PDF text extraction failed: %s", type(error).__name__)

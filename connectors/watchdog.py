@@ -10,6 +10,7 @@ overruns the time budget gets its worker killed and replaced. Either way the let
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import queue
@@ -27,7 +28,7 @@ from core.metrics import IN_FLIGHT
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_PRELOAD = ["connectors.files", "connectors.watchdog", "pypdf"]
+_PRELOAD = ["connectors.files", "connectors.watchdog", "pypdfium2.raw"]
 # A worker whose peak resident memory passed this share of the budget is replaced after its letter,
 # so one big letter does not keep a big process around.
 _RECYCLE_SHARE = 0.5
@@ -60,7 +61,7 @@ class _Closed(TransientError):
 # -- the worker process ---------------------------------------------------------------------------
 
 
-def _serve(conn: Connection, memory_bytes: int, text_seconds: float) -> None:
+def _serve(conn: Connection, memory_bytes: int, text_seconds: float, in_pdfium: Any) -> None:
     """Worker main loop: one call at a time; replies (outcome, payload, retire)."""
     # The parent decides when workers end; Ctrl-C in a terminal reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -68,19 +69,23 @@ def _serve(conn: Connection, memory_bytes: int, text_seconds: float) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     except (ValueError, OSError) as error:  # a hard limit already lower: keep that one
         log.warning("parse worker runs without its memory limit: %s", error)
-    from connectors import text
+    # A worker that crashes (PDFium aborts when out of memory) leaves no core file: it would hold
+    # letters' plaintext on disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    from connectors import pdftext, text
     from core.logs import install_redaction
 
     install_redaction()  # the worker logs to its own stderr: the same redaction as the daemon
+    pdftext.watch_crashes(in_pdfium)
 
     while True:
         try:
-            fn, args = conn.recv()
+            fn, args, pdfium = conn.recv()
         except (EOFError, OSError):
             return
         retire = False
         try:
-            with text.letter_deadline(text_seconds):
+            with text.letter_deadline(text_seconds), contextlib.nullcontext() if pdfium else pdftext.pypdf_only():
                 reply: tuple[str, Any] = ("ok", fn(*args))
         except MemoryError:
             reply, retire = ("memory", ""), True
@@ -100,11 +105,20 @@ def _serve(conn: Connection, memory_bytes: int, text_seconds: float) -> None:
             return
 
 
+class _PdfiumCrashed:
+    """The worker died while PDFium read a PDF (it aborts when out of memory): read the letter again with pypdf."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+
 class _Worker:
     def __init__(self, context: Any, budget: Budget) -> None:
         self.conn, child = context.Pipe(duplex=True)
+        self.in_pdfium = context.RawValue("b", 0)  # set by the worker while PDFium runs
         self.process = context.Process(
-            target=_serve, args=(child, budget.memory_bytes, budget.seconds * _TEXT_SHARE), name="postbud-parse", daemon=True
+            target=_serve, args=(child, budget.memory_bytes, budget.seconds * _TEXT_SHARE, self.in_pdfium),
+            name="postbud-parse", daemon=True,
         )
         self.process.start()
         child.close()
@@ -216,7 +230,14 @@ class ParsePool:
                 if worker is None:
                     worker = self._spawn()
                 with IN_FLIGHT.track("parse"):
-                    outcome, retire = self._call(worker, fn, args)
+                    outcome, retire = self._call(worker, fn, args, pdfium=True)
+                    if isinstance(outcome, _PdfiumCrashed):
+                        log.warning("the PDF reader crashed its parse worker (%s); the letter is read again "
+                                    "with pypdf", outcome.how)
+                        self._retire(worker)
+                        worker = None
+                        worker = self._spawn()
+                        outcome, retire = self._call(worker, fn, args, pdfium=False)
             except BaseException as error:  # noqa: BLE001 - handed to the awaiting task, never lost
                 outcome, retire = error, True
             if retire and worker is not None:
@@ -231,10 +252,11 @@ class ParsePool:
         if worker is not None:
             self._retire(worker)
 
-    def _call(self, worker: _Worker, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[Any, bool]:
+    def _call(self, worker: _Worker, fn: Callable[..., Any], args: tuple[Any, ...], *,
+              pdfium: bool) -> tuple[Any, bool]:
         seconds = self.budget.seconds
         try:
-            worker.conn.send((fn, args))
+            worker.conn.send((fn, args, pdfium))
             if not worker.conn.poll(seconds):
                 log.warning("a letter overran its parse budget of %.0f s; its worker is replaced", seconds)
                 return BudgetExceeded(f"parsing took longer than the budget of {seconds:g} s",
@@ -245,6 +267,8 @@ class ParsePool:
                 return _Closed("the parser pool closed while the letter was parsed"), True
             worker.process.join(1)
             code = worker.process.exitcode
+            if pdfium and worker.in_pdfium.value:
+                return _PdfiumCrashed(_describe(code)), True
             return BudgetExceeded(f"the parser process died ({_describe(code)}) on this letter",
                                   reason="crash"), True
         if kind == "ok":

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import io
-import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import pypdf
 import pytest
@@ -89,25 +86,6 @@ def test_encrypted_pdf_with_unknown_password_yields_no_text() -> None:
     assert extract_text(pdf(out.getvalue())) == ""
 
 
-def test_slow_pdf_returns_the_pages_read_before_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = pypdf.PageObject.extract_text
-    release = threading.Event()
-
-    def slow(self: pypdf.PageObject, *args: Any, **kwargs: Any) -> str:
-        text: str = real(self, *args, **kwargs)
-        if "Side 3" in text:
-            release.wait(5)  # a hostile page: hangs until the test lets it go
-        return text
-
-    monkeypatch.setattr(pypdf.PageObject, "extract_text", slow)
-    started = time.monotonic()
-    text = extract_text(pdf(make_pdf([f"Side {n}" for n in range(1, 6)])), timeout_s=0.5)
-    elapsed = time.monotonic() - started
-    release.set()
-    assert text == "Side 1\nSide 2"
-    assert 0.4 < elapsed < 2.0
-
-
 def test_html_drops_scripts_and_styles_and_keeps_paragraphs() -> None:
     html = (b"<html><head><title>T</title><style>p {color: red}</style></head><body>"
             b"<script>alert('x')</script><h1>Rykker</h1><p>Bel&oslash;b:&nbsp;1.200 kr.</p>"
@@ -139,35 +117,3 @@ def test_plain_text_is_cut_at_max_chars() -> None:
 @pytest.mark.parametrize("media_type", ["application/msword", "image/png", "text/xml", "application/zip"])
 def test_other_types_yield_nothing(media_type: str) -> None:
     assert extract_text(File("x", media_type, b"text that is not read")) == ""
-
-
-def test_pdfs_are_read_by_one_thread_and_one_that_overran_leaves_it_a_straggler(monkeypatch: pytest.MonkeyPatch) -> None:
-    from connectors import text
-
-    def readers() -> set[int | None]:
-        return {t.ident for t in threading.enumerate() if t.name == "postbud-pdf-reader"}
-
-    for earlier in [t for t in threading.enumerate() if t.name == text._THREAD_NAME]:
-        earlier.join(5)  # another test's hostile page, let go
-    # GIVEN several PDFs read one after another: one thread reads them all (no thread per PDF)
-    for n in range(5):
-        assert extract_text(pdf(make_pdf([f"Brev {n}"]))) == f"Brev {n}"
-    (first,) = readers()
-    assert text.stragglers() == 0
-    # WHEN one hangs past its deadline
-    real = pypdf.PageObject.extract_text
-    release = threading.Event()
-
-    def hangs(self: pypdf.PageObject, *args: Any, **kwargs: Any) -> str:
-        found: str = real(self, *args, **kwargs)
-        if "hostile" in found:
-            release.wait(5)
-        return found
-
-    monkeypatch.setattr(pypdf.PageObject, "extract_text", hangs)
-    assert extract_text(pdf(make_pdf(["hostile"])), timeout_s=0.2) == ""
-    # THEN its thread counts as a straggler (the parse worker is replaced), and the next PDF is read at once
-    assert text.stragglers() == 1
-    assert extract_text(pdf(make_pdf(["Brev 6"]))) == "Brev 6"
-    assert readers() and first not in readers()
-    release.set()

@@ -1,5 +1,5 @@
-"""Fuzzing (hypothesis, bounded for CI): the MeMo reader, the e-mail parser and the rule evaluator take
-any input and either give a result or their own typed refusal, never another exception.
+"""Fuzzing (hypothesis, bounded for CI): the MeMo reader, the e-mail parser, PDF text and the rule
+evaluator take any input and either give a result or their own typed refusal, never another exception.
 
 More examples on demand: POSTBUD_FUZZ_EXAMPLES=5000 python -m pytest tests/connectors/hostile/test_fuzz.py
 """
@@ -20,10 +20,12 @@ from hypothesis import strategies as st  # noqa: E402
 
 from connectors.email import EmailError, parse_eml
 from connectors.memo import MemoError, parse_memo
+from connectors.text import extract_text
 from core.domain import Attention, Document, DocumentKind, File, Flags, MessageType, NormalizedMessage, Party
 from rules.facts import MessageFacts
 from rules.loader import load
 from tests.connectors.test_memo_invalid import BASE_11
+from tests.connectors.test_text import make_pdf
 from tests.rules.conftest import FakeDirectory
 from tests.rules.test_examples import CVR, EXAMPLES, sandbox_directory
 
@@ -73,6 +75,27 @@ def test_memo_reader_parses_or_refuses(raw: bytes) -> None:
         assert str(error) and error.raw == raw
     else:
         assert isinstance(message, NormalizedMessage)
+
+
+_PDF = make_pdf(["Side 1: Årsopgørelse (2025)", "Side 2: Skat å betale"])
+
+
+@st.composite
+def _damaged_pdfs(draw: st.DrawFn) -> bytes:
+    """A valid two-page PDF with bytes overwritten, cut short or spliced in: PDFium's input, and pypdf's
+    when PDFium refuses it."""
+    raw = bytearray(_PDF)
+    for _ in range(draw(st.integers(1, 8))):
+        at = draw(st.integers(0, len(raw) - 1))
+        raw[at : at + draw(st.integers(0, 8))] = draw(st.binary(max_size=8))
+    return bytes(raw[: draw(st.integers(len(raw) // 2, len(raw)))])
+
+
+@FUZZ
+@given(_damaged_pdfs())
+def test_pdf_text_is_read_or_empty(raw: bytes) -> None:
+    text = extract_text(File("brev.pdf", "application/pdf", raw))
+    assert isinstance(text, str) and len(text) <= 100_000
 
 
 HEADER_NAMES = st.sampled_from(["From", "To", "Cc", "Subject", "Date", "Message-ID", "Content-Type",

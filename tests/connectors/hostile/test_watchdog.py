@@ -115,3 +115,59 @@ async def test_workers_started_ahead_serve_the_first_letter() -> None:
         assert {await watchdog.run(workloads.pid) for _ in range(6)} <= ahead
     finally:
         watchdog.shutdown()
+
+
+async def test_a_pdf_stuck_in_the_reader_ends_its_letters_pdfs_and_retires_the_worker(pool: watchdog.ParsePool) -> None:
+    from tests.connectors.test_text import make_pdf
+
+    # GIVEN a letter whose second PDF never comes back from the PDF reader (the letter's text has 1 s)
+    pdfs = [make_pdf(["Brev"]), make_pdf(["hostile"]), make_pdf(["Bilag"])]
+    texts, pid, readers = await pool.run(workloads.pdfs_with_one_that_hangs, pdfs)
+    # THEN the letter keeps the first PDF's text, the PDFs after the stuck one yield nothing (no second
+    # thread may enter PDFium beside it), and the worker is replaced after this letter
+    assert texts == ["Brev", "", ""]
+    assert readers == 1
+    assert await pool.run(workloads.pid) != pid
+
+
+async def test_a_letter_whose_pdf_crashes_pdfium_is_read_again_with_pypdf(pool: watchdog.ParsePool) -> None:
+    from tests.connectors.test_text import make_pdf
+
+    first = await pool.run(workloads.pid)
+    # WHEN PDFium takes its worker down with it on a letter's PDF
+    text, pid = await pool.run(workloads.text_of_pdf_that_aborts_pdfium, make_pdf(["Brev"]))
+    # THEN the letter is read once more in a fresh worker, its PDF by pypdf, and nothing is quarantined
+    assert text == "Brev" and pid != first
+
+
+def _pdf_bomb(inflated_mb: int) -> bytes:
+    """One page whose content stream inflates to `inflated_mb` MB of path operators."""
+    import zlib
+
+    packer = zlib.compressobj(9)
+    chunk = b"0 0 m " * (1024 * 1024 // 6)
+    data = b"".join(packer.compress(chunk) for _ in range(inflated_mb)) + packer.flush()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+               b"<< /Filter /FlateDecode /Length %d >>\nstream\n" % len(data) + data + b"\nendstream"]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 5\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return bytes(out + b"trailer\n<< /Size 5 /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % xref)
+
+
+async def test_a_pdf_bomb_is_a_letter_without_text_not_a_dead_worker() -> None:
+    from connectors.text import extract_text
+    from core.domain import File
+
+    pool = watchdog.ParsePool(watchdog.Budget(seconds=60.0, memory_bytes=256 * 1024 * 1024, workers=1))
+    try:
+        # GIVEN a PDF whose one content stream inflates to 320 MB, over the worker's 256 MB
+        text = await pool.run(extract_text, File("bomb.pdf", "application/pdf", _pdf_bomb(320)))
+    finally:
+        pool.close()
+    # THEN PDFium's abort costs one worker, and pypdf, capped, reads no text: the letter goes on
+    assert text == ""

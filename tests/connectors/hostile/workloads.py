@@ -41,3 +41,40 @@ def stuck_or_parse(raw: bytes, name: str) -> NormalizedMessage:
     if "stuck" in name:
         sleep_forever(raw)
     return parse_message_file(raw, name)
+
+
+def pdfs_with_one_that_hangs(pdfs: list[bytes]) -> tuple[list[str], int, int]:
+    """Reads `pdfs` in order as one letter's files (0.3 s each, within the letter's deadline), the
+    first page of a PDF holding "hostile" never coming back from the reader; returns the texts, this
+    worker's pid and the number of PDF reader threads."""
+    import threading
+
+    from connectors import pdftext
+    from connectors.text import extract_text
+    from core.domain import File
+
+    real = pdftext._page_text
+
+    def page_text(pdfium: object, document: object, index: int, limit: int) -> str:
+        text = real(pdfium, document, index, limit)
+        if "hostile" in text:
+            threading.Event().wait()
+        return text
+
+    pdftext._page_text = page_text
+    texts = [extract_text(File(f"{n}.pdf", "application/pdf", pdf), timeout_s=0.3) for n, pdf in enumerate(pdfs)]
+    readers = sum(1 for t in threading.enumerate() if t.name == pdftext.THREAD_NAME)
+    return texts, os.getpid(), readers
+
+
+def text_of_pdf_that_aborts_pdfium(pdf: bytes) -> tuple[str, int]:
+    """The text of `pdf` when PDFium aborts the process on it (as it does out of memory), and the pid."""
+    from connectors import pdftext
+    from connectors.text import extract_text
+    from core.domain import File
+
+    def aborts(job: object) -> None:
+        os.abort()
+
+    pdftext._read_with_pdfium = aborts
+    return extract_text(File("brev.pdf", "application/pdf", pdf)), os.getpid()
