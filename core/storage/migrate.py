@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+_REVISION_LINE = re.compile(r"^(revision|down_revision) = (?:'([^']+)'|None)$", re.M)
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["engine"] = engine
@@ -24,6 +31,10 @@ _MIGRATION_LOCK = 0x706F737462756401
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    if revision == "head" and at_head(engine):
+        return  # every start: alembic and its scripts are loaded only when there is work
+    from alembic import command
+
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
             # Held until this transaction ends; the next instance then finds the schema at head.
@@ -31,6 +42,29 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's one revision is the scripts' single head, read without alembic (its
+    import and the scripts cost a start about 0.1 s); False whenever that is not plainly so."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS / "versions").glob("*.py"):
+        found = dict((m.group(1), m.group(2)) for m in _REVISION_LINE.finditer(script.read_text(encoding="utf-8")))
+        if not found.get("revision"):
+            return False  # a script written otherwise: alembic reads it
+        revisions.add(found["revision"])
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])
+    heads = revisions - parents
+    if len(heads) != 1:
+        return False
+    try:
+        with engine.connect() as connection:
+            current = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    except SQLAlchemyError:  # a new database: no version table yet
+        return False
+    return current == list(heads)
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -41,6 +75,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def head_revision() -> str:
+    from alembic.config import Config as AlembicConfig
     from alembic.script import ScriptDirectory
 
     config = AlembicConfig()
