@@ -16,12 +16,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from delivery.channels import Channel, build_channels
 from delivery.digest import queue_digests
@@ -31,7 +30,6 @@ from core.configfile import ConfigError
 from core.storage import daily_counts
 from postbud.configuration import load_config
 from postbud.cron_training import LastTraining, newest_hand_placement, remember_training, why_train
-from postbud.http import EmbeddedServer, make_app, serve_task
 from postbud.preflight import check_config
 from postbud.runtime import Runtime
 from postbud.shared_work import others_at_work
@@ -41,6 +39,11 @@ from postbud.retention import run_housekeeping
 from router.realised import review
 from router.reoffer import reoffer_held
 from router.stage import route_batch
+
+if TYPE_CHECKING:  # imported where the daemon (not run --once) starts them: the scheduler, the listener
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    from postbud.http import EmbeddedServer
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +300,8 @@ class Daemon:
             await asyncio.wait(pending, timeout=_GRACE_SECONDS)
 
     def _schedule(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
         sched = AsyncIOScheduler(timezone=timezone.utc)
         s = self.config.schedule
         now = datetime.now(timezone.utc)
@@ -325,6 +330,8 @@ class Daemon:
     def _start_http(self) -> asyncio.Task[None] | None:
         if not self.config.http.enabled:
             return None
+        from postbud.http import make_app, serve_task
+
         host, port = self.config.http.host_port
         routes = self.rt.http_routes()
         if self.config.console.enabled:
