@@ -164,7 +164,7 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
             try:
                 hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text())
                 peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
-                if proc is procs[0]:
+                if proc is procs[0] and spy is None:  # under py-spy procs[0] is py-spy's own process
                     cpu_seen.append((time.time(), process_cpu(proc.pid)))
             except (OSError, ValueError, IndexError):
                 pass
@@ -310,7 +310,7 @@ def main() -> None:
         def cpu_at(moment: float) -> float:  # the daemon process's CPU seconds at the last sample before
             return max((cpu for at, cpu in seen if at <= moment), default=0.0)
 
-        closing_cpu = (seen[-1][1] if seen else 0.0) - cpu_at(edges[1])
+        closing_cpu = (seen[-1][1] if seen else 0.0) - cpu_at(edges[1])  # 0 under --py-spy (not sampled)
         print(f"start-up (process start -> first letter collected) {edges[0] - figures['began']:.2f} s wall, "
               f"{cpu_at(edges[0]):.2f} s CPU; closing (last letter delivered -> exit) "
               f"{figures['ended'] - edges[1]:.2f} s wall, {closing_cpu:.2f} s CPU (the daemon process itself, "
