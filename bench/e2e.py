@@ -19,7 +19,8 @@ database made on that server for the run (dropped after it unless --keep). `--in
 daemons (`run --once`, each its own process) at once on that database; `--folders K` spreads the
 letters over K drop folders (mailboxes), and `--claim-batch` sets how many mailboxes an instance
 leases at a time, so that several instances have mailboxes to share: compare one and two instances
-with the same --folders and --claim-batch.
+with the same --folders and --claim-batch. With more than one instance each one's wall and CPU are
+shown too, and on PostgreSQL on this machine the server's CPU meanwhile (all its processes).
 """
 
 from __future__ import annotations
@@ -144,23 +145,29 @@ def process_cpu(pid: int) -> float:
 def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | None = None,
                 instances: int = 1) -> dict[str, Any]:
     """`postbud run --once` in `instances` processes at once: wall until the last exits, their CPU
-    (parse workers included), the highest peak RSS of one."""
+    (parse workers included), the highest peak RSS of one; wall_N and cpu_N of instance N."""
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
-    if spy is not None:  # every thread and the parse workers, on CPU (cProfile sees the event loop's thread only)
-        prefix = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "speedscope", "--subprocesses",
-                  "-o", str(spy), "--", sys.executable]
+
+    def spying(n: int) -> list[str]:  # every thread and the parse workers, on CPU (cProfile: the loop's thread only)
+        out = spy if n == 0 or spy is None else spy.with_name(f"{spy.stem}-{n + 1}{spy.suffix}")
+        return [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "speedscope", "--subprocesses",
+                "-o", str(out), "--", sys.executable]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, began = time.perf_counter(), time.time()
     procs = []
     for n in range(instances):
-        cmd = [*(prefix if n == 0 else [sys.executable]), *POSTBUD[1:], "-c", str(config), "run", "--once"]
+        first = spying(n) if spy is not None else prefix if n == 0 else [sys.executable]  # py-spy: FILE, FILE-2, ...
+        cmd = [*first, *POSTBUD[1:], "-c", str(config), "run", "--once"]
         log = (folder / ("daemon.log" if n == 0 else f"daemon-{n + 1}.log")).open("wb")
         # not in `folder`: `python -m cProfile` puts the working folder first on sys.path (its rules/)
         procs.append(subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT))
     peak_kb = 0
     cpu_seen: list[tuple[float, float]] = []  # (time, CPU seconds) of the first daemon process itself
-    while any(proc.poll() is None for proc in procs):
-        for proc in procs:
+    walls, cpus = [0.0] * instances, [0.0] * instances
+    while any(proc.returncode is None for proc in procs):
+        for n, proc in enumerate(procs):
+            if proc.returncode is not None:
+                continue
             try:
                 hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text())
                 peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
@@ -168,6 +175,11 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
                     cpu_seen.append((time.time(), process_cpu(proc.pid)))
             except (OSError, ValueError, IndexError):
                 pass
+            # wait4, not poll(): each instance's own CPU (its reaped parse workers included)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                walls[n], cpus[n] = time.perf_counter() - started, usage.ru_utime + usage.ru_stime
         time.sleep(0.05)
     wall, ended = time.perf_counter() - started, time.time()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -175,7 +187,24 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
     if failed:
         raise SystemExit(f"postbud run --once (instance {failed}) failed; see {folder}/daemon*.log")
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
-    return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "began": began, "ended": ended, "cpu_seen": cpu_seen}
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "began": began, "ended": ended, "cpu_seen": cpu_seen,
+            **{f"wall_{n + 1}": w for n, w in enumerate(walls)}, **{f"cpu_{n + 1}": c for n, c in enumerate(cpus)}}
+
+
+def server_cpu(name: str = "postgres") -> float:
+    """CPU seconds used so far by every process called `name` (a local PostgreSQL server: its live
+    backends and helpers, and what the postmaster reaped of ended ones); whoever else uses the server
+    is counted too."""
+    total = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if stat[stat.index("(") + 1:stat.rindex(")")].startswith(name):
+            fields = stat.rsplit(")", 1)[1].split()
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -274,9 +303,9 @@ def main() -> None:
         try:
             approve(daemon_cfg)
             load = os.getloadavg()[0]
-            sandbox_cpu = process_cpu(sandbox.pid)
+            sandbox_cpu, pg_cpu = process_cpu(sandbox.pid), server_cpu()
             figures = run_daemons(daemon_cfg, folder, args.profile, args.spy, args.instances)
-            sandbox_cpu = process_cpu(sandbox.pid) - sandbox_cpu
+            sandbox_cpu, pg_cpu = process_cpu(sandbox.pid) - sandbox_cpu, server_cpu() - pg_cpu
         finally:
             sandbox.send_signal(signal.SIGINT)
             try:
@@ -300,6 +329,11 @@ def main() -> None:
     print(f"messages {total}: {statuses}{received}")
     print(f"run --once wall {figures['wall']:.1f} s (collect->deliver window {result['window']:.1f} s), "
           f"CPU {figures['cpu']:.1f} s (the sandbox's mail server and providers {sandbox_cpu:.1f} s more), peak RSS {figures['peak_mb']:.0f} MB")
+    if args.instances > 1:
+        print("each instance: " + "; ".join(f"{n} wall {figures[f'wall_{n}']:.1f} s, CPU {figures[f'cpu_{n}']:.1f} s"
+                                            for n in range(1, args.instances + 1)))
+    if database:
+        print(f"PostgreSQL server CPU meanwhile {pg_cpu:.1f} s (0 if not on this machine; its other users count too)")
     print(f"delivered {delivered}: {delivered / figures['wall']:.0f} letters/s wall, "
           f"{delivered / figures['cpu']:.0f} per CPU-second ({1000 * figures['cpu'] / max(1, delivered):.1f} ms "
           f"CPU per letter)")

@@ -8,10 +8,13 @@ never become training data.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -85,6 +88,35 @@ class TrainingOutcome:
     threshold: float | None
 
 
+@contextmanager
+def training_turn(path: Path, *, wait: bool = False) -> Iterator[bool]:
+    """Whether this process may train the model at `path` now. Instances that share the models folder
+    (a PostgreSQL installation's instances on one host, or on a shared volume) would otherwise all
+    train the same model from the same letters at the same time - each `run --once` does at its end -
+    and each such training costs seconds of CPU the others need. The one that finds the turn taken
+    leaves it to the other and picks up its model at its next training (`wait`: waits for its turn).
+    An exclusive lock on a file beside the model: it goes with its process, however that ends."""
+    private_dir(path.parent)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+        else:
+            yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 class Models:
     """The organisations' current models: loaded from signed files, retrained when the data changed."""
 
@@ -96,6 +128,7 @@ class Models:
         self._models: dict[str, TrainedModel] = {}
         self._lock = threading.Lock()  # one training at a time; decisions read the dict meanwhile
         self._states: dict[str, tuple[float, AutomationState]] = {}
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # the file each model in memory was read from
 
     def path(self, organisation: str) -> Path:
         return self.folder / f"{organisation}.model"
@@ -105,12 +138,14 @@ class Models:
         if model is None and self.path(organisation).exists():
             from router.suggester.store import load_model
 
+            stamp = _stamp(self.path(organisation))
             try:
                 model = load_model(self.path(organisation), self.key, organisation=organisation)
             except ModelRejected as exc:
                 log.warning("model for %s refused (%s); it is retrained at the next training", organisation, exc)
                 return None
             self._models[organisation] = model
+            self._stamps[organisation] = stamp
         return model
 
     def state(self, organisation: str, *, fresh: bool = False) -> AutomationState:
@@ -124,8 +159,15 @@ class Models:
         return state
 
     def train(self, organisation: str, *, force: bool = False) -> TrainingOutcome:
-        """Blocking and CPU-bound: call it from a worker thread, never on the event loop."""
-        with self._lock:
+        """Blocking and CPU-bound: call it from a worker thread, never on the event loop. Skipped while
+        another instance trains the same model (training_turn); `force` waits for it, then trains."""
+        with self._lock, training_turn(self.path(organisation), wait=force) as turn:
+            if not turn:
+                log.info("model for %s: another instance is training it", organisation)
+                return TrainingOutcome(organisation, False, 0, "another instance is training it", None)
+            if organisation in self._models and _stamp(self.path(organisation)) != self._stamps.get(organisation):
+                self._models.pop(organisation)  # another instance trained it since: its model, read below
+                self._states.pop(organisation, None)
             examples = confirmed_examples(self.store, organisation)
             current = self.get(organisation)
             if not force and current is not None and current.fingerprint == fingerprint(examples):
@@ -138,6 +180,7 @@ class Models:
             private_dir(self.folder)
             save_model(model, self.path(organisation), self.key, organisation=organisation)
             self._models[organisation] = model
+            self._stamps[organisation] = _stamp(self.path(organisation))
             self._states.pop(organisation, None)
         log.info("model for %s trained on %d examples in %.1fs", organisation, len(examples), model.train_seconds)
         return TrainingOutcome(organisation, True, len(examples), model.reason, model.threshold)

@@ -17,7 +17,7 @@ from core.metrics import Metrics
 from postbud.runtime import Runtime
 from router.by_rules import RulesDecider
 from router.decision import Facts
-from router.learning import confirmed_examples
+from router.learning import Models, confirmed_examples, training_turn
 from router.queue import assign, held
 from router.stage import route_next
 from rules import load
@@ -123,3 +123,38 @@ def test_a_tampered_model_file_is_refused(runtime: Runtime, tmp_path: Path) -> N
     path.write_bytes(bytes(data))
     runtime.models._models.clear()  # a restart: the file is read again
     assert runtime.models.get("12345678") is None
+
+
+def test_instances_sharing_the_models_folder_train_a_model_once(runtime: Runtime) -> None:
+    """Each `run --once` trains at its end: two instances on one host would fit the same model from
+    the same letters at the same time, each costing the CPU the other needs."""
+    rng = random.Random(3)
+    (mailbox,) = sync_mailboxes(runtime.store, runtime.config)
+    for i in range(60):
+        collect(runtime, mailbox, letter(i, "finance" if i % 2 else "payroll", rng))
+    while route_next(runtime.store, runtime.decider, Metrics()):
+        pass
+    for item in held(runtime.store):
+        assign(runtime.store, item.id, ["finance" if "moms" in item.title.lower() or "skat" in item.title.lower()
+                                        else "payroll"], actor="mette")
+    mine = runtime.models
+    assert mine is not None
+    other = Models(runtime.store, mine.folder, mine.key, mine.settings)  # a second instance
+    path = mine.path("12345678")
+    # WHILE the other instance trains the model, this one leaves it alone
+    with training_turn(path) as turn:
+        assert turn
+        outcome = mine.train("12345678")
+        assert (outcome.trained, outcome.reason) == (False, "another instance is training it")
+        assert not path.exists()
+    # WHEN the other has trained it from the same letters
+    assert other.train("12345678").trained
+    trained = other.get("12345678")
+    assert trained is not None
+    # THEN this one takes the other's model instead of fitting its own
+    outcome = mine.train("12345678")
+    assert (outcome.trained, outcome.reason) == (False, "labelled data unchanged")
+    taken = mine.get("12345678")
+    assert taken is not None and (taken.fingerprint, taken.trained_at) == (trained.fingerprint, trained.trained_at)
+    # AND a forced training waits for its turn, then trains
+    assert mine.train("12345678", force=True).trained
