@@ -52,6 +52,12 @@ def settings_fingerprint(settings: Mapping[str, Any], *, key: bytes = b"postbud 
     return hmac.new(key, data, hashlib.sha256).hexdigest()[:16]
 
 
+def poll_budget(settings: CollectorSettings, connector: Connector) -> int:
+    """`poll_request_budget`, or more where the connector's own bound on a poll is higher: a local
+    source's requests cost no provider anything (`Connector.poll_requests`)."""
+    return max(settings.poll_request_budget, int(getattr(connector, "poll_requests", 0)))
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -188,7 +194,7 @@ class Dispatcher:
                 with IN_FLIGHT.track("poll"):
                     result = await poll_mailbox(self.store, mb.key, mb.connector, self.metrics,
                                                 retries=self.settings.retries,
-                                                budget=self.settings.poll_request_budget,
+                                                budget=poll_budget(self.settings, mb.connector),
                                                 organisations=self.organisations)
             retry_after = result.retry_after
             if result.failed:

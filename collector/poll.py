@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import TypeVar
-
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity import stop_any, wait_exponential_jitter
-from tenacity.stop import stop_base
 
 from collector import ledger
 from collector.addressing import place
@@ -39,8 +36,8 @@ GROUP_WAIT = 0.2
 # A Retry-After longer than this is not waited out inside the poll: the poll ends, and the
 # dispatcher schedules the mailbox's next attempt no earlier than the provider asked.
 MAX_WAIT_IN_POLL = 60.0
+BACKOFF_MAX = 30.0
 sleep = asyncio.sleep  # the back-off's sleep; tests replace it to observe the waits
-_BACKOFF = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=1.0)
 T = TypeVar("T")
 
 
@@ -93,37 +90,23 @@ async def _fetch(connector: Connector, ref: MessageRef) -> Fetched:
 
 
 async def _retrying(call: Callable[[], Awaitable[T]], *, attempts: int, result: PollResult) -> T:
-    """Transient errors are retried with exponential back-off and jitter, honouring Retry-After."""
-
-    async def counted() -> T:
+    """Transient errors are retried with exponential back-off and jitter, honouring Retry-After; a
+    provider that asks for a longer wait than a poll should take ends the retries at once."""
+    attempt = 1
+    while True:
         result.spend()
-        return await call()
-
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(TransientError),
-        stop=stop_any(stop_after_attempt(attempts), _AskedToWaitLong()),
-        wait=_wait,
-        sleep=lambda seconds: sleep(seconds),
-        reraise=True,
-    ):
-        with attempt:
-            return await counted()
-    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+        try:
+            return await call()
+        except TransientError as exc:
+            if attempt >= attempts or (exc.retry_after or 0.0) > MAX_WAIT_IN_POLL:
+                raise
+            await sleep(exc.retry_after if exc.retry_after is not None else _backoff(attempt))
+            attempt += 1
 
 
-class _AskedToWaitLong(stop_base):
-    """Stop retrying inside the poll when the provider asks for a longer wait than a poll should take."""
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        return isinstance(exc, TransientError) and (exc.retry_after or 0.0) > MAX_WAIT_IN_POLL
-
-
-def _wait(retry_state: RetryCallState) -> float:
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    if isinstance(exc, TransientError) and exc.retry_after is not None:
-        return min(exc.retry_after, MAX_WAIT_IN_POLL)
-    return float(_BACKOFF(retry_state))
+def _backoff(attempt: int) -> float:
+    """The wait after failed attempt number `attempt` (1, 2, ...): 0.5 s doubling, up to 1 s jitter, 30 s at most."""
+    return min(BACKOFF_MAX, 0.5 * 2.0 ** (attempt - 1) + random.uniform(0.0, 1.0))
 
 
 def _note_wait(result: PollResult, exc: TransientError) -> None:
@@ -223,22 +206,32 @@ class _Page:
                 intents.append((known.message_id, ref))  # the intent first: a crash after the provider acted is reconciled
         if new or intents:
             stored = await asyncio.to_thread(save_group, self.store, self.mailbox, [o for _, o in new], intents)
+            collected = held = 0
             for (ref, outcome), known in zip(new, stored, strict=True):
                 self.known[ref.key] = known
-                self._count(outcome, known)
+                if isinstance(outcome, Collect):
+                    collected += 1
+                    held += outcome.held is not None
+                    if log.isEnabledFor(logging.DEBUG):
+                        correlation_id.set(known.message_id)
+                        log.debug("message collected id=%s mailbox=%s%s", known.message_id, self.mailbox.name,
+                                  f" ({outcome.held})" if outcome.held else "")
+            self._count(collected, len(new) - collected)
+            if collected:
+                # One line per stored group (each letter's id is in the trace, and in the log at DEBUG).
+                correlation_id.set(f"{self.mailbox.organisation_cvr}/{self.mailbox.name}")
+                log.info("%d messages collected mailbox=%s%s", collected, self.mailbox.name,
+                         f" ({held} held for a person)" if held else "")
         await self._acknowledge(group)
 
-    def _count(self, outcome: Outcome, known: Known) -> None:
+    def _count(self, collected: int, quarantined: int) -> None:
         provider = self.mailbox.provider
-        if isinstance(outcome, Quarantine):
-            self.metrics.messages_quarantined.labels(provider, "collect").inc()
-            self.result.quarantined += 1
-            return
-        correlation_id.set(known.message_id)
-        log.info("message collected id=%s mailbox=%s%s", known.message_id, self.mailbox.name,
-                 f" ({outcome.held})" if outcome.held else "")
-        self.metrics.messages_collected.labels(provider).inc()
-        self.result.collected += 1
+        if quarantined:
+            self.metrics.messages_quarantined.labels(provider, "collect").inc(quarantined)
+            self.result.quarantined += quarantined
+        if collected:
+            self.metrics.messages_collected.labels(provider).inc(collected)
+            self.result.collected += collected
 
     async def _acknowledge(self, group: list[tuple[MessageRef, _Item]]) -> None:
         """Only now, with the letters committed (or, where the mailbox waits for it, delivered), may the

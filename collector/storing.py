@@ -7,12 +7,13 @@ commit. Content is sealed before the transaction, so the write lock is held for 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
@@ -23,7 +24,7 @@ from core import codec
 from core.lifecycle import event_row, insert_events
 from core.logs import mask_cpr
 from core.storage.db import Store
-from core.storage.models import Attachment, Message, MessageStatus, utcnow
+from core.storage.models import Attachment, Message, MessageStatus, new_id, utcnow
 
 _TICK = timedelta(microseconds=1)
 
@@ -56,19 +57,49 @@ Outcome = Collect | Quarantine
 
 @dataclass
 class _Rows:
-    message: Message
+    """One letter's columns for the bulk inserts (no ORM objects: building those cost more than the writes)."""
+
+    message: dict[str, Any]
     known: Known
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _model_defaults(model: type[SQLModel]) -> tuple[dict[str, Any], dict[str, Callable[[], Any]]]:
+    """A table model's column defaults as the ORM would fill them: values, and factories called per row."""
+    values: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            factories[name] = info.default_factory  # type: ignore[assignment]
+        elif info.default is not PydanticUndefined:
+            values[name] = info.default
+    return values, factories
+
+
+_MESSAGE_DEFAULTS = _model_defaults(Message)
+
+
+def _message_row(**columns: Any) -> dict[str, Any]:
+    """Every column of a new message row: the given values over the model's defaults."""
+    values, factories = _MESSAGE_DEFAULTS
+    row = dict(values)
+    for name, factory in factories.items():
+        if name not in columns:
+            row[name] = factory()
+    row.update(columns)
+    return row
 
 
 def _collected(store: Store, mailbox: MailboxKey, outcome: Collect) -> _Rows:
     fetched = outcome.fetched
-    row = Message(mailbox_id=mailbox.id, organisation_cvr=outcome.organisation or mailbox.organisation_cvr,
-                  provider=mailbox.provider, provider_message_id=fetched.ref.key,
-                  raw_media_type=fetched.raw_media_type, status=MessageStatus.COLLECTED)
-    attachments = codec.seal(store.vault, row, fetched.message, fetched.raw)
-    events = [event_row(row.id, "collected", actor=ACTOR, to_status=MessageStatus.COLLECTED, detail={
+    message_id = new_id()
+    sealed, attachments = codec.seal_columns(store.vault, message_id, fetched.message, fetched.raw)
+    row = _message_row(id=message_id, mailbox_id=mailbox.id,
+                       organisation_cvr=outcome.organisation or mailbox.organisation_cvr,
+                       provider=mailbox.provider, provider_message_id=fetched.ref.key,
+                       raw_media_type=fetched.raw_media_type, status=MessageStatus.COLLECTED, **sealed)
+    events = [event_row(message_id, "collected", actor=ACTOR, to_status=MessageStatus.COLLECTED, detail={
         "mailbox": mailbox.name,
         "provider": mailbox.provider,
         "provider_message_id": fetched.ref.key,
@@ -76,23 +107,26 @@ def _collected(store: Store, mailbox: MailboxKey, outcome: Collect) -> _Rows:
         "documents": sum(len(d.files) for d in fetched.message.documents),
     })]
     if outcome.held is not None:
-        row.status, row.status_reason = MessageStatus.HELD, outcome.held
-        events.append(event_row(row.id, "held", actor=ACTOR, reason=outcome.held, from_status=MessageStatus.COLLECTED,
-                                to_status=MessageStatus.HELD, detail={"organisation": row.organisation_cvr}))
-    return _Rows(row, Known(row.id, False, row.status), attachments, events)
+        row["status"], row["status_reason"] = MessageStatus.HELD, outcome.held
+        events.append(event_row(message_id, "held", actor=ACTOR, reason=outcome.held,
+                                from_status=MessageStatus.COLLECTED, to_status=MessageStatus.HELD,
+                                detail={"organisation": row["organisation_cvr"]}))
+    return _Rows(row, Known(message_id, False, row["status"]), attachments, events)
 
 
 def _quarantined(store: Store, mailbox: MailboxKey, outcome: Quarantine) -> _Rows:
     ref = outcome.ref
-    row = Message(mailbox_id=mailbox.id, organisation_cvr=mailbox.organisation_cvr, provider=mailbox.provider,
-                  provider_message_id=ref.key, status=MessageStatus.QUARANTINED,
-                  status_reason=mask_cpr(outcome.reason), title=ref.meta.get("title", ""))
+    message_id = new_id()
+    row = _message_row(id=message_id, mailbox_id=mailbox.id, organisation_cvr=mailbox.organisation_cvr,
+                       provider=mailbox.provider, provider_message_id=ref.key, status=MessageStatus.QUARANTINED,
+                       status_reason=mask_cpr(outcome.reason), title=ref.meta.get("title", ""))
     if outcome.raw is not None:
-        row.raw = store.vault.encrypt(outcome.raw, codec.raw_aad(row.id))
-    events = [event_row(row.id, "quarantined", actor=ACTOR, reason=outcome.reason, to_status=MessageStatus.QUARANTINED,
+        row["raw"] = store.vault.encrypt(outcome.raw, codec.raw_aad(message_id))
+    events = [event_row(message_id, "quarantined", actor=ACTOR, reason=outcome.reason,
+                        to_status=MessageStatus.QUARANTINED,
                         detail={"mailbox": mailbox.name, "provider": mailbox.provider,
                                 "provider_message_id": ref.key})]
-    return _Rows(row, Known(row.id, False, MessageStatus.QUARANTINED, outcome.reason.startswith(FOREIGN)), [],
+    return _Rows(row, Known(message_id, False, MessageStatus.QUARANTINED, outcome.reason.startswith(FOREIGN)), [],
                  events)
 
 
@@ -102,8 +136,8 @@ def _rows(store: Store, mailbox: MailboxKey, outcome: Outcome) -> _Rows:
     return _quarantined(store, mailbox, outcome)
 
 
-def _columns(row: SQLModel) -> dict[str, Any]:
-    return row.model_dump()
+_MESSAGE_TABLE: Table = Message.__table__  # type: ignore[attr-defined]
+_ATTACHMENT_TABLE: Table = Attachment.__table__  # type: ignore[attr-defined]
 
 
 def save_group(store: Store, mailbox: MailboxKey, outcomes: Sequence[Outcome],
@@ -117,21 +151,23 @@ def save_group(store: Store, mailbox: MailboxKey, outcomes: Sequence[Outcome],
     previous = None
     for rows, outcome in zip(prepared, outcomes, strict=True):
         row = rows.message
-        if previous is not None and row.received_at <= previous:
-            row.received_at = previous + _TICK  # the listing's order, even within one clock tick
-        previous = row.received_at
+        if previous is not None and row["received_at"] <= previous:
+            row["received_at"] = previous + _TICK  # the listing's order, even within one clock tick
+        previous = row["received_at"]
         if rows.known.may_acknowledge(mailbox):
-            row.ack_requested_at = utcnow()
-            row.ack_ref = sealed_ack_ref(store, row.id, outcome.ref)
+            row["ack_requested_at"] = utcnow()
+            row["ack_ref"] = sealed_ack_ref(store, row["id"], outcome.ref)
     try:
         with store.transaction() as session:
+            # Core inserts of the tables (not the ORM's bulk path): the rows are complete already.
             if prepared:
-                session.execute(insert(Message), [_columns(rows.message) for rows in prepared])
-            attachments = [_columns(a) for rows in prepared for a in rows.attachments]
+                session.execute(_MESSAGE_TABLE.insert(), [rows.message for rows in prepared])
+            attachments = [a for rows in prepared for a in rows.attachments]
             if attachments:
-                session.execute(insert(Attachment), attachments)
+                session.execute(_ATTACHMENT_TABLE.insert(), attachments)
             insert_events(session, [event for rows in prepared for event in rows.events])
-            write_ack_intents(session, store, intents)
+            if intents:
+                write_ack_intents(session, store, intents)
     except IntegrityError:
         if len(outcomes) == 1 and not intents:
             existing = find(store, mailbox, outcomes[0].ref.key)

@@ -165,6 +165,8 @@ class Connector(Protocol):
     at once is safe and cheap for the source (a local folder): the collector then fetches up to N of
     a page's messages at the same time; they are still stored in listing order, each before it is
     acknowledged.
+    A connector MAY declare `poll_requests = N` when its requests cost the provider nothing (local
+    files): a poll of it may then make up to N requests where `poll_request_budget` is lower.
     `sandbox/conformance.py` checks each of these against the connector's fake provider.
     """
 

@@ -72,6 +72,14 @@ class FolderConnector:
         self.context = context
         self.folder = settings.path
 
+    @property
+    def poll_requests(self) -> int:
+        """Reading and deleting local files costs no provider anything, and a listing is bounded by
+        `max_files_per_poll`: a poll may fetch and acknowledge all that its two listings show (the
+        second, from the start again, finds what arrived meanwhile), instead of stopping at the
+        collector's request budget halfway through a full folder."""
+        return 2 * (2 * self.settings.max_files_per_poll + 1)
+
     async def list_new(self, cursor: str | None) -> Page:
         refs = await asyncio.to_thread(self._scan)
         return Page(refs=tuple(refs), cursor=None, more=False)

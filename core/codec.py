@@ -19,7 +19,7 @@ from core.domain import (
     ReplyData,
 )
 from core.logs import mask_cpr
-from core.storage.models import Attachment, Message
+from core.storage.models import Attachment, Message, new_id
 from core.storage.vault import Vault
 
 
@@ -45,34 +45,46 @@ def mailbox_state_aad(mailbox_id: int | None) -> str:
 
 def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | None) -> list[Attachment]:
     """Fill `row`'s sealed columns and clear metadata; return its attachment rows (sealed)."""
-    row.message_type = message.message_type.value
-    row.format = message.format
-    row.title = message.title[:500]
-    row.sender_id = message.sender.id[:255] if message.sender.id else None
-    row.sender_name = message.sender.name[:255] if message.sender.name else None  # indexed: bounded
-    row.recipient_id = message.recipient.id
-    row.sent_at = message.sent_at
+    columns, attachments = seal_columns(vault, row.id, message, raw)
+    for name, value in columns.items():
+        setattr(row, name, value)
+    return [Attachment(**attachment) for attachment in attachments]
+
+
+def seal_columns(vault: Vault, message_id: str, message: NormalizedMessage,
+                 raw: bytes | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`seal` as column values, for bulk inserts without ORM objects: the message row's sealed and
+    clear metadata columns, and its attachment rows' columns (each with its new id)."""
+    columns: dict[str, Any] = {
+        "message_type": message.message_type.value,
+        "format": message.format,
+        "title": message.title[:500],
+        "sender_id": message.sender.id[:255] if message.sender.id else None,
+        "sender_name": message.sender.name[:255] if message.sender.name else None,  # indexed: bounded
+        "recipient_id": message.recipient.id,
+        "sent_at": message.sent_at,
+    }
     document = json.dumps(message.to_json(), ensure_ascii=False).encode("utf-8")
-    row.content = vault.encrypt(document, content_aad(row.id))
+    columns["content"] = vault.encrypt(document, content_aad(message_id))
     if raw is not None:
-        row.raw = vault.encrypt(raw, raw_aad(row.id))
+        columns["raw"] = vault.encrypt(raw, raw_aad(message_id))
     attachments = []
     for d, doc in enumerate(message.documents):
         for f, file in enumerate(doc.files):
-            attachment = Attachment(
-                message_id=row.id,
-                document_index=d,
-                file_index=f,
-                document_kind=doc.kind.value,
+            attachment_id = new_id()
+            attachments.append({
+                "id": attachment_id,
+                "message_id": message_id,
+                "document_index": d,
+                "file_index": f,
+                "document_kind": doc.kind.value,
                 # Clear for listing; the real name travels only in the sealed content.
-                name=mask_cpr(file.name),
-                media_type=file.media_type,
-                size=file.size,
-                content=b"",
-            )
-            attachment.content = vault.encrypt(file.content, attachment_aad(attachment.id))
-            attachments.append(attachment)
-    return attachments
+                "name": mask_cpr(file.name),
+                "media_type": file.media_type,
+                "size": file.size,
+                "content": vault.encrypt(file.content, attachment_aad(attachment_id)),
+            })
+    return columns, attachments
 
 
 def unseal(vault: Vault, row: Message, attachments: list[Attachment]) -> NormalizedMessage:

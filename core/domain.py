@@ -173,11 +173,14 @@ def _jsonable(value: Any, *, include_content: bool) -> Any:
 
             out["content"] = base64.b64encode(value.content).decode("ascii")
         return out
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: _jsonable(getattr(value, f.name), include_content=include_content)
-            for f in dataclasses.fields(value)
-        }
+    kind = type(value)
+    if value is None or kind in _PLAIN:
+        return value
+    names = _FIELD_NAMES.get(kind)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _jsonable(getattr(value, name), include_content=include_content) for name in names}
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, StrEnum):
@@ -187,3 +190,8 @@ def _jsonable(value: Any, *, include_content: bool) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v, include_content=include_content) for k, v in value.items()}
     return value
+
+
+# Every message is serialised when it is stored: a dataclass's field names are looked up once per type.
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_PLAIN = frozenset({str, int, float, bool})

@@ -32,8 +32,27 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*")
 _REDACTED = "[redacted]"
 
 
+# Every log line is redacted, most have nothing to redact: a word one of the secret patterns needs
+# (lower case), or six digits in a row (a CPR number has them), must be in the text before the
+# patterns run. Only ASCII text is screened so: with IGNORECASE a few non-ASCII letters match ASCII
+# ones (the Kelvin sign, long s, dotted and dotless i), so other text always takes every pattern.
+_NEEDED = ("authorization", "x-eboks-", "cookie", "x-api-key", "sessionid", "nonce", "response", "passw", "pin",
+           "secret", "token", "api_key", "apikey", "activation_code", "code_verifier", "private_key", "bearer",
+           "basic", "eyj")
+_MAYBE_CPR = re.compile(r"[0-9]{6}-?[0-9]{4}")
+
+
 def redact(text: str) -> str:
     """`text` with credentials (auth headers, tokens, passwords, session ids) and CPR numbers masked."""
+    if text.isascii():
+        lowered = text.lower()
+        if not any(word in lowered for word in _NEEDED):
+            return _CPR.sub("[cpr]", text) if _MAYBE_CPR.search(text) else text
+    return _redact_all(text)
+
+
+def _redact_all(text: str) -> str:
+    """`redact` without the screening: every pattern over the whole text."""
     text = _SECRET_HEADER.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, text)
     text = _SECRET_FIELD.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
@@ -58,6 +77,7 @@ def _redacted_record(*args: object, **kwargs: object) -> logging.LogRecord:
     except Exception:  # noqa: BLE001 - a bad format string is logging's to report, not ours
         return record
     record.msg, record.args = redact(message), None
+    record.postbud_redacted = record.msg  # the handler's filter need not redact this text again
     return record
 
 
@@ -72,8 +92,10 @@ def install_redaction() -> None:
 
 class _Redacting(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
+        # A record made by another factory, or changed since it was made, is redacted here.
+        if record.args or getattr(record, "postbud_redacted", None) is not record.msg:
+            record.msg = redact(record.getMessage())
+            record.args = None
         record.correlation_id = correlation_id.get()
         return True
 

@@ -190,3 +190,30 @@ def test_a_new_file_under_an_acknowledged_name_is_not_deleted(runtime: Runtime) 
     path.write_bytes(EML.replace(b"moms-1", b"moms-2"))  # the scanner reused the name meanwhile
     asyncio.run(connector.acknowledge(ref))
     assert path.exists()
+
+
+def test_a_drop_folder_fuller_than_the_request_budget_is_emptied_in_one_poll(
+        make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN 12 letters in a drop folder and a request budget that covers five (a fetch and a delete each)
+    from collector import dispatch
+
+    runtime = Runtime.create(make_config(extra="[collector]\npoll_request_budget = 10"))
+    base = runtime.config.base_dir
+    for n in range(12):
+        drop(base, f"{n:02d}.eml", EML.replace(b"moms-1", f"moms-{n}".encode()))
+    polls: list[poll.PollResult] = []
+    real = dispatch.poll_mailbox
+
+    async def counted(*args: object, **kwargs: object) -> poll.PollResult:
+        polls.append(await real(*args, **kwargs))  # type: ignore[arg-type]
+        return polls[-1]
+
+    monkeypatch.setattr(dispatch, "poll_mailbox", counted)
+    try:
+        # WHEN the mailboxes are polled once
+        asyncio.run(runtime.dispatcher.run_all_once())
+        # THEN one poll collected and deleted them all: local files cost no provider a request
+        assert [(p.collected, p.newly_acknowledged, p.more) for p in polls] == [(12, 12, False)]
+        assert not list((base / "drop").iterdir())
+    finally:
+        asyncio.run(runtime.aclose())

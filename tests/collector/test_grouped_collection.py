@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import event
 from sqlmodel import col, select
 
 from collector import ledger, poll
+from core.domain import Attention, Document, DocumentKind, File
 from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import Message, TraceEvent
@@ -149,3 +152,37 @@ def test_a_group_with_a_letter_another_instance_stored_meanwhile_stores_the_rest
     assert sorted(r.provider_message_id for r in rows) == KEYS[:3]
     assert len(_events(store, "collected")) == 3
     assert all(r.ack_requested_at is not None for r in rows)
+
+
+def test_a_stored_letter_has_every_column_the_table_model_gives_a_new_row_and_unseals_whole(store: Store) -> None:
+    # GIVEN a letter with an attachment, as a connector fetched it
+    from collector.storing import Collect, save_group
+    from connectors.base import Fetched, MessageRef
+    from core import codec
+    from core.storage.models import Attachment
+    from tests.collector.fakes import message
+
+    mailbox = _mailbox(store)
+    letter = replace(message("m001"), attention=Attention(person_name="Søren Østergaard"),
+                     sent_at=datetime(2026, 12, 1, 8, tzinfo=UTC), text="Brevets tekst",
+                     documents=(Document(DocumentKind.MAIN, (File("brev.pdf", "application/pdf", b"%PDF-1.4 ..."),
+                                                             File("bilag.txt", "text/plain", b"bilag", "da"))),))
+    # WHEN it is stored (written as table rows, not through ORM objects)
+    (known,) = save_group(store, mailbox, [Collect(Fetched(MessageRef("m001", "m001"), b"raw", "text/plain", letter))])
+    with store.read() as session:
+        row = session.get(Message, known.message_id)
+        attachments = list(session.exec(select(Attachment).where(Attachment.message_id == known.message_id)))
+    # THEN the columns it did not set hold the model's defaults, as a row made through the ORM would
+    assert row is not None
+    fresh = Message(mailbox_id=mailbox.id, organisation_cvr=mailbox.organisation_cvr, provider=mailbox.provider,
+                    provider_message_id="m001")
+    given = {"id", "received_at", "updated_at", "ack_requested_at", "ack_ref", "content", "raw", "raw_media_type",
+             "message_type", "format", "title", "sender_id", "sender_name", "recipient_id", "sent_at"}
+    for column in Message.model_fields:
+        if column not in given:
+            assert getattr(row, column) == getattr(fresh, column), column
+    assert row.received_at is not None and row.updated_at is not None and row.ack_requested_at is not None
+    assert (row.title, row.sender_name, row.format) == (letter.title, letter.sender.name, letter.format)
+    # and it opens again into the same letter, its files included
+    assert codec.unseal(store.vault, row, attachments) == letter
+    assert codec.unseal_raw(store.vault, row) == b"raw"

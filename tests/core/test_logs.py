@@ -53,3 +53,25 @@ def test_the_handler_writes_to_the_stderr_current_when_a_record_is_emitted(
     # THEN it reaches the current stderr, with no "--- Logging error ---" about a closed file
     assert "after the swap" in second.getvalue()
     assert "Logging error" not in second.getvalue()
+
+
+@pytest.mark.parametrize("text", [
+    "message collected id=8a3efc0d7e0846959f180db7c0b29f0a mailbox=drop",
+    "delivered 8a3e via email: Message accepted for delivery as 20261207T161453230490-8a1051ce.eml",
+    "kunde 010203-1234 og 0102031234 men ikke 01020312345",
+    "Authorization: Bearer abcdefghijklmnop",
+    "(b'x-eboks-authenticate', b'sessionid=\"abc\", nonce=\"def\"')",
+    "POST /token grant_type=x&client_secret=hemmeligt&code_verifier=v1",
+    '{"access_token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJl", "pin": 1234}',
+    "Set-Cookie: session=abc; basic dXNlcjpwYXNzd29yZA==",
+    "x-api-key=0123456789abcdef apikey=q PRIVATE_KEY=k passwd=p activation_code=a response=r",
+    # Non-ASCII letters that IGNORECASE matches to ASCII ones: the Kelvin sign and the long s
+    "to\u212aen=hemmeligt ſecret=hemmeligt ſessionid=x Søren 010203-1234",
+    "ingen hemmeligheder her, kun æøå og et tal: 4711",
+])
+def test_redaction_screens_out_clean_lines_without_missing_a_secret(text: str) -> None:
+    # GIVEN a log line, clean or carrying credentials or CPR-like numbers
+    # WHEN it is redacted, clean lines skipping the patterns
+    # THEN the result is exactly what running every pattern over it gives
+    assert logs.redact(text) == logs._redact_all(text)
+    assert "hemmeligt" not in logs.redact(text) and "010203-1234" not in logs.redact(text)
