@@ -55,7 +55,7 @@ def run(work: Path, *, group: int, batch: int) -> None:
 
     from core.configfile import load_config
     from core.storage.models import utcnow
-    from delivery import group_commit, outbox, worker
+    from delivery import contents, group_commit, outbox, worker
     from postbud.runtime import Runtime
 
     runtime = Runtime.create(load_config(work / "postbud.toml"))
@@ -99,7 +99,7 @@ def run(work: Path, *, group: int, batch: int) -> None:
     while jobs := timed("claim", outbox.claim, store, owner, now=now, ttl=dt.timedelta(minutes=5), limit=batch):
         letters += len(jobs)
         for first in range(0, len(jobs), worker.CHUNK):
-            timed("contents", worker._contents, store, {j.message_id for j in jobs[first:first + worker.CHUNK]})
+            timed("contents", contents.read_contents, store, {j.message_id for j in jobs[first:first + worker.CHUNK]})
         started: list[Any] = []
         for first in range(0, len(jobs), group):
             changes = [group_commit.Start(job) for job in jobs[first:first + group]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -91,10 +92,17 @@ def unseal(vault: Vault, row: Message, attachments: list[Attachment]) -> Normali
     """The normalized message back from its sealed row and attachments."""
     if row.content is None:
         raise ValueError(f"message {row.id} has no content (purged or quarantined)")
-    data = json.loads(vault.decrypt(row.content, content_aad(row.id)))
-    contents = {
-        (a.document_index, a.file_index): vault.decrypt(a.content, attachment_aad(a.id)) for a in attachments
-    }
+    return unseal_columns(vault, row.id, row.content,
+                          [(a.id, a.document_index, a.file_index, a.content) for a in attachments])
+
+
+def unseal_columns(vault: Vault, message_id: str, content: bytes,
+                   files: Iterable[tuple[str, int, int, bytes]]) -> NormalizedMessage:
+    """`unseal` from the columns alone: the message's sealed content, and each attachment's id,
+    document index, file index and sealed content (read without building the rows)."""
+    data = json.loads(vault.decrypt(content, content_aad(message_id)))
+    contents = {(document, file): vault.decrypt(sealed, attachment_aad(attachment_id))
+                for attachment_id, document, file, sealed in files}
     return message_from_json(data, contents)
 
 

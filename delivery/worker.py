@@ -20,23 +20,19 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy.orm import defer
-from sqlmodel import col, select
-
-from core import codec
 from core.config import Config, DeliverySettings
-from core.domain import NormalizedMessage
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.storage.db import Store
-from core.storage.models import Attachment, Message, utcnow
+from core.storage.models import utcnow
 from delivery import outbox
 from delivery.approval import Invitation, admission, send_invitation
 from delivery.channels import Channel, Composing, Outbound, build_channels, delivery_token
+from delivery.contents import Content, read_contents
 from delivery.errors import Action, DeliveryError
 from delivery.keys import (
     KeyStatus,
@@ -68,20 +64,6 @@ def _with_uploaded_key(store: Store, org: str, recipient: Recipient) -> tuple[Re
         return uploaded_key(session, org, recipient)
 
 
-def _contents(store: Store, message_ids: Collection[str]) -> dict[str, tuple[NormalizedMessage, dt.datetime] | None]:
-    """Several messages' content in one read (None for one whose content is gone)."""
-    found: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = dict.fromkeys(message_ids)
-    with store.read() as session:
-        rows = [m for m in session.exec(select(Message).options(defer(cast(Any, Message.raw)))
-                                        .where(col(Message.id).in_(list(found)))) if m.content is not None]
-        files: dict[str, list[Attachment]] = {m.id: [] for m in rows}
-        for attachment in session.exec(select(Attachment).where(col(Attachment.message_id).in_(list(files)))):
-            files[attachment.message_id].append(attachment)
-        for message in rows:
-            found[message.id] = codec.unseal(store.vault, message, files[message.id]), message.received_at
-    return found
-
-
 @dataclass(frozen=True)
 class _Ready:
     """A claimed row after the checks: what to send (made ahead when the channel composes), or why not."""
@@ -105,7 +87,7 @@ class _Run:
         self.invitations: list[Invitation] = []  # new confirmation codes, mailed after their commit
         self.pauses = pauses
         self.days_left: dict[str, int] = {}
-        self.contents: dict[str, tuple[NormalizedMessage, dt.datetime] | None] = {}
+        self.contents: dict[str, Content | None] = {}
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
         # recipients with a key from the confirmation page (the file names none), and its bytes
         self.uploaded: dict[tuple[str, str], tuple[Recipient, bytes | None]] = {}
@@ -119,7 +101,7 @@ class _Run:
         try:
             wanted = {j.message_id for j in jobs} - set(self.contents)
             if wanted:
-                self.contents.update(_contents(self.store, wanted))
+                self.contents.update(read_contents(self.store, wanted))
         except Exception as exc:
             return [_Ready(job, error=exc) for job in jobs]
         return [self._ready(job) for job in jobs]
