@@ -9,6 +9,7 @@ never become training data.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import threading
@@ -17,10 +18,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func
-from sqlalchemy.orm import QueryableAttribute, defer
+from sqlalchemy import func, select as select_columns  # sqlmodel's select takes at most four
 from sqlmodel import col, select
 
 from core import codec
@@ -53,29 +53,31 @@ def confirmed_examples(store: Store, organisation: str) -> list[Example]:
     )
     examples = []
     with store.read() as session:
-        rows = session.exec(
-            select(Message, RoutingDecision, Mailbox.name)
-            .options(defer(cast(QueryableAttribute[Any], Message.raw)))  # the original: unused
+        # Columns, not ORM objects: the decision's explanation and the message's other columns are
+        # neither decoded nor kept (this reads every placement the organisation ever confirmed).
+        rows = session.execute(
+            select_columns(col(Message.id), col(Message.content), col(Message.provider),
+                           col(RoutingDecision.recipients), col(Mailbox.name))
             .join(latest, col(latest.c.message_id) == col(Message.id))
             .join(RoutingDecision, col(RoutingDecision.id) == latest.c.last)
             .join(Mailbox, col(Mailbox.id) == col(Message.mailbox_id))
             .where(
-                Message.organisation_cvr == organisation,
+                col(Message.organisation_cvr) == organisation,
                 col(Message.status).in_(PLACED),
                 col(Message.content).is_not(None),
                 col(RoutingDecision.decided_by).in_(CONFIRMED_BY),
-                RoutingDecision.action == Action.ROUTE.value,
+                col(RoutingDecision.action) == Action.ROUTE.value,
             )
             .order_by(col(Message.received_at), col(Message.id))
         ).all()
-        for message, decision, mailbox in rows:
-            if not decision.recipients:
-                continue
-            # The sealed content only (text, file names): the model never reads a file's bytes, so they
-            # are neither read nor decrypted (as in routing).
-            normalized = codec.unseal(store.vault, message, [])
-            examples.append(Example.from_message(normalized, provider=message.provider, mailbox=mailbox,
-                                                 label=decision.recipients[0]))
+    vault = store.vault
+    for message_id, content, provider, recipients, mailbox in rows:
+        if not recipients or content is None:
+            continue
+        # The sealed content only (text, file names): the model never reads a file's bytes, so they
+        # are neither read nor decrypted (as in routing).
+        normalized = codec.message_from_json(json.loads(vault.decrypt(content, codec.content_aad(message_id))), {})
+        examples.append(Example.from_message(normalized, provider=provider, mailbox=mailbox, label=recipients[0]))
     return examples
 
 
