@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -82,12 +83,18 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
                 group.add(message, decided, existing[message.id])
                 outcomes.append((message.id, decided, message.provider))
         group.write(session)
+    counts: Counter[str] = Counter()
     for message_id, decision, provider in outcomes:
         if decision is None:
             metrics.messages_quarantined.labels(provider, "route").inc()
+            counts["quarantined"] += 1
             continue
         metrics.routing_decisions.labels(decision.decided_by, decision.action.value).inc()
-        log.info("message %s id=%s by=%s", decision.action.value, message_id, decision.decided_by)
+        counts[decision.action.value] += 1
+        # Each letter's line only when debugging: the trace has every decision, and a line per letter
+        # cost more than deciding it at a morning's volume.
+        log.debug("message %s id=%s by=%s", decision.action.value, message_id, decision.decided_by)
+    log.info("routed a group of %d: %s", len(outcomes), ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
     return len(outcomes)
 
 

@@ -17,6 +17,11 @@ _ADDRESS_LINE = re.compile(
 _PREFIX = re.compile(r"^\s*(?:att(?:n|ention)?|til|to)\s*(?:\.\s*:?|:)\s*", re.IGNORECASE)
 _MAX_CANDIDATES = 20
 _MAX_CHARS = 100
+# match_recipient's answers: per organisation's recipients (by content), per candidate names.
+_Recipients = tuple[tuple[str, tuple[str, ...]], ...]
+_ANSWERS: dict[_Recipients, dict[tuple[str, ...], "RecipientCandidate | None"]] = {}
+_KEEP_DIRECTORIES = 64
+_KEEP_ANSWERS = 1024
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,31 @@ def match_recipient(
     Returns the best recipient, or None when there is nothing to compare. The runner-up is the best
     *other* recipient, so two aliases of the same person never count as competing with each other.
     """
+    # A mailroom's letters name the same few people and units again and again: the answer for the
+    # same names against the same recipients is kept (keyed by content, so a reloaded recipients file
+    # is never answered from the old one; bounded, so a flood of distinct names costs no memory).
+    recipients = tuple((rid, tuple(labels)) for rid, labels in names.items())
+    answers = _ANSWERS.get(recipients)
+    if answers is None:
+        if len(_ANSWERS) >= _KEEP_DIRECTORIES:
+            _ANSWERS.clear()
+        answers = _ANSWERS[recipients] = {}
+    key = tuple(candidates)
+    try:
+        return answers[key]
+    except KeyError:
+        pass
+    found = _match(key, recipients)
+    if len(answers) >= _KEEP_ANSWERS:
+        answers.clear()
+    answers[key] = found
+    return found
+
+
+def _match(candidates: tuple[str, ...], names: _Recipients) -> RecipientCandidate | None:
     choices: list[str] = []
     owners: list[str] = []
-    for rid, labels in names.items():
+    for rid, labels in names:
         for label in labels:
             choices.append(label)
             owners.append(rid)

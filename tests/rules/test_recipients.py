@@ -43,6 +43,21 @@ def test_match_recipient_reports_runner_up(directory: FakeDirectory) -> None:
     assert match_recipient([], directory.recipients) is None
 
 
+def test_a_changed_recipients_list_is_matched_anew(directory: FakeDirectory) -> None:
+    # GIVEN a name matched once against the organisation's recipients
+    before = match_recipient(["Bogholderiet"], directory.recipients)
+    assert before is not None and before.recipient == "finance"
+    # WHEN the recipients change (the alias moves to another recipient) and the same name comes again
+    changed = {rid: [label for label in labels if label != "Bogholderiet"]
+               for rid, labels in directory.recipients.items()}
+    changed["legal"] = [*changed["legal"], "Bogholderiet"]
+    # THEN the answer is the new list's, and the old list still gets its own
+    after = match_recipient(["Bogholderiet"], changed)
+    assert after is not None and after.recipient == "legal"
+    again = match_recipient(["Bogholderiet"], directory.recipients)
+    assert again is not None and again.recipient == "finance"
+
+
 def test_aliases_of_one_recipient_do_not_compete(directory: FakeDirectory) -> None:
     found = match_recipient(["Bogholderiet"], directory.recipients)
     assert found is not None and found.recipient == "finance" and found.score == 100
