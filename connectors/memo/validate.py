@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 from lxml import etree
 
 from connectors.memo.errors import MemoError
 from connectors.memo.schema import MEMO, PREFIXES, XSI, Choice, Complex, El, message_element
 
 
+@functools.lru_cache(maxsize=1024)  # every element's path is built with it: a third of validating a letter
 def display(tag: str) -> str:
     """An element name as a reader of the XSD would write it: `label`, `grd:ProductionUnit`."""
     qname = etree.QName(tag)
