@@ -117,27 +117,37 @@ async def test_workers_started_ahead_serve_the_first_letter() -> None:
         watchdog.shutdown()
 
 
-async def test_a_pdf_stuck_in_the_reader_ends_its_letters_pdfs_and_retires_the_worker(pool: watchdog.ParsePool) -> None:
+async def test_a_pdf_stuck_in_the_reader_ends_its_letters_pdfs_and_retires_the_worker() -> None:
     from tests.connectors.test_text import make_pdf
 
-    # GIVEN a letter whose second PDF never comes back from the PDF reader (the letter's text has 1 s)
-    pdfs = [make_pdf(["Brev"]), make_pdf(["hostile"]), make_pdf(["Bilag"])]
-    texts, pid, readers = await pool.run(workloads.pdfs_with_one_that_hangs, pdfs)
-    # THEN the letter keeps the first PDF's text, the PDFs after the stuck one yield nothing (no second
-    # thread may enter PDFium beside it), and the worker is replaced after this letter
-    assert texts == ["Brev", "", ""]
-    assert readers == 1
-    assert await pool.run(workloads.pid) != pid
+    # Its own pool with a generous budget: on a loaded machine only the stuck PDF may run out of time.
+    pool = watchdog.ParsePool(watchdog.Budget(seconds=60.0, memory_bytes=512 * 1024 * 1024, workers=1))
+    try:
+        # GIVEN a letter whose second PDF never comes back from the PDF reader (it may take 0.5 s)
+        pdfs = [(make_pdf(["Brev"]), 20.0), (make_pdf(["hostile"]), 0.5), (make_pdf(["Bilag"]), 20.0)]
+        texts, pid, readers = await pool.run(workloads.pdfs_with_one_that_hangs, pdfs)
+        # THEN the letter keeps the first PDF's text, the PDFs after the stuck one yield nothing (no second
+        # thread may enter PDFium beside it), and the worker is replaced after this letter
+        assert texts == ["Brev", "", ""]
+        assert readers == 1
+        assert await pool.run(workloads.pid) != pid
+    finally:
+        pool.close()
 
 
-async def test_a_letter_whose_pdf_crashes_pdfium_is_read_again_with_pypdf(pool: watchdog.ParsePool) -> None:
+async def test_a_letter_whose_pdf_crashes_pdfium_is_read_again_with_pypdf() -> None:
     from tests.connectors.test_text import make_pdf
 
-    first = await pool.run(workloads.pid)
-    # WHEN PDFium takes its worker down with it on a letter's PDF
-    text, pid = await pool.run(workloads.text_of_pdf_that_aborts_pdfium, make_pdf(["Brev"]))
-    # THEN the letter is read once more in a fresh worker, its PDF by pypdf, and nothing is quarantined
-    assert text == "Brev" and pid != first
+    # A generous budget: the fresh worker imports pypdf within the letter's time on a loaded machine.
+    pool = watchdog.ParsePool(watchdog.Budget(seconds=60.0, memory_bytes=512 * 1024 * 1024, workers=1))
+    try:
+        first = await pool.run(workloads.pid)
+        # WHEN PDFium takes its worker down with it on a letter's PDF
+        text, pid = await pool.run(workloads.text_of_pdf_that_aborts_pdfium, make_pdf(["Brev"]))
+        # THEN the letter is read once more in a fresh worker, its PDF by pypdf, and nothing is quarantined
+        assert text == "Brev" and pid != first
+    finally:
+        pool.close()
 
 
 def _pdf_bomb(inflated_mb: int) -> bytes:

@@ -43,10 +43,10 @@ def stuck_or_parse(raw: bytes, name: str) -> NormalizedMessage:
     return parse_message_file(raw, name)
 
 
-def pdfs_with_one_that_hangs(pdfs: list[bytes]) -> tuple[list[str], int, int]:
-    """Reads `pdfs` in order as one letter's files (0.3 s each, within the letter's deadline), the
-    first page of a PDF holding "hostile" never coming back from the reader; returns the texts, this
-    worker's pid and the number of PDF reader threads."""
+def pdfs_with_one_that_hangs(pdfs: list[tuple[bytes, float]]) -> tuple[list[str], int, int]:
+    """Reads `pdfs` (each with its timeout) in order as one letter's files, the first page of a PDF
+    holding "hostile" never coming back from the reader; returns the texts, this worker's pid and
+    the number of PDF reader threads."""
     import threading
 
     from connectors import pdftext
@@ -62,7 +62,8 @@ def pdfs_with_one_that_hangs(pdfs: list[bytes]) -> tuple[list[str], int, int]:
         return text
 
     pdftext._page_text = page_text
-    texts = [extract_text(File(f"{n}.pdf", "application/pdf", pdf), timeout_s=0.3) for n, pdf in enumerate(pdfs)]
+    texts = [extract_text(File(f"{n}.pdf", "application/pdf", pdf), timeout_s=timeout)
+             for n, (pdf, timeout) in enumerate(pdfs)]
     readers = sum(1 for t in threading.enumerate() if t.name == pdftext.THREAD_NAME)
     return texts, os.getpid(), readers
 
