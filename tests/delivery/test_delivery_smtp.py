@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from delivery_testkit import RecordingHandler
@@ -190,3 +191,49 @@ async def test_addresses_cannot_smuggle_commands(smtp_server: ServeFactory) -> N
         with pytest.raises(ValueError):
             await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com>\r\nRCPT TO:<b@x"])
     assert server.handler.mails == []
+
+
+class _SlowOnce(RecordingHandler):
+    """Answers the first DATA only after the client's timeout."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.messages and not getattr(self, "slept", False):
+            self.slept = True
+            await asyncio.sleep(2)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_reply_that_does_not_come_in_time_is_transient_and_the_connection_is_replaced(
+        smtp_server: ServeFactory) -> None:
+    # GIVEN a server that takes longer than the timeout to answer the end of a message
+    server = await smtp_server(handler=_SlowOnce())
+    async with SmtpSender(SmtpSettings(host="127.0.0.1", port=server.port, ca_file=server.ca_file,
+                                       timeout=0.5)) as smtp:
+        # WHEN a message is sent
+        with pytest.raises(SmtpTransient) as caught:
+            await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])
+        # THEN it is retried later (no code: it may have arrived), over a new connection, never
+        # mistaking the late reply for the next message's
+        assert caught.value.code is None
+        await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])
+    assert len(server.handler.peers) == 2
+
+
+class _ClosingOnce(RecordingHandler):
+    """Says "421 closing channel" to the second MAIL (an idle timeout), then accepts as usual."""
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if len(self.mails) == 1 and not getattr(self, "closed_once", False):
+            self.closed_once = True
+            self.mails.append(address)
+            return "421 4.4.2 idle too long, closing channel"
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+
+async def test_closing_channel_on_a_kept_connection_reconnects_and_sends(smtp_server: ServeFactory) -> None:
+    server = await smtp_server(handler=_ClosingOnce())
+    async with sender_for(server.port, server.ca_file) as smtp:
+        await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])
+        await smtp.send(MESSAGE, sender="postbud@example.com", recipients=["a@example.com"])  # no error
+    assert len(server.handler.messages) == 2
+    assert len(server.handler.peers) == 2
