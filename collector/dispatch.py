@@ -22,7 +22,8 @@ from typing import Any
 from collector import leases
 from collector.breaker import Backoff
 from collector.ledger import MailboxKey
-from collector.poll import PollResult, poll_mailbox
+from collector.poll import poll_mailbox
+from collector.poll_result import PollResult
 from connectors.base import AuthError, ConfigurationError, Connector, TransientError
 from core.config import CollectorSettings
 from core.logs import correlation_id

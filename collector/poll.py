@@ -21,6 +21,7 @@ from typing import TypeVar
 from collector import ledger
 from collector.addressing import place
 from collector.ledger import Known, MailboxKey
+from collector.poll_result import BudgetSpent, PollResult
 from collector.storing import Collect, Outcome, Quarantine, save_group
 from connectors.base import Connector, ConnectorError, Fetched, MessageRef, Page, PermanentError, TransientError
 from core.logs import correlation_id
@@ -39,40 +40,6 @@ MAX_WAIT_IN_POLL = 60.0
 BACKOFF_MAX = 30.0
 sleep = asyncio.sleep  # the back-off's sleep; tests replace it to observe the waits
 T = TypeVar("T")
-
-
-class BudgetSpent(Exception):
-    """The poll used its request budget; the rest waits for the next poll."""
-
-
-class PollResult:
-    def __init__(self, budget: int) -> None:
-        self.collected = 0
-        self.quarantined = 0
-        self.skipped = 0
-        self.acknowledged = 0
-        self.newly_acknowledged = 0  # acknowledged for the first time (not a repeat of an earlier one)
-        self.awaiting_delivery = 0
-        self.failed = 0  # messages whose fetch or acknowledgement still failed after the retries
-        self.budget = budget
-        self.requests = 0
-        self.more = False  # stopped by the budget with listing left
-        self.retry_after: float | None = None  # the longest wait a provider asked for
-
-    @property
-    def progressed(self) -> bool:
-        return bool(self.collected or self.quarantined or self.acknowledged)
-
-    @property
-    def new_work(self) -> int:
-        """Letters this poll moved on for good (stored, quarantined, let go of at the provider for the
-        first time); a listing that only repeats what is known counts nothing."""
-        return self.collected + self.quarantined + self.newly_acknowledged
-
-    def spend(self) -> None:
-        if self.requests >= self.budget:
-            raise BudgetSpent()
-        self.requests += 1
 
 
 class _Unexpected(Exception):
@@ -239,23 +206,29 @@ class _Page:
         after its acknowledgement (a lost ack, or the same file dropped twice) is acknowledged again."""
         done: list[str] = []
         result = self.result
+        due: list[tuple[MessageRef, Known]] = []
+        for ref, item in group:
+            known = self.known.get(ref.key)
+            if item is None or known is None:
+                continue
+            if not known.may_acknowledge(self.mailbox):
+                result.awaiting_delivery += 1
+                continue
+            due.append((ref, known))
         try:
-            for ref, item in group:
-                known = self.known.get(ref.key)
-                if item is None or known is None:
-                    continue
-                if not known.may_acknowledge(self.mailbox):
-                    result.awaiting_delivery += 1
-                    continue
-                correlation_id.set(known.message_id)
-                try:
-                    await _retrying(partial(self.connector.acknowledge, ref), attempts=self.retries, result=result)
-                except TransientError as exc:
-                    _note_wait(result, exc)
-                    result.failed += 1
-                    log.warning("acknowledgement failed after %d attempts; retried at the next poll: %s",
-                                self.retries, exc)
-                    continue
+            at_once = await self._acknowledge_at_once(due)
+            for ref, known in due:
+                if ref.key not in at_once:
+                    correlation_id.set(known.message_id)
+                    try:
+                        await _retrying(partial(self.connector.acknowledge, ref), attempts=self.retries,
+                                        result=result)
+                    except TransientError as exc:
+                        _note_wait(result, exc)
+                        result.failed += 1
+                        log.warning("acknowledgement failed after %d attempts; retried at the next poll: %s",
+                                    self.retries, exc)
+                        continue
                 result.acknowledged += 1
                 if not known.acknowledged:
                     result.newly_acknowledged += 1
@@ -264,6 +237,18 @@ class _Page:
         finally:
             if done:
                 await asyncio.to_thread(ledger.mark_acknowledged, self.store, done)
+
+    async def _acknowledge_at_once(self, due: list[tuple[MessageRef, Known]]) -> set[str]:
+        """The keys a connector with `acknowledge_many` let go of in one call, as many as the budget
+        allows (a request each); the rest, and any that failed, go one by one with retries."""
+        many = getattr(self.connector, "acknowledge_many", None)
+        affordable = due[:max(0, self.result.budget - self.result.requests)]
+        if many is None or not affordable:
+            return set()
+        for _ in affordable:
+            self.result.spend()
+        errors: Sequence[ConnectorError | None] = await many([ref for ref, _ in affordable])
+        return {ref.key for (ref, _), error in zip(affordable, errors, strict=True) if error is None}
 
 
 async def _list(connector: Connector, cursor: str | None, retries: int, result: PollResult) -> Page | None:

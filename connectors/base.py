@@ -165,6 +165,10 @@ class Connector(Protocol):
     at once is safe and cheap for the source (a local folder): the collector then fetches up to N of
     a page's messages at the same time; they are still stored in listing order, each before it is
     acknowledged.
+    A connector MAY offer `async acknowledge_many(refs) -> list[ConnectorError | None]` when
+    acknowledging several messages in one call is cheaper (a local folder: one thread hop per group):
+    each ref's error is returned in its place, not raised, and the collector acknowledges those again
+    one by one; a message's acknowledgement still comes after its commit.
     A connector MAY declare `poll_requests = N` when its requests cost the provider nothing (local
     files): a poll of it may then make up to N requests where `poll_request_budget` is lower.
     `sandbox/conformance.py` checks each of these against the connector's fake provider.

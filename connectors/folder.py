@@ -15,6 +15,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
@@ -25,6 +26,7 @@ from connectors.base import (
     AcknowledgePolicy,
     Capability,
     ConnectorContext,
+    ConnectorError,
     ConnectorSettings,
     Fetched,
     MessageRef,
@@ -117,27 +119,50 @@ class FolderConnector:
 
         path = self.folder / ref.handle
         limit = self.settings.max_bytes
+        read: list[bytes] = []
+
+        def load() -> tuple[bytes, str]:
+            """On the parse worker's driver thread: no thread hop of its own for reading the file."""
+            raw, size = _read_regular(path, max(limit, self.settings.evidence_bytes))
+            read.append(raw)
+            if size > limit:
+                kept = raw[: self.settings.evidence_bytes]
+                raise PermanentError(f"{ref.handle}: {size} bytes exceeds max_bytes ({limit}); "
+                                     f"the first {len(kept)} bytes are kept as evidence", raw=kept)
+            return raw, ref.handle
+
         try:
-            raw, size = await asyncio.to_thread(_read_regular, path, max(limit, self.settings.evidence_bytes))
+            message = await watchdog.run_loaded(load, parse_message_file)
         except FileNotFoundError:
             raise TransientError(f"{ref.handle} disappeared before it was read") from None
         except _NotRegular as exc:
             raise PermanentError(f"{ref.handle}: {exc}") from None
         except OSError as exc:
             raise TransientError(f"cannot read {ref.handle}: {exc.strerror}") from None
-        if size > limit:
-            kept = raw[: self.settings.evidence_bytes]
-            raise PermanentError(f"{ref.handle}: {size} bytes exceeds max_bytes ({limit}); "
-                                 f"the first {len(kept)} bytes are kept as evidence", raw=kept)
-        try:
-            message = await watchdog.run(parse_message_file, raw, ref.handle)
         except PermanentError as exc:
-            raise PermanentError(f"{ref.handle}: {exc}", raw=raw) from None
+            if exc.raw is not None or not read:
+                raise  # over max_bytes (its evidence attached), or the pool's own failure before reading
+            raise PermanentError(f"{ref.handle}: {exc}", raw=read[0]) from None
         media_type = _MEDIA_TYPES[Path(ref.handle).suffix.lower()]
-        return Fetched(ref=ref, raw=raw, raw_media_type=media_type, message=message)
+        return Fetched(ref=ref, raw=read[0], raw_media_type=media_type, message=message)
 
     async def acknowledge(self, ref: MessageRef) -> None:
         await asyncio.to_thread(self._remove, ref)
+
+    async def acknowledge_many(self, refs: Sequence[MessageRef]) -> list[ConnectorError | None]:
+        """A stored group's files deleted in one thread hop (see `Connector`)."""
+        return await asyncio.to_thread(self._remove_many, refs)
+
+    def _remove_many(self, refs: Sequence[MessageRef]) -> list[ConnectorError | None]:
+        errors: list[ConnectorError | None] = []
+        for ref in refs:
+            try:
+                self._remove(ref)
+            except TransientError as error:
+                errors.append(error)
+            else:
+                errors.append(None)
+        return errors
 
     def _remove(self, ref: MessageRef) -> None:
         """Delete the original, but only if it still holds the bytes that were stored: a file of the same

@@ -139,7 +139,14 @@ class _Worker:
 # -- the pool, in the daemon --------------------------------------------------------------------
 
 
-_Item = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
+class _Load:
+    """A call's arguments to be made by the driver thread, just before the call (`ParsePool.run_loaded`)."""
+
+    def __init__(self, load: Callable[[], tuple[Any, ...]]) -> None:
+        self.load = load
+
+
+_Item = tuple[Callable[..., Any], "tuple[Any, ...] | _Load", asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
 
 class ParsePool:
@@ -161,6 +168,16 @@ class ParsePool:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker; raises `BudgetExceeded` on overrun and `PermanentError` for any
         failure inside `fn` (its reason as text). `fn` and `args` must pickle (module-level functions)."""
+        return await self._run(fn, args)
+
+    async def run_loaded(self, load: Callable[[], tuple[Any, ...]], fn: Callable[..., T]) -> T:
+        """`run(fn, *load())`, with `load` called on the worker's driver thread right before: reading a
+        letter's file there spares the event loop a thread hop per letter. What `load` raises reaches
+        the caller as raised, and no worker is used then. `load` must be quick (a local read): the
+        letter's time budget starts after it."""
+        return await self._run(fn, _Load(load))
+
+    async def _run(self, fn: Callable[..., T], args: tuple[Any, ...] | _Load) -> T:
         if self._closed:
             raise _Closed("the parser pool is closed")
         self._start_threads()
@@ -223,6 +240,12 @@ class ParsePool:
             fn, args, loop, future = item
             if future.cancelled():
                 continue  # its poll was cancelled (shutdown, lost lease) while it waited
+            if isinstance(args, _Load):
+                try:
+                    args = args.load()
+                except Exception as error:  # noqa: BLE001 - the caller's to handle, as if it had loaded
+                    _settle_threadsafe(loop, future, error)
+                    continue
             try:
                 if worker is not None and not worker.process.is_alive():
                     self._retire(worker)
@@ -245,10 +268,7 @@ class ParsePool:
                 worker = None
             if isinstance(outcome, BudgetExceeded):
                 IN_FLIGHT.count_overrun(outcome.reason)
-            try:
-                loop.call_soon_threadsafe(_settle, future, outcome)
-            except RuntimeError:
-                pass  # the caller's loop is gone: nobody waits for this letter any more
+            _settle_threadsafe(loop, future, outcome)
         if worker is not None:
             self._retire(worker)
 
@@ -290,6 +310,13 @@ def _describe(code: int | None) -> str:
     return f"exit status {code}"
 
 
+def _settle_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
+    try:
+        loop.call_soon_threadsafe(_settle, future, outcome)
+    except RuntimeError:
+        pass  # the caller's loop is gone: nobody waits for this letter any more
+
+
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
     if future.done():
         return
@@ -328,6 +355,11 @@ def pool() -> ParsePool:
 async def run(fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` under the letter budget, in the process-wide pool (see `ParsePool.run`)."""
     return await pool().run(fn, *args)
+
+
+async def run_loaded(load: Callable[[], tuple[Any, ...]], fn: Callable[..., T]) -> T:
+    """`fn(*load())` in the process-wide pool, `load` on its driver thread (see `ParsePool.run_loaded`)."""
+    return await pool().run_loaded(load, fn)
 
 
 def warm_up() -> None:

@@ -101,6 +101,7 @@ def test_crash_between_commit_and_move_leaves_no_duplicate(
         raise KeyboardInterrupt("power cut after the commit")
 
     monkeypatch.setattr(FolderConnector, "acknowledge", crash)
+    monkeypatch.setattr(FolderConnector, "acknowledge_many", crash)
     with pytest.raises(KeyboardInterrupt):
         (mailbox,) = runtime.dispatcher.mailboxes.values()
         asyncio.run(poll.poll_mailbox(runtime.store, mailbox.key, mailbox.connector, Metrics()))
@@ -217,3 +218,32 @@ def test_a_drop_folder_fuller_than_the_request_budget_is_emptied_in_one_poll(
         assert not list((base / "drop").iterdir())
     finally:
         asyncio.run(runtime.aclose())
+
+
+def test_a_file_that_cannot_be_deleted_stays_for_the_next_poll_and_the_rest_of_its_group_go(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN three stored letters' files, one of which cannot be deleted for now
+    from connectors.base import TransientError
+
+    base = runtime.config.base_dir
+    for n in range(3):
+        drop(base, f"{n}.eml", EML.replace(b"moms-1", f"moms-{n}".encode()))
+    real = FolderConnector._remove
+
+    def busy(self: FolderConnector, ref: object) -> None:
+        if getattr(ref, "handle", "") == "1.eml":
+            raise TransientError("cannot delete 1.eml: Device or resource busy")
+        real(self, ref)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FolderConnector, "_remove", busy)
+    monkeypatch.setattr(poll, "sleep", lambda seconds: asyncio.sleep(0))
+    (mailbox,) = runtime.dispatcher.mailboxes.values()
+    # WHEN a poll stores them and deletes the group's files
+    result = asyncio.run(poll.poll_mailbox(runtime.store, mailbox.key, mailbox.connector, Metrics()))
+    # THEN the other two are gone, that one is kept (its letter stored once) and counted as failed
+    assert (result.collected, result.newly_acknowledged) == (3, 2) and result.failed >= 1
+    assert sorted(p.name for p in (base / "drop").iterdir()) == ["1.eml"]
+    # AND once it can be deleted, the next poll deletes it without storing it again
+    monkeypatch.undo()
+    asyncio.run(poll.poll_mailbox(runtime.store, mailbox.key, mailbox.connector, Metrics()))
+    assert not list((base / "drop").iterdir()) and len(messages(runtime)) == 3

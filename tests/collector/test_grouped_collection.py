@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlmodel import col, select
 
 from collector import ledger, poll
+from connectors.base import ConnectorError, TransientError
 from core.domain import Attention, Document, DocumentKind, File
 from core.metrics import Metrics
 from core.storage.db import Store
@@ -41,7 +42,22 @@ class _Fanned(ScriptedConnector):
         return await super().fetch(ref)
 
 
-@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned])
+class _Batched(_Fanned):
+    """Acknowledges a group in one call, as the drop folder does, each ref's error in its place."""
+
+    async def acknowledge_many(self, refs):  # type: ignore[no-untyped-def]
+        errors = []
+        for ref in refs:
+            try:
+                await self.acknowledge(ref)
+            except ConnectorError as error:
+                errors.append(error)
+            else:
+                errors.append(None)
+        return errors
+
+
+@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned, _Batched])
 def test_a_page_is_stored_in_listing_order_in_a_few_transactions_and_each_letter_acknowledged_once(
     store: Store, connector: type[ScriptedConnector]
 ) -> None:
@@ -115,7 +131,7 @@ def test_an_error_that_ends_the_poll_keeps_what_came_before_it_in_the_listing(st
     assert sorted(provider.acked) == KEYS[:5]
 
 
-@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned])
+@pytest.mark.parametrize("connector", [ScriptedConnector, _Fanned, _Batched])
 def test_a_poll_that_ends_on_its_budget_leaves_no_letter_half_done(
     store: Store, connector: type[ScriptedConnector]
 ) -> None:
@@ -186,3 +202,17 @@ def test_a_stored_letter_has_every_column_the_table_model_gives_a_new_row_and_un
     # and it opens again into the same letter, its files included
     assert codec.unseal(store.vault, row, attachments) == letter
     assert codec.unseal_raw(store.vault, row) == b"raw"
+
+
+def test_letters_a_group_acknowledgement_could_not_let_go_of_are_acknowledged_one_by_one(store: Store) -> None:
+    # GIVEN a provider that acknowledges groups at once, failing the first letter of the first group once
+    provider = _Batched([KEYS[:60]])
+    provider.faults["ack"].append(TransientError("busy"))
+    # WHEN a poll stores and acknowledges the page
+    result = asyncio.run(poll.poll_mailbox(store, _mailbox(store), provider, Metrics()))
+    # THEN that letter was acknowledged again on its own, and every letter is recorded acknowledged once
+    assert result.failed == 0 and result.newly_acknowledged == 60
+    assert sorted(provider.acked) == KEYS[:60]
+    assert all(r.acknowledged_at is not None for r in _stored(store))
+    assert len(_events(store, "acknowledged")) == 60
+    assert result.requests == 2 + 60 + 60 + 1  # two listings, the fetches, the acks and the one again

@@ -181,3 +181,20 @@ async def test_a_pdf_bomb_is_a_letter_without_text_not_a_dead_worker() -> None:
         pool.close()
     # THEN PDFium's abort costs one worker, and pypdf, capped, reads no text: the letter goes on
     assert text == ""
+
+
+async def test_a_call_loaded_on_the_driver_thread_gets_what_was_loaded_and_a_failed_load_spares_the_worker(
+        pool: watchdog.ParsePool) -> None:
+    # GIVEN a worker that has served a letter
+    first = await pool.run(workloads.pid)
+    # WHEN a letter's arguments are loaded on the driver thread (as a drop folder's file is read)
+    # THEN the worker is called with them
+    assert await pool.run_loaded(lambda: ("read on the driver",), workloads.echo) == "read on the driver"
+
+    # AND a load that fails reaches the caller as raised, with the same worker kept for the next letter
+    def gone() -> tuple[object, ...]:
+        raise FileNotFoundError("the file went away")
+
+    with pytest.raises(FileNotFoundError, match="went away"):
+        await pool.run_loaded(gone, workloads.echo)
+    assert await pool.run(workloads.pid) == first
