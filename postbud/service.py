@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
+from pathlib import Path
 
 from connectors import watchdog
 from core.config import Config
@@ -24,6 +27,9 @@ async def serve(config: Config, *, once: bool = False, force_exit: bool = False)
                 for extension in extensions:
                     await asyncio.to_thread(extension.runtime_ready, runtime.store, config)
                 daemon = Daemon(runtime, force_exit=force_exit)
+                age = process_age()
+                log.info("postbud ready: %d mailboxes, %s, %.2f s CPU", len(runtime.dispatcher.mailboxes),
+                         "?" if age is None else f"{age:.2f} s after the process started", time.process_time())
                 if once:
                     await daemon.run_once()
                 else:
@@ -32,3 +38,12 @@ async def serve(config: Config, *, once: bool = False, force_exit: bool = False)
                 await runtime.aclose()
     finally:  # the parse workers may have been started ahead (`postbud.parsing.start_parse_workers`)
         watchdog.shutdown()
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere): start-up shows in the log."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return float(Path("/proc/uptime").read_text().split()[0]) - started
+    except (OSError, ValueError, IndexError):
+        return None
