@@ -24,17 +24,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.e2e import CVR, drop_letters  # noqa: E402
+# Only light imports here: each parse worker imports this main module again (multiprocessing does), and
+# the daemon's and the letter generator's imports would cost every worker a second of CPU the real
+# daemon (whose main module is the small `postbud` script) never spends.
 from connectors import watchdog  # noqa: E402
-from core.configfile import load_config  # noqa: E402
-from postbud.daemon import Daemon  # noqa: E402
-from postbud.runtime import Runtime  # noqa: E402
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def write_config(folder: Path) -> Path:
     """The example rules, one organisation with a drop folder; no sandbox, no recipients file."""
+    from bench.e2e import CVR
+
     shutil.copytree(ROOT / "rules" / "examples", folder / "rules" / "examples")
     path = folder / "postbud.toml"
     path.write_text(textwrap.dedent(f"""
@@ -90,6 +91,10 @@ async def _stage(name: str, letters: int, job: Callable[[], Awaitable[int]],
 
 
 async def run(config_path: Path, letters: int, profile: cProfile.Profile | None) -> None:
+    from core.configfile import load_config
+    from postbud.daemon import Daemon
+    from postbud.runtime import Runtime
+
     runtime = Runtime.create(load_config(config_path))
     daemon = Daemon(runtime)
     try:
@@ -106,6 +111,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="cProfile both stages (the event loop's thread) into this file")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     args = parser.parse_args()
+    from bench.e2e import drop_letters
+
     folder = args.keep or Path(tempfile.mkdtemp(prefix="postbud-stages-"))
     folder.mkdir(parents=True, exist_ok=True)
     config = write_config(folder)
