@@ -20,7 +20,8 @@ daemons (`run --once`, each its own process) at once on that database; `--folder
 letters over K drop folders (mailboxes), and `--claim-batch` sets how many mailboxes an instance
 leases at a time, so that several instances have mailboxes to share: compare one and two instances
 with the same --folders and --claim-batch. With more than one instance each one's wall and CPU are
-shown too, and on PostgreSQL on this machine the server's CPU meanwhile (all its processes).
+shown too, and on PostgreSQL on this machine the server's CPU meanwhile (all its processes). The
+sandbox and each daemon run in a session of their own, as separate services do (see run_daemons).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def drop_letters(folder: Path, count: int, folders: int = 1) -> None:
 
 
 def start_sandbox(config: Path, folder: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([*POSTBUD, "-c", str(config), "sandbox"], cwd=folder,
+    proc = subprocess.Popen([*POSTBUD, "-c", str(config), "sandbox"], cwd=folder, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -160,7 +161,22 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
         cmd = [*first, *POSTBUD[1:], "-c", str(config), "run", "--once"]
         log = (folder / ("daemon.log" if n == 0 else f"daemon-{n + 1}.log")).open("wb")
         # not in `folder`: `python -m cProfile` puts the working folder first on sys.path (its rules/)
-        procs.append(subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT))
+        # Each in a session of its own, as separate services are: the kernel's autogroup scheduling
+        # (/proc/sys/kernel/sched_autogroup_enabled) gives one session one share of the CPU, so
+        # instances started in this one would share one share and two could never get more than one.
+        procs.append(subprocess.Popen(cmd, cwd=folder / "var", stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True))
+    try:
+        return _measure(procs, folder, started, began, before, spied=spy is not None)
+    finally:
+        for proc in procs:  # in their own sessions: a Ctrl-C here does not reach them
+            if proc.returncode is None:
+                proc.terminate()
+
+
+def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float, began: float,
+             before: resource.struct_rusage, *, spied: bool) -> dict[str, Any]:
+    instances = len(procs)
     peak_kb = 0
     cpu_seen: list[tuple[float, float]] = []  # (time, CPU seconds) of the first daemon process itself
     walls, cpus = [0.0] * instances, [0.0] * instances
@@ -171,7 +187,7 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
             try:
                 hwm = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{proc.pid}/status").read_text())
                 peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
-                if proc is procs[0] and spy is None:  # under py-spy procs[0] is py-spy's own process
+                if proc is procs[0] and not spied:  # under py-spy procs[0] is py-spy's own process
                     cpu_seen.append((time.time(), process_cpu(proc.pid)))
             except (OSError, ValueError, IndexError):
                 pass
