@@ -20,6 +20,7 @@ from core.domain import (
 )
 from router.suggester import Example, Suggester, SuggesterSettings, Suggestion, TrainedModel, fingerprint
 from router.suggester.calibration import Evidence, assign_folds, wilson_lower
+from router.suggester.features import word_text
 from tests.router.test_suggester_fixtures import (
     TOPICS,
     ambiguous_example,
@@ -192,6 +193,12 @@ def test_cpr_numbers_never_enter_the_vocabulary() -> None:
     assert model.space is not None
     vocabulary = " ".join(model.space.terms())
     assert "0101" not in vocabulary and "901234" not in vocabulary and "cprnr" in vocabulary
+
+
+def test_cpr_numbers_are_found_at_the_start_and_inside_text_but_not_inside_longer_numbers() -> None:
+    example = Example(title="0101901234 brev", body="ref:311299-1234, konto 10101901234 og 010190-12345 ok")
+    assert word_text(example, 1000).split("\n") == [
+        " cprnr  brev", " cprnr  brev", "ref: cprnr , konto 10101901234 og 010190-12345 ok"]
 
 
 def test_cross_validation_holds_out_periods_not_random_neighbours() -> None:
