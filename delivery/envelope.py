@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from core.domain import File
 from core.untrusted import one_line, safe_filename, visible
+from delivery.outer import InnerMessage
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def cover_text(cover: Cover) -> str:
 
 
 def build_inner(*, from_addr: str, to_addrs: Sequence[str], message_id: str, date: dt.datetime,
-                cover: Cover, files: Sequence[File]) -> bytes:
+                cover: Cover, files: Sequence[File]) -> InnerMessage:
     """The inner message as canonical (CRLF) bytes; `message_id` is the caller's deterministic id.
 
     The inner Subject carries the real title: it is encrypted, unlike the generic outer one.
@@ -68,11 +69,13 @@ def build_inner(*, from_addr: str, to_addrs: Sequence[str], message_id: str, dat
         raise ValueError("message_id must look like <local@domain>")
     boundary = f"=_postbud_{secrets.token_hex(12)}"
     when = date if date.tzinfo else date.replace(tzinfo=dt.UTC)
+    fields = {"From": address(from_addr), "To": ", ".join(address(a) for a in to_addrs),
+              "Date": format_datetime(when), "Message-ID": message_id}
     head = [
-        f"From: {address(from_addr)}",
-        f"To: {', '.join(address(a) for a in to_addrs)}",
+        f"From: {fields['From']}",
+        f"To: {fields['To']}",
         f"Subject: {header_text(cover.title)}",
-        f"Date: {format_datetime(when)}",
+        f"Date: {fields['Date']}",
         f"Message-ID: {message_id}",
         "MIME-Version: 1.0",
         f'Content-Type: multipart/mixed; boundary="{boundary}"',
@@ -97,7 +100,7 @@ def build_inner(*, from_addr: str, to_addrs: Sequence[str], message_id: str, dat
         )
         out += [part.encode("ascii"), base64_lines(f.content)]
     out.append(f"--{boundary}--\r\n".encode("ascii"))
-    return b"".join(out)
+    return InnerMessage.of(b"".join(out), fields)
 
 
 _MESSAGE_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")

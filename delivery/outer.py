@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 GENERIC_SUBJECT = "Encrypted message"
 
@@ -16,6 +17,21 @@ class WireMessage(bytes):
     """
 
     __slots__ = ()
+
+
+class InnerMessage(bytes):
+    """An inner message that carries the fields the outer one copies, as its builder wrote them (one
+    line each), so encrypting it need not read its header back (envelope.build_inner makes these)."""
+
+    fields: Mapping[str, str]
+
+    @classmethod
+    def of(cls, data: bytes, fields: Mapping[str, str]) -> InnerMessage:
+        message = cls(data)
+        message.fields = fields
+        return message
+
+
 # Copied from the inner message so the envelope matches it; Subject is never copied (it would leak).
 _COPIED = ("From", "To", "Date", "Message-ID")
 
@@ -23,10 +39,26 @@ _COPIED = ("From", "To", "Date", "Message-ID")
 def outer_headers(inner: bytes, *, subject: str = GENERIC_SUBJECT) -> list[str]:
     """Header lines for the outer message, taken from the inner message's own headers.
 
-    Read by hand, as the email package's parser reads them (a line that starts with a space or tab
-    continues the one before; the first field of a name counts; the header ends at the first empty
-    line or a line that is no field), at a tenth of its cost.
+    An InnerMessage brings its fields along. Other bytes are read by hand, as the email package's
+    parser reads them (a line that starts with a space or tab continues the one before; the first
+    field of a name counts; the header ends at the first empty line or a line that is no field), at
+    a tenth of its cost.
     """
+    found = {name.lower(): value for name, value in inner.fields.items()} if isinstance(inner, InnerMessage) \
+        else _header_fields(inner)
+    lines = []
+    for name in _COPIED:
+        if (field := found.get(name.lower())) is not None:
+            # unfolded: a folded value would carry the inner message's line breaks into ours
+            lines.append(f"{name}: {' '.join(field.split())}")
+        if name == "To":
+            lines.append(f"Subject: {' '.join(subject.split())}")
+    lines.append("MIME-Version: 1.0")
+    return lines
+
+
+def _header_fields(inner: bytes) -> dict[str, str]:
+    """The copied fields' values (lower-case names), from the first field of each name."""
     end = inner.find(b"\r\n\r\n")
     head = inner if end < 0 else inner[:end]
     found: dict[str, str] = {}
@@ -43,15 +75,7 @@ def outer_headers(inner: bytes, *, subject: str = GENERIC_SUBJECT) -> list[str]:
         current = key if key in _WANTED and key not in found else None
         if current is not None:
             found[current] = value
-    lines = []
-    for name in _COPIED:
-        if (field := found.get(name.lower())) is not None:
-            # unfolded: a folded value would carry the inner message's line breaks into ours
-            lines.append(f"{name}: {' '.join(field.split())}")
-        if name == "To":
-            lines.append(f"Subject: {' '.join(subject.split())}")
-    lines.append("MIME-Version: 1.0")
-    return lines
+    return found
 
 
 _WANTED = {name.lower() for name in _COPIED}

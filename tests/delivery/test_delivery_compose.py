@@ -112,3 +112,19 @@ def test_long_danish_title_keeps_the_inner_message_canonical(tmp_path: Path, ope
     assert "Subject: Encrypted message" in head and "=?utf-8?" not in head.split("To:", 1)[0]
     assert "alice@example.com" in head and "Message-ID: <postbud.10@postbud.example>" in head
     assert "\r\n " not in head and "\r\n\t" not in head
+
+
+def test_outer_headers_are_the_same_whether_read_back_or_carried_along() -> None:
+    from delivery.envelope import Cover, build_inner
+    from delivery.outer import InnerMessage, outer_headers
+
+    inner = build_inner(from_addr="Pøstbud <postbud@example.com>", to_addrs=["Åse Ø <aase@example.com>", "b@example.com"],
+                        message_id="<postbud.11@postbud.example>", date=RECEIVED,
+                        cover=Cover(sender="s", title="Ærlig talt " * 12, received_at=RECEIVED, trace_id="t"), files=[])
+    assert isinstance(inner, InnerMessage)
+    carried, read_back = outer_headers(inner), outer_headers(bytes(inner))
+    assert carried == read_back
+    assert carried[0].startswith("From: =?utf-8?") and carried[0].endswith(" <postbud@example.com>")
+    assert carried[1].endswith(" <aase@example.com>, b@example.com") and carried[2] == "Subject: Encrypted message"
+    assert carried[3:] == ["Date: Mon, 04 May 2026 08:00:00 +0000", "Message-ID: <postbud.11@postbud.example>",
+                           "MIME-Version: 1.0"]
