@@ -158,7 +158,8 @@ def save_group(store: Store, mailbox: MailboxKey, outcomes: Sequence[Outcome],
             row["ack_requested_at"] = utcnow()
             row["ack_ref"] = sealed_ack_ref(store, row["id"], outcome.ref)
     try:
-        with store.transaction() as session:
+        # durable: the provider is told it may forget these letters as soon as this returns
+        with store.transaction(durable=True) as session:
             # Core inserts of the tables (not the ORM's bulk path): the rows are complete already.
             if prepared:
                 session.execute(_MESSAGE_TABLE.insert(), [rows.message for rows in prepared])

@@ -35,6 +35,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "checkin", _back_to_normal_sync)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
@@ -59,6 +60,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_SYNCED_COMMITS = "postbud_synchronous_full"
+
+
+def _back_to_normal_sync(dbapi_connection: Any, record: Any) -> None:
+    """A connection a durable transaction used goes back to the pool at synchronous=NORMAL."""
+    if record.info.pop(_SYNCED_COMMITS, False):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
 class Store:
     """The engine plus the vault that seals content columns."""
 
@@ -76,10 +88,21 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed on success, rolled back on any exception."""
+    def transaction(self, *, durable: bool = False) -> Iterator[Session]:
+        """One unit of work: committed on success, rolled back on any exception.
+
+        SQLite runs with synchronous=NORMAL: a commit outlives the process at once, but a power cut
+        or an OS crash may undo it until the log is next synced. `durable` syncs the log at this
+        commit (everything committed before it too), for what a provider may forget once it is stored.
+        (PostgreSQL syncs every commit.)
+        """
         with self._write_lock, Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
+                if durable and self.is_sqlite:
+                    # first, before SQLite's transaction begins: the level cannot change inside one
+                    connection = session.connection()
+                    connection.exec_driver_sql("PRAGMA synchronous=FULL")
+                    connection.info[_SYNCED_COMMITS] = True
                 yield session
 
     @contextmanager

@@ -216,3 +216,33 @@ def test_letters_a_group_acknowledgement_could_not_let_go_of_are_acknowledged_on
     assert all(r.acknowledged_at is not None for r in _stored(store))
     assert len(_events(store, "acknowledged")) == 60
     assert result.requests == 2 + 60 + 60 + 1  # two listings, the fetches, the acks and the one again
+
+
+def test_letters_are_synced_to_disk_before_the_provider_may_forget_them(store: Store) -> None:
+    # GIVEN SQLite's log synced only now and then (synchronous=NORMAL), and a note of the level each
+    # commit ran at, by whether it stored letters
+    if not store.is_sqlite:
+        pytest.skip("PostgreSQL syncs every commit")
+    levels: dict[str, set[int]] = {"stored letters": set(), "other": set()}
+    storing: set[int] = set()
+
+    def note_insert(conn, cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO MESSAGE "):
+            storing.add(id(conn.connection.dbapi_connection))
+
+    def note_commit(conn):  # type: ignore[no-untyped-def]
+        raw = conn.connection.dbapi_connection
+        level = raw.execute("PRAGMA synchronous").fetchone()[0]
+        levels["stored letters" if id(raw) in storing else "other"].add(level)
+        storing.discard(id(raw))
+
+    event.listen(store.engine, "before_cursor_execute", note_insert)
+    event.listen(store.engine, "commit", note_commit)
+    provider = ScriptedConnector([KEYS[:60]])
+    # WHEN one poll collects and acknowledges a page
+    result = asyncio.run(poll.poll_mailbox(store, _mailbox(store), provider, Metrics()))
+    # THEN each commit that stored letters synced the log (FULL = 2) before the acknowledgement,
+    # and the other commits (acknowledgements recorded, trace) kept the cheaper level (NORMAL = 1)
+    assert result.collected == 60 and sorted(provider.acked) == KEYS[:60]
+    assert levels["stored letters"] == {2}
+    assert levels["other"] == {1}
