@@ -46,6 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import process_cpu  # noqa: E402
 from bench.e2e_letters import letter  # noqa: E402
 
 CVR = "12345678"
@@ -135,12 +136,6 @@ def approve(config_path: Path) -> None:
         approve_demo_recipients(runtime.store, config, load_recipients(config.recipients.file))
     finally:
         asyncio.run(runtime.aclose())
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds used so far by process `pid` (its own threads; Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | None = None,

@@ -23,13 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import process_cpu  # noqa: E402
 from bench.e2e_letters import letter  # noqa: E402
 from connectors import pdftext, watchdog  # noqa: E402
 from connectors.files import parse_message_file  # noqa: E402
 from connectors.memo import parse_memo  # noqa: E402
 from sandbox.generator import generate  # noqa: E402
 
-_TICK = os.sysconf("SC_CLK_TCK")
 _UNICODE_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSerif.ttf")
 
 
@@ -97,18 +97,13 @@ async def per_letter(letters: int) -> None:
     pool = watchdog.pool()
     await pool.run(parse_message_file, raws[0], "warm-up.xml")
     (pid,) = watchdog.worker_pids()
-    before = _cpu(pid)
+    before = process_cpu(pid)
     for raw in raws:
         await pool.run(parse_message_file, raw, "letter.xml")
-    spent = _cpu(pid) - before
+    spent = process_cpu(pid) - before
     watchdog.shutdown()
     print(f"\nparse worker: {letters} e2e letters, {1000 * spent / letters:.2f} ms CPU per letter "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-
-
-def _cpu(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def main() -> None:

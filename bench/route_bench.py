@@ -21,7 +21,6 @@ import shutil
 import sqlite3
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.e2e import CVR, drop_letters  # noqa: E402
+from bench.stages_bench import write_config as stages_config  # noqa: E402
 from core.configfile import load_config  # noqa: E402
 from postbud.runtime import Runtime  # noqa: E402
 from router.stage import route_batch  # noqa: E402
@@ -37,35 +37,9 @@ from sandbox.demo import approve_demo_recipients, ensure_demo_recipient, write_d
 
 def write_config(folder: Path) -> Path:
     """The example rules, the demo recipients (approved), the model on; one drop folder."""
-    shutil.copytree(ROOT / "rules" / "examples", folder / "rules" / "examples")
     keys = ensure_demo_recipient(folder / "var" / "keys-demo")
     write_demo_recipients(folder / "var" / "recipients.toml", [CVR], keys)
-    path = folder / "postbud.toml"
-    path.write_text(textwrap.dedent(f"""
-        [database]
-        url = "sqlite:///{folder}/var/postbud.db"
-        [encryption]
-        keyring = "{folder}/var/keys/keyring.json"
-        [http]
-        enabled = false
-        [rules]
-        directory = "rules/examples"
-        [model]
-        enabled = true
-        folder = "var/models"
-        [recipients]
-        file = "var/recipients.toml"
-        [[organisations]]
-        cvr = "{CVR}"
-        name = "Eksempel Holding ApS"
-          [[organisations.mailboxes]]
-          name = "drop"
-          type = "folder"
-          path = "var/drop"
-          settle_seconds = 0
-          max_files_per_poll = 100000
-        """))
-    return path
+    return stages_config(folder, recipients="var/recipients.toml")
 
 
 async def _collect(config_path: Path) -> None:

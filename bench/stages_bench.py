@@ -27,16 +27,20 @@ sys.path.insert(0, str(ROOT))
 # Only light imports here: each parse worker imports this main module again (multiprocessing does), and
 # the daemon's and the letter generator's imports would cost every worker a second of CPU the real
 # daemon (whose main module is the small `postbud` script) never spends.
+from bench.cpu import process_cpu  # noqa: E402
 from connectors import watchdog  # noqa: E402
 
-_TICK = os.sysconf("SC_CLK_TCK")
 
-
-def write_config(folder: Path) -> Path:
-    """The example rules, one organisation with a drop folder; no sandbox, no recipients file."""
+def write_config(folder: Path, *, recipients: str | None = None) -> Path:
+    """The example rules, one organisation with a drop folder; no sandbox. Without a `recipients`
+    file (relative to `folder`) the model is off and letters no rule routes go to the front desk;
+    with one, the model is on, as in the example config."""
     from bench.e2e import CVR
 
     shutil.copytree(ROOT / "rules" / "examples", folder / "rules" / "examples")
+    model = 'enabled = true\nfolder = "var/models"' if recipients else "enabled = false"
+    routing = f'[recipients]\nfile = "{recipients}"' if recipients else ""
+    fallback = "" if recipients else 'default_route = ["frontdesk"]'
     path = folder / "postbud.toml"
     path.write_text(textwrap.dedent(f"""
         [database]
@@ -48,18 +52,19 @@ def write_config(folder: Path) -> Path:
         [rules]
         directory = "rules/examples"
         [model]
-        enabled = false
+        {{model}}
+        {{routing}}
         [[organisations]]
         cvr = "{CVR}"
         name = "Eksempel Holding ApS"
-        default_route = ["frontdesk"]
+        {{fallback}}
           [[organisations.mailboxes]]
           name = "drop"
           type = "folder"
           path = "var/drop"
           settle_seconds = 0
           max_files_per_poll = 100000
-        """))
+        """).replace("{model}", model).replace("{routing}", routing).replace("{fallback}", fallback))
     return path
 
 
@@ -68,10 +73,9 @@ def _children_cpu() -> float:
     total = 0.0
     for pid in watchdog.worker_pids():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += process_cpu(pid)
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / _TICK
     return total
 
 
