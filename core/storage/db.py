@@ -93,8 +93,8 @@ class Store:
 
         SQLite runs with synchronous=NORMAL: a commit outlives the process at once, but a power cut
         or an OS crash may undo it until the log is next synced. `durable` syncs the log at this
-        commit (everything committed before it too), for what a provider may forget once it is stored.
-        (PostgreSQL syncs every commit.)
+        commit (everything committed before it too), for what a provider may forget once it is stored;
+        on PostgreSQL it waits for the WAL flush even where the server is set to synchronous_commit=off.
         """
         with self._write_lock, Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
@@ -103,6 +103,8 @@ class Store:
                     connection = session.connection()
                     connection.exec_driver_sql("PRAGMA synchronous=FULL")
                     connection.info[_SYNCED_COMMITS] = True
+                elif durable:
+                    session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO on")
                 yield session
 
     @contextmanager
