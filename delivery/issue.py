@@ -69,20 +69,18 @@ def load_issuing_ca(cert_path: Path | None, crl_path: Path | None) -> IssuingCa 
     return IssuingCa(cert, crl)
 
 
-def issue_smime(ca_cert: x509.Certificate, ca_key: _SigningKey, *, name: str, email: str, days: int,
-                now: dt.datetime, organisation: str) -> IssuedIdentity:
-    """A new RSA key and certificate for `email` (keyEncipherment, emailProtection), as PKCS#12."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
-    expires = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
-    cert = (
+def smime_certificate(public_key: rsa.RSAPublicKey, subject: x509.Name, email: str, *, issuer: x509.Name,
+                      signer: _SigningKey, now: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
+    """An S/MIME encryption certificate for `email` (keyEncipherment, emailProtection), signed by
+    `signer` in `issuer`'s name (the subject itself for a self-signed one)."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
-                                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(expires)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=False, key_encipherment=True,
@@ -90,10 +88,20 @@ def issue_smime(ca_cert: x509.Certificate, ca_key: _SigningKey, *, name: str, em
             encipher_only=False, decipher_only=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(email)]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, None if isinstance(ca_key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey))
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
+        .sign(signer, None if isinstance(signer, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey))
               else hashes.SHA256())
     )
+
+
+def issue_smime(ca_cert: x509.Certificate, ca_key: _SigningKey, *, name: str, email: str, days: int,
+                now: dt.datetime, organisation: str) -> IssuedIdentity:
+    """A new RSA key and certificate for `email` (keyEncipherment, emailProtection), as PKCS#12."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation)])
+    cert = smime_certificate(key.public_key(), subject, email, issuer=ca_cert.subject, signer=ca_key, now=now,
+                             not_after=min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc))
     passphrase = new_passphrase()
     protection = (serialization.PrivateFormat.PKCS12.encryption_builder()
                   .kdf_rounds(200_000)
