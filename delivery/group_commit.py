@@ -2,8 +2,12 @@
 
 A lane hands over a change (a send starts, a send was accepted) and gets a future. While one group
 commits in a worker thread, the next changes queue up and go in the next group, so the number of
-transactions falls as the number of lanes rises, and no change waits for a timer. Each change means
-what outbox.start_send / outbox.mark_delivered mean, with the same conditions (the row is still this
+transactions falls as the number of lanes rises, and no change waits for a timer. A start commits at
+once (its send waits for it); an accepted send waits for the next start's commit, for `drained` (the
+end of the run) or for `record_at` others, so it costs no transaction of its own: its letter shows
+as delivered that much later, and a crash meanwhile leaves it in doubt (re-sent under the same
+Message-ID, as a crash between the send and its commit always did). Each change means what
+outbox.start_send / outbox.mark_delivered mean, with the same conditions (the row is still this
 worker's, under its lease); a start is committed before its send begins, as before.
 """
 
@@ -102,17 +106,21 @@ def commit(store: Store, changes: Sequence[Change], *, owner: str, now: dt.datet
 class GroupCommitter:
     """Queues changes from the lanes of one delivery run and commits them in groups, in order."""
 
-    def __init__(self, store: Store, *, owner: str, now: dt.datetime, max_group: int = 200) -> None:
+    def __init__(self, store: Store, *, owner: str, now: dt.datetime, max_group: int = 200,
+                 record_at: int = 50) -> None:
         self._store, self._owner, self._now, self._max = store, owner, now, max_group
+        self._record_at = record_at
         self._waiting: list[tuple[Change, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._flushing = False  # drained() waits: commit everything
 
     def submit(self, change: Change) -> asyncio.Future[Any]:
-        """Queue a change; the future holds its Result once committed (or the commit's error)."""
+        """Queue a change; the future holds its Result once committed (or the commit's error). A start
+        is committed at once; an accepted send goes with the next start (see the module's docstring)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((change, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain())
+        if isinstance(change, Start) or len(self._waiting) >= self._record_at:
+            self._commit_soon()
         return future
 
     async def start(self, job: Job) -> Job | None:
@@ -122,16 +130,28 @@ class GroupCommitter:
 
     async def drained(self) -> None:
         """Until every change handed over so far is committed or failed."""
+        self._flushing = True
+        self._commit_soon()
         while self._task is not None:
             await asyncio.shield(self._task)
 
+    def _commit_soon(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain())
+
     async def _drain(self) -> None:
         try:
-            while self._waiting:
+            while self._due():
                 group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
                 await self._commit(group)
         finally:
             self._task = None
+            self._flushing = False
+
+    def _due(self) -> bool:
+        """Something waits that must not wait longer: a start, many accepted sends, or the run's end."""
+        return bool(self._waiting) and (self._flushing or len(self._waiting) >= self._record_at
+                                        or any(isinstance(change, Start) for change, _ in self._waiting))
 
     async def _commit(self, group: list[tuple[Change, asyncio.Future[Any]]]) -> None:
         changes = [change for change, _ in group]

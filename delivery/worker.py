@@ -9,9 +9,9 @@ is not approved or whose key does not check out today: their rows are held and t
 back to held for re-routing. Back-off state lives in the row (`next_attempt_at`), not in memory.
 
 Throughput: the claimed rows are read and encrypted a chunk at a time in one worker thread (not one
-thread hop per letter) while lanes send the chunk before; each lane sends over one of the channel's
-connections; starting a send and recording an accepted one go through a GroupCommitter, so the
-lanes' changes share transactions.
+thread hop per letter) while lanes send the chunk before; each lane takes the prepared rows in runs
+and sends over one of the channel's connections (lanes.py: a run's attempts are charged in one commit,
+and accepted sends are recorded with the next one), so a letter costs a fraction of a transaction.
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from core.config import Config, DeliverySettings
-from core.logs import correlation_id
 from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import utcnow
@@ -33,7 +29,9 @@ from delivery import outbox
 from delivery.approval import Invitation, admission, send_invitation
 from delivery.channels import Channel, Composing, Outbound, build_channels, delivery_token
 from delivery.contents import Content, read_contents
-from delivery.errors import Action, DeliveryError
+from delivery.errors import DeliveryError
+from delivery.lanes import Lanes, run_size
+from delivery.lanes import Ready as _Ready
 from delivery.keys import (
     KeyStatus,
     check_pgp_key,
@@ -41,7 +39,6 @@ from delivery.keys import (
     check_smime_cert,
 )
 from delivery.onboarding import uploaded_key
-from delivery.group_commit import Delivered, GroupCommitter
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
 from delivery.preferences import RouteCache
@@ -64,18 +61,6 @@ def _with_uploaded_key(store: Store, org: str, recipient: Recipient) -> tuple[Re
         return uploaded_key(session, org, recipient)
 
 
-@dataclass(frozen=True)
-class _Ready:
-    """A claimed row after the checks: what to send (made ahead when the channel composes), or why not."""
-
-    job: Job
-    problem: str | None = None  # hold the recipient, for this reason
-    item: Outbound | None = None
-    failure: DeliveryError | None = None  # composing failed: handled as that send's failure
-    error: Exception | None = None  # unforeseen: costs the row an attempt
-    paused: bool = False
-
-
 class _Run:
     """One call of deliver_pending: the claimed jobs, the channels, what was learnt about keys."""
 
@@ -91,9 +76,8 @@ class _Run:
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
         # recipients with a key from the confirmation page (the file names none), and its bytes
         self.uploaded: dict[tuple[str, str], tuple[Recipient, bytes | None]] = {}
-        self.commits = GroupCommitter(store, owner=owner, now=now)
-        self.recorded: list[tuple[Job, asyncio.Future[Any]]] = []  # accepted sends, commit under way
-        self.probes: dict[str, asyncio.Lock] = {}
+        self.lanes = Lanes(store, config.delivery, metrics, channels, pauses, owner=owner, now=now,
+                           after_hold=self._send_invitations)
         self.routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
 
     def prepare(self, jobs: list[Job]) -> list[_Ready]:
@@ -122,102 +106,6 @@ class _Run:
             return _Ready(job, item=item)
         except Exception as exc:
             return _Ready(job, error=exc)
-
-    async def deliver(self, ready: _Ready) -> str:
-        """Attempt one prepared row; returns the outcome label (delivered, retry, failed, held, released)."""
-        job = ready.job
-        correlation_id.set(job.message_id)
-        try:
-            if ready.error is not None:
-                raise ready.error
-            return await self._attempt(ready)
-        except Exception as exc:
-            # the one boundary per row: an unforeseen error costs this row an attempt, not the batch
-            log.error("delivery %s: unexpected error; retried later", job.id, exc_info=exc)
-            return await asyncio.to_thread(outbox.mark_retry, self.store, job,
-                                           DeliveryError(f"internal error: {type(exc).__name__}"),
-                                           self.settings, owner=self.owner, now=self.now)
-
-    async def _attempt(self, ready: _Ready) -> str:
-        job = ready.job
-        if ready.paused or self.pauses.until(job.channel, self.now) is not None:
-            return await self._release(job)
-        if ready.problem is not None or ready.item is None:
-            reason = ready.problem or "nothing to send"
-            log.warning("delivery %s held: %s", job.id, reason)
-            await asyncio.to_thread(outbox.hold, self.store, job, reason)
-            await self._send_invitations()
-            return "held"
-        if not self.pauses.probing(job.channel):
-            return await self._send(job, ready.item, ready.failure)
-        # the channel failed lately: one send at a time tells whether it is back, not one per lane
-        async with self.probes.setdefault(job.channel, asyncio.Lock()):
-            if self.pauses.until(job.channel, self.now) is not None:
-                return await self._release(job)
-            return await self._send(job, ready.item, ready.failure)
-
-    async def _release(self, job: Job) -> str:
-        paused_until = self.pauses.until(job.channel, self.now) or self.now
-        await asyncio.to_thread(outbox.release, self.store, job, owner=self.owner, at=paused_until)
-        return "released"
-
-    async def _send(self, job: Job, item: Outbound, failure: DeliveryError | None) -> str:
-        started_job = await self.commits.start(job)  # committed before anything goes out
-        if started_job is None:
-            return "released"  # the lease passed to another worker: it sends the row
-        job = started_job
-        if failure is not None:
-            return await self._failed(job, failure)
-        channel = self.channels[job.channel]
-        started = time.perf_counter()
-        try:
-            sent = await channel.send(item)
-        except DeliveryError as exc:
-            return await self._failed(job, exc)
-        finally:
-            self.metrics.delivery_attempt_seconds.labels(job.channel).observe(time.perf_counter() - started)
-        self.pauses.resume(job.channel)
-        self.metrics.delivery_channel_paused.labels(job.channel).set(0)
-        self.recorded.append((job, self.commits.submit(Delivered(job, sent.reply, sent.message_id, sent.detail))))
-        log.info("delivered %s via %s: %s", job.id, job.channel, sent.reply)
-        return "delivered"
-
-    async def settle_recorded(self) -> None:
-        """Wait for the accepted sends' commits; count them (a lease that passed meanwhile is logged)."""
-        await self.commits.drained()
-        recorded, self.recorded = self.recorded, []
-        for job, future in recorded:
-            if future.result():  # re-raises the commit's error, so the run fails as a crash would
-                self.metrics.deliveries.labels(job.channel, "delivered").inc()
-            else:
-                log.warning("delivery %s was sent but its lease had passed to another worker", job.id)
-
-    async def _failed(self, job: Job, exc: DeliveryError) -> str:
-        """Do what the error says (errors.py); returns the outcome label."""
-        if exc.alert is not None:
-            self.metrics.delivery_refused.labels(job.channel, exc.alert).inc()
-        match exc.action:
-            case Action.HOLD_RECIPIENT:
-                await asyncio.to_thread(outbox.hold, self.store, job, f"key cannot be used: {exc}")
-                return "held"
-            case Action.DEAD_LETTER if job.in_doubt:
-                # a relay that drops duplicates may refuse the re-send of a letter it already has
-                await asyncio.to_thread(outbox.settle_in_doubt, self.store, job, f"the re-send was refused: {exc}",
-                                        owner=self.owner)
-                return "delivered"
-            case Action.DEAD_LETTER:
-                log.warning("delivery %s dead-lettered: %s", job.id, exc)
-                await asyncio.to_thread(outbox.mark_failed, self.store, job, str(exc), owner=self.owner)
-                return "failed"
-            case Action.PAUSE_CHANNEL:
-                # the channel, not this letter, is at fault: the letter waits for it, uncharged
-                until = self.pauses.pause(job.channel, self.now)
-                log.error("channel %s paused until %s: %s", job.channel, until.isoformat(timespec="seconds"), exc)
-                self.metrics.delivery_channel_paused.labels(job.channel).set(1)
-                await asyncio.to_thread(outbox.channel_paused, self.store, job, exc, owner=self.owner, at=until)
-                return "paused"
-        return await asyncio.to_thread(outbox.mark_retry, self.store, job, exc, self.settings,
-                                       owner=self.owner, now=self.now)
 
     def _prepare(self, job: Job) -> tuple[str | None, Outbound | None]:
         """The checks before every send, in order; a reason to hold, or what to send."""
@@ -331,7 +219,6 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
                pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
     width = max(1, min(lanes or 2 * config.delivery.smtp_connections, len(jobs)))
     ready: asyncio.Queue[_Ready | None] = asyncio.Queue()
-    taken: set[str] = set()
     handled = 0
 
     async def preparing() -> None:
@@ -341,30 +228,30 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
         for _ in range(width):
             ready.put_nowait(None)
 
-    async def lane() -> None:
+    def done(job: Job, outcome: str) -> None:
         nonlocal handled
-        while (item := await ready.get()) is not None:
-            taken.add(item.job.id)
-            outcome = await run.deliver(item)
-            if outcome not in ("released", "paused"):
-                handled += 1
-                if outcome != "delivered":  # counted once its commit is done (settle_recorded)
-                    metrics.deliveries.labels(item.job.channel, outcome).inc()
+        if outcome not in ("released", "paused"):
+            handled += 1
+            if outcome != "delivered":  # counted once its commit is done (settle_recorded)
+                metrics.deliveries.labels(job.channel, outcome).inc()
 
-    tasks = [asyncio.create_task(preparing())] + [asyncio.create_task(lane()) for _ in range(width)]
+    size = run_size(len(jobs), width)
+    tasks = [asyncio.create_task(preparing())] + [asyncio.create_task(run.lanes.lane(ready, size, done))
+                                                   for _ in range(width)]
     try:
         await asyncio.gather(*tasks)
-        await run.settle_recorded()
+        await run.lanes.settle_recorded()
     except BaseException:
         # one lane died (or we were cancelled at shutdown): stop the others before the channels
-        # close. Rows in flight stay under lease (taken up again when it runs out); rows not
-        # started yet are given back at once; accepted sends still get recorded when they can.
+        # close. Rows in flight stay under lease (taken up again when it runs out); accepted sends
+        # still get recorded when they can; then rows whose send had not begun, charged or not, are
+        # given back at once.
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        unstarted = [job for job in jobs if job.id not in taken]
-        await asyncio.shield(asyncio.to_thread(outbox.release_all, store, unstarted, owner=owner, at=when))
-        await asyncio.shield(run.commits.drained())
+        await asyncio.shield(run.lanes.commits.drained())
+        unsent = [*run.lanes.unsent.values(), *(job for job in jobs if job.id not in run.lanes.taken)]
+        await asyncio.shield(asyncio.to_thread(outbox.release_all, store, unsent, owner=owner, at=when))
         raise
     finally:
         if own:
