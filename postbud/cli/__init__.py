@@ -3,6 +3,7 @@ only with `--debug` anywhere on the line) is `postbud.cli.common.OperatorGroup`'
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -32,4 +33,10 @@ def invoke(argv: Sequence[str]) -> int:
 
 
 def main() -> None:
-    sys.exit(invoke(sys.argv[1:]))
+    code = invoke(sys.argv[1:])
+    # Whatever is left goes with the process. Without this the interpreter's teardown runs full
+    # collections over every object still alive: 0.3-0.4 s of CPU after a run --once (most of its
+    # closing), for memory the exit returns anyway. Finalizers still run for what teardown frees;
+    # only cycles are left uncollected, and everything postbud writes is closed by then.
+    gc.freeze()
+    sys.exit(code)
