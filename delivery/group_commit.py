@@ -2,10 +2,10 @@
 
 A lane hands over a change (a send starts, a send was accepted) and gets a future. While one group
 commits in a worker thread, the next changes queue up and go in the next group, so the number of
-transactions falls as the number of lanes rises, and no change waits for a timer. A start commits at
-once (its send waits for it); an accepted send waits for the next start's commit, for `drained` (the
-end of the run) or for `record_at` others, so it costs no transaction of its own: its letter shows
-as delivered that much later, and a crash meanwhile leaves it in doubt (re-sent under the same
+transactions falls as the number of lanes rises. A start commits at once (its send waits for it); an
+accepted send waits for the next start's commit, for `drained` (the end of the run), for `record_at`
+others or at most `record_within` seconds, so it mostly costs no transaction of its own: its letter
+shows as delivered that much later, and a crash meanwhile leaves it in doubt (re-sent under the same
 Message-ID, as a crash between the send and its commit always did). Each change means what
 outbox.start_send / outbox.mark_delivered mean, with the same conditions (the row is still this
 worker's, under its lease); a start is committed before its send begins, as before.
@@ -48,6 +48,8 @@ class Delivered:
 
 
 Change = Start | Delivered
+# Seconds an accepted send waits at most for a commit to go with (a batch of 50 letters takes ~0.15 s).
+RECORD_WITHIN = 0.2
 # Start: the job counting this attempt, or None when the lease passed to another worker (send
 # nothing). Delivered: False when the lease passed (nothing changed).
 Result = Job | bool | None
@@ -107,12 +109,14 @@ class GroupCommitter:
     """Queues changes from the lanes of one delivery run and commits them in groups, in order."""
 
     def __init__(self, store: Store, *, owner: str, now: dt.datetime, max_group: int = 200,
-                 record_at: int = 50) -> None:
+                 record_at: int = 50, record_within: float | None = None) -> None:
         self._store, self._owner, self._now, self._max = store, owner, now, max_group
         self._record_at = record_at
+        self._record_within = RECORD_WITHIN if record_within is None else record_within
         self._waiting: list[tuple[Change, asyncio.Future[Any]]] = []
         self._task: asyncio.Task[None] | None = None
-        self._flushing = False  # drained() waits: commit everything
+        self._flushing = False  # commit everything waiting: drained() waits, or a send waited long enough
+        self._deadline: asyncio.TimerHandle | None = None  # for the oldest accepted send waiting
 
     def submit(self, change: Change) -> asyncio.Future[Any]:
         """Queue a change; the future holds its Result once committed (or the commit's error). A start
@@ -121,7 +125,14 @@ class GroupCommitter:
         self._waiting.append((change, future))
         if isinstance(change, Start) or len(self._waiting) >= self._record_at:
             self._commit_soon()
+        elif self._deadline is None:
+            self._deadline = asyncio.get_running_loop().call_later(self._record_within, self.flush)
         return future
+
+    def flush(self) -> None:
+        """Commit everything waiting now, without waiting for it."""
+        self._flushing = True
+        self._commit_soon()
 
     async def start(self, job: Job) -> Job | None:
         result = await self.submit(Start(job))
@@ -130,8 +141,7 @@ class GroupCommitter:
 
     async def drained(self) -> None:
         """Until every change handed over so far is committed or failed."""
-        self._flushing = True
-        self._commit_soon()
+        self.flush()
         while self._task is not None:
             await asyncio.shield(self._task)
 
@@ -143,6 +153,9 @@ class GroupCommitter:
         try:
             while self._due():
                 group, self._waiting = self._waiting[:self._max], self._waiting[self._max:]
+                if not self._waiting and self._deadline is not None:  # every accepted send goes now
+                    self._deadline.cancel()
+                    self._deadline = None
                 await self._commit(group)
         finally:
             self._task = None

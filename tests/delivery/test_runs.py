@@ -17,9 +17,10 @@ from worker_testkit import collect_and_route, deliver, delivery_toml, recipients
 
 from core.storage.db import Store
 from core.storage.models import Delivery, utcnow
-from delivery import group_commit
+from delivery import group_commit, outbox
 from delivery.channels import Outbound, Sent
 from delivery.errors import RelayUnreachable
+from delivery.group_commit import Delivered, GroupCommitter
 from postbud.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ async def test_a_run_is_charged_in_one_commit_before_its_first_letter_goes_out(
     vouch(rt)
     ids = await collect_and_route(rt, *range(6))
     groups = Groups(monkeypatch)
+    monkeypatch.setattr(group_commit, "RECORD_WITHIN", 60.0)  # however slow the machine
     relay = Relay(rt)
     # WHEN a delivery run sends them
     assert await deliver(rt, channels={"email": relay}, lanes=1) == 6
@@ -145,3 +147,18 @@ async def test_a_channel_that_pauses_mid_run_gives_the_rest_of_the_run_back_unch
     # THEN the relay was tried once, and no letter used an attempt
     assert len(relay.tokens) == 1 and relay.outbox_then[0] == [("sending", 1)] * 5
     assert rows(rt) == [("pending", 0)] * 5
+
+
+async def test_an_accepted_send_waits_for_a_commit_only_so_long(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a letter whose send started, and no other change coming
+    vouch(rt)
+    (mid,) = await collect_and_route(rt, 1)
+    [job] = outbox.claim(rt.store, "w1", now=utcnow(), ttl=LEASE, limit=50)
+    committer = GroupCommitter(rt.store, owner="w1", now=utcnow(), record_within=0.01)
+    started = await committer.start(job)
+    assert started is not None
+    # WHEN the relay accepted it
+    recorded = committer.submit(Delivered(started, "250 OK", None))
+    # THEN it is recorded of itself, though nothing else was committed and the run did not end
+    assert await asyncio.wait_for(recorded, 30) is True
+    assert state(rt, mid).message == "delivered"
