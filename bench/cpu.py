@@ -12,3 +12,12 @@ def process_cpu(pid: int) -> float:
     """User plus system CPU seconds used so far by process `pid`'s threads; OSError once it is gone."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def process_io(pid: int) -> dict[str, int]:
+    """/proc/PID/io of a process (its threads, and its children it has reaped): rchar, wchar, syscr,
+    syscw (read and write calls of any file, socket or pipe), read_bytes, write_bytes (to storage).
+    A process that has exited but is not yet reaped still answers (read it between waitid(WNOWAIT)
+    and wait4); OSError once it is gone."""
+    pairs = (line.split(":") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line)
+    return {name.strip(): int(value) for name, value in pairs}

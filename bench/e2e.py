@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import process_cpu  # noqa: E402
+from bench.cpu import process_cpu, process_io  # noqa: E402
 from bench.e2e_letters import letter  # noqa: E402
 
 CVR = "12345678"
@@ -175,6 +175,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
     peak_kb = 0
     cpu_seen: list[tuple[float, float]] = []  # (time, CPU seconds) of the first daemon process itself
     walls, cpus = [0.0] * instances, [0.0] * instances
+    ios: list[dict[str, int]] = [{} for _ in procs]
     while any(proc.returncode is None for proc in procs):
         for n, proc in enumerate(procs):
             if proc.returncode is not None:
@@ -186,8 +187,13 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
                     cpu_seen.append((time.time(), process_cpu(proc.pid)))
             except (OSError, ValueError, IndexError):
                 pass
-            # wait4, not poll(): each instance's own CPU (its reaped parse workers included)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            # exited but not reaped yet: its I/O counters, then wait4 (not poll()) for each instance's
+            # own CPU (its reaped parse workers included)
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                continue
+            with contextlib.suppress(OSError):
+                ios[n] = process_io(proc.pid)
+            pid, status, usage = os.wait4(proc.pid, 0)
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(status)
                 walls[n], cpus[n] = time.perf_counter() - started, usage.ru_utime + usage.ru_stime
@@ -199,6 +205,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
         raise SystemExit(f"postbud run --once (instance {failed}) failed; see {folder}/daemon*.log")
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
     return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "began": began, "ended": ended, "cpu_seen": cpu_seen,
+            "io": {name: sum(io.get(name, 0) for io in ios) for name in ("wchar", "syscw", "rchar", "write_bytes")},
             **{f"wall_{n + 1}": w for n, w in enumerate(walls)}, **{f"cpu_{n + 1}": c for n, c in enumerate(cpus)}}
 
 
@@ -348,6 +355,12 @@ def main() -> None:
     print(f"delivered {delivered}: {delivered / figures['wall']:.0f} letters/s wall, "
           f"{delivered / figures['cpu']:.0f} per CPU-second ({1000 * figures['cpu'] / max(1, delivered):.1f} ms "
           f"CPU per letter)")
+    io: dict[str, int] = figures["io"]
+    if io["syscw"] and delivered:  # under py-spy these are py-spy's own
+        print(f"daemon I/O (/proc/PID/io at exit, parse workers included): written {io['wchar'] / 1e6:.0f} MB in "
+              f"{io['syscw']} write calls ({io['wchar'] / 1000 / delivered:.0f} KB, {io['syscw'] / delivered:.0f} "
+              f"calls per letter; files, sockets and pipes), {io['write_bytes'] / 1e6:.0f} MB to storage; "
+              f"read {io['rchar'] / 1e6:.0f} MB")
     edges: tuple[float, float] | None = result["edges"]  # type: ignore[assignment]
     if edges is not None:
         seen: list[tuple[float, float]] = figures["cpu_seen"]
