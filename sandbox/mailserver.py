@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import re
 import secrets
 import shutil
 import ssl
@@ -28,6 +29,13 @@ from sandbox.testca import LocalCA
 
 log = logging.getLogger(__name__)
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# A dot-atom address in angle brackets, then the end or blanks before a visible character other than
+# "(" (a comment): what email._header_value_parser.get_angle_addr, aiosmtpd's parser, reads as the
+# same address and the same rest
+_PLAIN_PATH = re.compile(
+    rf"<(?P<address>{_ATOM}(?:\.{_ATOM})*@{_ATOM}(?:\.{_ATOM})*)>(?:[ \t]+(?=[!-'*-~])|[ \t]*\Z)")
+
 
 class BulkDataSMTP(SMTP):
     """aiosmtpd's server with a DATA phase that reads the message in bulk, not line by line.
@@ -42,6 +50,7 @@ class BulkDataSMTP(SMTP):
 
     pipelining = True
     _offer_pipelining = False
+    _replies = b""
 
     async def smtp_EHLO(self, hostname: str) -> None:
         self._offer_pipelining = self.pipelining
@@ -51,12 +60,39 @@ class BulkDataSMTP(SMTP):
             self._offer_pipelining = False
 
     async def push(self, status: AnyStr) -> None:
-        await super().push(status)
+        """aiosmtpd's push, except that a 250 reply waits while a pipelined next command is already read.
+
+        RFC 2920 §3.2 lets a server hold replies until it would wait for input; held here only
+        while the reader holds a whole next line, whose handling always pushes its own reply, so
+        a pipelined MAIL, RCPT, DATA is answered in one TLS record and one send instead of three.
+        """
         line = status if isinstance(status, str) else status.decode("ascii", "replace")
+        response = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") if isinstance(status, str) else status
+        replies = self._replies + response + b"\r\n"
         if self._offer_pipelining and line.startswith("250-"):
             # right after EHLO's first line (a hook that refuses EHLO answers with no "250-" line)
             self._offer_pipelining = False
-            await super().push("250-PIPELINING")
+            replies += b"250-PIPELINING\r\n"
+        # aiosmtpd reads its StreamReader's buffer too (connection_made after STARTTLS)
+        if line.startswith("250") and b"\n" in self._reader._buffer:  # type: ignore[attr-defined]
+            self._replies = replies
+            return
+        self._replies = b""
+        self._writer.write(replies)
+        await self._writer.drain()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's, without its RFC 5322 parser for the everyday `<local@domain>`.
+
+        aiosmtpd's costs 40-85 µs an address (it also defines a typing.Protocol class each call).
+        """
+        plain = _PLAIN_PATH.match(arg)
+        if plain is None:  # quoted, non-ASCII, comments, literals, no angle brackets: aiosmtpd decides
+            return super()._getaddr(arg)
+        address = plain["address"]
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, arg[plain.end():]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
@@ -157,6 +193,7 @@ class MaildirHandler:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self._prefix = f"{folder}{os.sep}"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if not over_tls(server, session):  # require_starttls already refuses this; belt and braces
@@ -164,9 +201,16 @@ class MaildirHandler:
         data = envelope.original_content or b""
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"{stamp}-{secrets.token_hex(4)}.eml"
-        tmp = self.folder / f".{name}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(self.folder / name)
+        # os calls on str paths, not pathlib's write_bytes and replace: a third of the file's CPU
+        tmp = f"{self._prefix}.{name}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, f"{self._prefix}{name}")
         return f"250 Message accepted for delivery as {name}"
 
 
