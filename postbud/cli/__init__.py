@@ -12,12 +12,13 @@ def invoke(argv: Sequence[str]) -> int:
     """Run `postbud ARGV...` and return its exit code; what `main` and the tests call."""
     from typer.exceptions import Exit, TyperException
 
-    from postbud.cli.app import app
     from postbud.cli.common import FAILURE, USAGE, say
+    from postbud.cli.root import app_for
 
     args = list(argv)
     if "--debug" in args:  # allowed anywhere: the root option it is, in front
         args = ["--debug", *(a for a in args if a != "--debug")]
+    app = app_for(args)
     try:
         code = app(args=args, prog_name="postbud", standalone_mode=False)
     except Exit as exc:

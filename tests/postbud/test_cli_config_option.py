@@ -80,12 +80,12 @@ def test_every_group_runs_with_config_after_the_sub_command(
 
 
 def test_no_command_module_imports_another() -> None:
-    # shared parsing and views live in common.py; only the root (app.py) imports the command
-    # modules, and none imports the root back
+    # shared parsing and views live in common.py; only the root (root.py, and app.py, which mounts
+    # every command on it) imports the command modules, and none imports the root back
     folder = Path(postbud.cli.__file__).parent
     commands = {p.stem for p in folder.glob("*.py")} - {"__init__", "common"}
     for path in folder.glob("*.py"):
-        if path.stem in ("app", "__init__"):  # the root and the entry point
+        if path.stem in ("app", "root", "__init__"):  # the root and the entry point
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module is not None:
