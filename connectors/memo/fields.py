@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from connectors.memo.schema import DMV, FORM, GLN, GRD, KLE, MEMO, SOR, UDD
+from connectors.memo.tree import Node
 from core.domain import Attention
 
 
@@ -90,21 +91,24 @@ RESERVATION_KEYS = (
 )
 
 
-def text_of(parent: etree._Element | None, *path: str) -> str | None:
+def text_of(parent: Node | None, *path: str) -> str | None:
     """The stripped text at `path` (qualified names) below `parent`, or None when absent or empty."""
     node = parent
     for tag in path:
         if node is None:
             return None
-        node = node.find(tag)
+        found = node.kids.get(tag)
+        node = found[0] if found else None
     if node is None:
         return None
     value = (node.text or "").strip()
     return value or None
 
 
-def read_leaves(parent: etree._Element | None, leaves: tuple[Leaf, ...]) -> dict[str, str]:
+def read_leaves(parent: Node | None, leaves: tuple[Leaf, ...]) -> dict[str, str]:
     found: dict[str, str] = {}
+    if parent is None or not parent.kids:
+        return found
     for leaf in leaves:
         value = text_of(parent, leaf.container, leaf.leaf)
         if value is not None:
@@ -127,18 +131,19 @@ def write_leaves(parent: etree._Element, leaves: tuple[Leaf, ...], values: Mappi
         etree.SubElement(container, leaf.leaf).text = value
 
 
-def read_unstructured(parent: etree._Element | None) -> str | None:
+def read_unstructured(parent: Node | None) -> str | None:
     """The unstructured address when a structured one is given too (else it is the line itself)."""
-    if parent is None or parent.find(q(GRD, "Address")) is None:
+    if parent is None or parent.first(q(GRD, "Address")) is None:
         return None
     return text_of(parent, q(GRD, "UnstructuredAddress"), q(GRD, "unstructured"))
 
 
-def read_address_parts(parent: etree._Element | None) -> dict[str, str] | None:
+def read_address_parts(parent: Node | None) -> dict[str, str] | None:
     """Every leaf of grd:Address as given (AddressPoint's as `AddressPoint.<leaf>`)."""
-    address = parent.find(q(GRD, "Address")) if parent is not None else None
-    if address is None:
+    found = parent.first(q(GRD, "Address")) if parent is not None else None
+    if found is None:
         return None
+    address = found.element
     parts: dict[str, str] = {}
     for node in address.iter():
         if node is address or not isinstance(node.tag, str) or len(node):
@@ -152,12 +157,12 @@ def read_address_parts(parent: etree._Element | None) -> dict[str, str] | None:
     return parts or None
 
 
-def read_address(parent: etree._Element | None) -> str | None:
+def read_address(parent: Node | None) -> str | None:
     """The structured grd:Address joined into one line when given, else the unstructured address:
     the same preference whatever the MeMo version (both are kept: `read_unstructured`, `read_address_parts`)."""
     if parent is None:
         return None
-    address = parent.find(q(GRD, "Address"))
+    address = parent.first(q(GRD, "Address"))
     if address is None:
         return text_of(parent, q(GRD, "UnstructuredAddress"), q(GRD, "unstructured"))
 
@@ -177,7 +182,7 @@ def write_address(parent: etree._Element, value: str | None) -> None:
         etree.SubElement(unstructured, q(GRD, "unstructured")).text = value
 
 
-def read_attention(data: etree._Element | None) -> Attention | None:
+def read_attention(data: Node | None) -> Attention | None:
     if data is None:
         return None
     return Attention(**read_leaves(data, ATTENTION_LEAVES), address=read_address(data),
@@ -219,7 +224,7 @@ def attention_from_items(prefix: str, items: Mapping[str, str]) -> Attention | N
     return Attention(**values) if values else None  # type: ignore[arg-type]
 
 
-def read_contact_point(point: etree._Element | None, prefix: str) -> dict[str, str]:
+def read_contact_point(point: Node | None, prefix: str) -> dict[str, str]:
     """`<prefix>contact_point.{id,group,label}` and `<prefix>contact_info.<label>` items."""
     if point is None:
         return {}
@@ -228,7 +233,7 @@ def read_contact_point(point: etree._Element | None, prefix: str) -> dict[str, s
         value = text_of(point, q(MEMO, name))
         if value is not None:
             items[f"{prefix}contact_point.{key}"] = value
-    for info in point.findall(q(MEMO, "ContactInfo")):
+    for info in point.all(q(MEMO, "ContactInfo")):
         label = text_of(info, q(MEMO, "label"))
         if label is not None:
             items[f"{prefix}contact_info.{label}"] = text_of(info, q(MEMO, "value")) or ""

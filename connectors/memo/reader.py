@@ -24,6 +24,7 @@ from connectors.memo.fields import (
     text_of,
 )
 from connectors.memo.schema import MEMO, decode_base64, shown
+from connectors.memo.tree import Node
 from connectors.memo.validate import validate
 from connectors.text import extract_text
 from core.domain import (
@@ -79,11 +80,10 @@ def validate_memo(raw: bytes, *, max_bytes: int = MAX_BYTES) -> str:
         raise
 
 
-def _load(raw: bytes, max_bytes: int) -> tuple[etree._Element, str]:
+def _load(raw: bytes, max_bytes: int) -> tuple[Node, str]:
     root = _parse_xml(raw, max_bytes)
     version = _version(root)
-    validate(root, version)
-    return root, version
+    return validate(root, version), version
 
 
 def _parse_xml(raw: bytes, max_bytes: int) -> etree._Element:
@@ -127,7 +127,7 @@ def _version(root: etree._Element) -> str:
     raise MemoError(f"Message/@memoVersion {shown(declared)} is not a supported MeMo version (1.1, 1.2)")
 
 
-def _flag(header: etree._Element, name: str) -> bool:
+def _flag(header: Node, name: str) -> bool:
     return text_of(header, _m(name)) in ("true", "1")
 
 
@@ -140,12 +140,12 @@ def _lower(value: str | None) -> str | None:
     return value.lower() if value else value
 
 
-def _normalize(root: etree._Element, version: str) -> NormalizedMessage:
-    header = root.find(_m("MessageHeader"))
+def _normalize(root: Node, version: str) -> NormalizedMessage:
+    header = root.first(_m("MessageHeader"))
     assert header is not None  # validated
-    sender_el = header.find(_m("Sender"))
-    recipient_el = header.find(_m("Recipient"))
-    body = root.find(_m("MessageBody"))
+    sender_el = header.first(_m("Sender"))
+    recipient_el = header.first(_m("Recipient"))
+    body = root.first(_m("MessageBody"))
     message_type = MessageType(text_of(header, _m("messageType")) or "")
     notification = text_of(header, _m("notification"))
     documents = _documents(body)
@@ -166,18 +166,18 @@ def _normalize(root: etree._Element, version: str) -> NormalizedMessage:
         ),
         notification=notification,
         post_type=text_of(header, _m("postType")),
-        forward=_forward(header.find(_m("ForwardData"))),
-        replies=tuple(_reply(r) for r in header.findall(_m("ReplyData"))),
+        forward=_forward(header.first(_m("ForwardData"))),
+        replies=tuple(_reply(r) for r in header.all(_m("ReplyData"))),
         content_data=_content_data(header),
         text=_text(message_type, notification, documents),
     )
 
 
-def _find(parent: etree._Element | None, name: str) -> etree._Element | None:
-    return None if parent is None else parent.find(_m(name))
+def _find(parent: Node | None, name: str) -> Node | None:
+    return None if parent is None else parent.first(_m(name))
 
 
-def _party(element: etree._Element | None, id_name: str) -> Party:
+def _party(element: Node | None, id_name: str) -> Party:
     return Party(
         id=text_of(element, _m(id_name)),
         id_type=text_of(element, _m("idType")),
@@ -185,7 +185,7 @@ def _party(element: etree._Element | None, id_name: str) -> Party:
     )
 
 
-def _forward(element: etree._Element | None) -> ForwardData | None:
+def _forward(element: Node | None) -> ForwardData | None:
     if element is None:
         return None
     return ForwardData(
@@ -197,7 +197,7 @@ def _forward(element: etree._Element | None) -> ForwardData | None:
     )
 
 
-def _reply(element: etree._Element) -> ReplyData:
+def _reply(element: Node) -> ReplyData:
     return ReplyData(
         message_uuid=(text_of(element, _m("messageUUID")) or "").lower(),
         message_id=text_of(element, _m("messageID")),
@@ -209,7 +209,7 @@ def _reply(element: etree._Element) -> ReplyData:
     )
 
 
-def _content_data(header: etree._Element) -> dict[str, str]:
+def _content_data(header: Node) -> dict[str, str]:
     """Every header value the model has no field for, under the keys listed in `fields`."""
     items: dict[str, str] = {}
 
@@ -225,7 +225,7 @@ def _content_data(header: etree._Element) -> dict[str, str]:
         ("do_not_deliver_until", "doNotDeliverUntilDate"),
     ):
         put(key, text_of(header, _m(name)))
-    sender = header.find(_m("Sender"))
+    sender = header.first(_m("Sender"))
     put("sender_id_type_label", text_of(sender, _m("idTypeLabel")))
     items.update(attention_to_items("sender_attention.", read_attention(_find(sender, "AttentionData"))))
     items.update(read_contact_point(_find(sender, "ContactPoint"), "sender_"))
@@ -233,10 +233,10 @@ def _content_data(header: etree._Element) -> dict[str, str]:
     for key, name in (("id", "representativeID"), ("id_type", "idType"), ("id_type_label", "idTypeLabel"),
                       ("label", "label")):
         put(f"representative_{key}", text_of(representative, _m(name)))
-    recipient = header.find(_m("Recipient"))
+    recipient = header.first(_m("Recipient"))
     put("recipient_id_type_label", text_of(recipient, _m("idTypeLabel")))
     items.update(read_contact_point(_find(recipient, "ContactPoint"), "recipient_"))
-    content = header.find(_m("ContentData"))
+    content = header.first(_m("ContentData"))
     items.update(read_leaves(content, CONTENT_LEAVES))
     put("address", read_address(content))
     put("unstructured_address", read_unstructured(content))
@@ -246,39 +246,39 @@ def _content_data(header: etree._Element) -> dict[str, str]:
         data_name = text_of(extra, _m("contentDataName"))
         if data_name is not None:
             items[f"additional.{data_name}"] = text_of(extra, _m("contentDataValue")) or ""
-    forward = header.find(_m("ForwardData"))
+    forward = header.first(_m("ForwardData"))
     put("forward_original_representative", text_of(forward, _m("originalRepresentative")))
     put("forward_contact_point_id", text_of(forward, _m("contactPointID")))
-    for n, reply in enumerate(header.findall(_m("ReplyData"))):
+    for n, reply in enumerate(header.all(_m("ReplyData"))):
         put(f"reply.{n}.contact_point_id", text_of(reply, _m("contactPointID")))
         put(f"reply.{n}.generating_system_id", text_of(reply, _m("generatingSystemID")))
-        for extra in reply.findall(_m("AdditionalReplyData")):
+        for extra in reply.all(_m("AdditionalReplyData")):
             label = text_of(extra, _m("label"))
             if label is not None:
                 items[f"reply.{n}.extra.{label}"] = text_of(extra, _m("value")) or ""
     return items
 
 
-def _findall(parent: etree._Element | None, name: str) -> list[etree._Element]:
-    return [] if parent is None else parent.findall(_m(name))
+def _findall(parent: Node | None, name: str) -> list[Node]:
+    return [] if parent is None else parent.all(_m(name))
 
 
-def _documents(body: etree._Element | None) -> tuple[Document, ...]:
+def _documents(body: Node | None) -> tuple[Document, ...]:
     documents: list[Document] = []
     for element_name, id_name, kind in _DOCUMENT_KINDS:
         for element in _findall(body, element_name):
             documents.append(Document(
                 kind=kind,
-                files=tuple(_file(f) for f in element.findall(_m("File"))),
+                files=tuple(_file(f) for f in element.all(_m("File"))),
                 document_id=text_of(element, _m(id_name)),
                 label=text_of(element, _m("label")),
-                actions=tuple(_action(a) for a in element.findall(_m("Action"))),
+                actions=tuple(_action(a) for a in element.all(_m("Action"))),
             ))
     return tuple(documents)
 
 
-def _file(element: etree._Element) -> File:
-    content = element.find(_m("content"))
+def _file(element: Node) -> File:
+    content = element.first(_m("content"))
     return File(
         name=text_of(element, _m("filename")) or "",
         media_type=text_of(element, _m("encodingFormat")) or "application/octet-stream",
@@ -287,12 +287,12 @@ def _file(element: etree._Element) -> File:
     )
 
 
-def _action(element: etree._Element) -> dict[str, str]:
+def _action(element: Node) -> dict[str, str]:
     action = {key: value for key, name in ACTION_KEYS if (value := text_of(element, _m(name))) is not None}
     url = text_of(element, _m("EntryPoint"), _m("url"))
     if url is not None:
         action["url"] = url
-    reservation = element.find(_m("Reservation"))
+    reservation = element.first(_m("Reservation"))
     for key, name in RESERVATION_KEYS:
         value = text_of(reservation, _m(name))
         if value is not None:

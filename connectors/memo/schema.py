@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import cache
+from functools import cache, cached_property
 
 MEMO = "https://DigitalPost.dk/MeMo-1"
 GRD = "https://data.gov.dk/model/core/"
@@ -183,7 +183,7 @@ class El:
     min: int = 1
     max: int | None = 1
 
-    @property
+    @cached_property  # compared with every child's tag while validating
     def qname(self) -> str:
         return f"{{{self.ns}}}{self.name}"
 
@@ -199,6 +199,11 @@ class Choice:
 class Complex:
     particles: tuple[El | Choice, ...]
     attributes: tuple[Attr, ...] = ()
+
+    @cached_property
+    def declared(self) -> dict[str, Attr]:
+        """The attributes by name."""
+        return {a.name: a for a in self.attributes}
 
 
 def _seq(*particles: El | Choice) -> Complex:

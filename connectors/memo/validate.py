@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 from lxml import etree
 
 from connectors.memo.errors import MemoError
-from connectors.memo.schema import MEMO, PREFIXES, XSI, Choice, Complex, El, message_element
+from connectors.memo.schema import MEMO, PREFIXES, XSI, Choice, Complex, El, Simple, message_element
+from connectors.memo.tree import Node
 
 
-@functools.lru_cache(maxsize=1024)  # every element's path is built with it: a third of validating a letter
 def display(tag: str) -> str:
     """An element name as a reader of the XSD would write it: `label`, `grd:ProductionUnit`."""
     qname = etree.QName(tag)
@@ -22,12 +20,13 @@ def display(tag: str) -> str:
     return tag
 
 
-def validate(root: etree._Element, version: str) -> None:
-    """Raise `MemoError` naming the first place where `root` breaks the MeMo `version` schema."""
+def validate(root: etree._Element, version: str) -> Node:
+    """Raise `MemoError` naming the first place where `root` breaks the MeMo `version` schema; return
+    the validated tree, each element's children indexed by tag for the reader."""
     definition = message_element(version)
     if root.tag != definition.qname:
         raise MemoError(f"root element is {display(str(root.tag))!r}, expected memo:Message")
-    _check(root, definition, "Message")
+    return _check(root, definition)
 
 
 def _fail(element: etree._Element, message: str) -> MemoError:
@@ -35,20 +34,12 @@ def _fail(element: etree._Element, message: str) -> MemoError:
     return MemoError(f"{message} (line {line})" if line else message)
 
 
-def _join(path: str, tag: str) -> str:
-    # Paths start below the root, as the MeMo documentation names elements (MessageHeader/label).
-    name = display(tag)
-    return name if path == "Message" else f"{path}/{name}"
-
-
-def _children(element: etree._Element, path: str) -> list[etree._Element]:
-    children: list[etree._Element] = []
-    for child in element:
-        if isinstance(child, etree._Entity):
-            raise _fail(element, f"{path}: entity references are not allowed")
-        if isinstance(child.tag, str):
-            children.append(child)
-    return children
+def _path(element: etree._Element) -> str:
+    """Where `element` is, as the MeMo documentation names elements: below the root (MessageHeader/label),
+    the root itself being "Message". Built only for an error: every element checked matched its
+    particle by tag, so its ancestors' tags are the path."""
+    below_root = [element, *element.iterancestors()][:-1]
+    return "/".join(display(str(e.tag)) for e in reversed(below_root)) or "Message"
 
 
 def _text(element: etree._Element) -> str:
@@ -56,83 +47,111 @@ def _text(element: etree._Element) -> str:
     return (element.text or "") + "".join(child.tail or "" for child in element)
 
 
-def _check(element: etree._Element, decl: El, path: str) -> None:
-    _check_attributes(element, decl, path)
-    children = _children(element, path)
-    if not isinstance(decl.type, Complex):
-        if children:
-            raise _fail(element, f"{path}: unexpected element {display(str(children[0].tag))!r} in a text-only element")
-        reason = decl.type.check(_text(element))
+_NO_KIDS: dict[str, list[Node]] = {}  # a leaf's (never written to)
+
+
+def _check(element: etree._Element, decl: El) -> Node:
+    ctype = decl.type
+    if element.items() or (isinstance(ctype, Complex) and ctype.attributes):
+        _check_attributes(element, ctype)
+    text = element.text
+    if not isinstance(ctype, Complex) and not len(element):  # a leaf without comments: most elements
+        reason = ctype.check(text or "")
         if reason:
-            raise _fail(element, f"{path} {reason}")
-        return
-    if _text(element).strip():
-        raise _fail(element, f"{path}: unexpected text content")
-    _check_sequence(element, decl.type, children, path)
+            raise _fail(element, f"{_path(element)} {reason}")
+        return Node(element, text, _NO_KIDS)
+    # One pass over the children: the elements (and their tags), and whether any text sits between them.
+    children: list[etree._Element] = []
+    tags: list[str] = []
+    loose = bool(text and not text.isspace())
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str):
+            children.append(child)
+            tags.append(tag)
+        elif isinstance(child, etree._Entity):
+            raise _fail(element, f"{_path(element)}: entity references are not allowed")
+        if not loose:
+            tail = child.tail
+            loose = bool(tail and not tail.isspace())
+    if not isinstance(ctype, Complex):  # a leaf with comments or processing instructions in it
+        if children:
+            raise _fail(element, f"{_path(element)}: unexpected element {display(tags[0])!r} in a text-only element")
+        reason = ctype.check(_text(element))
+        if reason:
+            raise _fail(element, f"{_path(element)} {reason}")
+        return Node(element, text, _NO_KIDS)
+    if loose:
+        raise _fail(element, f"{_path(element)}: unexpected text content")
+    return Node(element, text, _check_sequence(element, ctype, children, tags))
 
 
-def _check_attributes(element: etree._Element, decl: El, path: str) -> None:
-    declared = {a.name: a for a in decl.type.attributes} if isinstance(decl.type, Complex) else {}
-    for raw_key, raw_value in element.attrib.items():
+def _check_attributes(element: etree._Element, ctype: Simple | Complex) -> None:
+    declared = ctype.declared if isinstance(ctype, Complex) else {}
+    for raw_key, raw_value in element.items():
         key, value = str(raw_key), str(raw_value)
         qname = etree.QName(key)
         if qname.namespace == XSI:
             continue
         attr = declared.get(key)
         if attr is None:
-            raise _fail(element, f"{path}: attribute {key!r} is not allowed")
+            raise _fail(element, f"{_path(element)}: attribute {key!r} is not allowed")
         reason = attr.type.check(value)
         if reason:
-            raise _fail(element, f"{path}/@{key} {reason}")
+            raise _fail(element, f"{_path(element)}/@{key} {reason}")
     for attr in declared.values():
         if attr.required and attr.name not in element.attrib:
-            raise _fail(element, f"{path}: required attribute {attr.name!r} missing")
+            raise _fail(element, f"{_path(element)}: required attribute {attr.name!r} missing")
 
 
-def _check_sequence(element: etree._Element, ctype: Complex, children: list[etree._Element], path: str) -> None:
-    i = 0
+def _check_sequence(
+    element: etree._Element, ctype: Complex, children: list[etree._Element], tags: list[str]
+) -> dict[str, list[Node]]:
+    kids: dict[str, list[Node]] = {}
+    i, n = 0, len(children)
     for position, particle in enumerate(ctype.particles):
         if isinstance(particle, Choice):
-            option = next((o for o in particle.options if i < len(children) and children[i].tag == o.qname), None)
+            option = next((o for o in particle.options if i < n and tags[i] == o.qname), None)
             if option is not None:
-                _check(children[i], option, _join(path, option.qname))
+                kids.setdefault(option.qname, []).append(_check(children[i], option))
                 i += 1
             continue
-        count = 0
-        room = particle.max if particle.max is not None else len(children)
-        while i < len(children) and children[i].tag == particle.qname and count < room:
-            _check(children[i], particle, _join(path, particle.qname))
-            count += 1
+        qname = particle.qname
+        start = i
+        room = particle.max if particle.max is not None else n
+        while i < n and tags[i] == qname and i - start < room:
             i += 1
-        if count < particle.min:
-            _raise_missing(element, ctype, children, i, position, path)
-    if i < len(children):
-        _raise_misplaced(ctype, children, i, len(ctype.particles), path)
+        if i > start:
+            kids.setdefault(qname, []).extend([_check(children[j], particle) for j in range(start, i)])
+        if i - start < particle.min:
+            _raise_missing(element, ctype, children, i, position)
+    if i < n:
+        _raise_misplaced(element, ctype, children, i, len(ctype.particles))
+    return kids
 
 
 def _qnames(particle: El | Choice) -> tuple[str, ...]:
     return tuple(o.qname for o in particle.options) if isinstance(particle, Choice) else (particle.qname,)
 
 
-def _raise_missing(
-    element: etree._Element, ctype: Complex, children: list[etree._Element], i: int, position: int, path: str
-) -> None:
+def _raise_missing(element: etree._Element, ctype: Complex, children: list[etree._Element], i: int, position: int) -> None:
     """A required particle found no match at child `i`: blame the child if it is the misfit."""
     particle = ctype.particles[position]
     assert isinstance(particle, El)
     later = {q for p in ctype.particles[position:] for q in _qnames(p)}
     if i < len(children) and children[i].tag not in later:
-        _raise_misplaced(ctype, children, i, position, path)
-    name = display(particle.qname)
+        _raise_misplaced(element, ctype, children, i, position)
+    path, name = _path(element), display(particle.qname)
     if any(c.tag == particle.qname for c in children[i:]):
         raise _fail(element, f"{path}: element {name!r} is out of order")
     raise _fail(element, f"{path}: required element {name!r} missing")
 
 
-def _raise_misplaced(ctype: Complex, children: list[etree._Element], i: int, position: int, path: str) -> None:
+def _raise_misplaced(element: etree._Element, ctype: Complex, children: list[etree._Element], i: int,
+                     position: int) -> None:
     """Child `i` matches no particle from `position` on: it is repeated, out of order or unknown."""
     child = children[i]
-    name = display(str(child.tag))
+    path, name = _path(element), display(str(child.tag))
     for particle in ctype.particles[:position]:
         if child.tag not in _qnames(particle):
             continue

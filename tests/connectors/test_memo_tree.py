@@ -1,0 +1,44 @@
+"""The validated tree the reader reads from indexes every element's children exactly as lxml finds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from connectors import safexml
+from connectors.memo.tree import Node
+from connectors.memo.validate import validate
+
+SAMPLES = [f"v{version}/{name}.xml" for version in ("1.1", "1.2")
+           for name in ("MeMo_Full_Example", "MeMo_Minimum_Example", "MeMo_NemSMS", "MeMo_with_attachment")]
+
+
+def _walk(node: Node) -> int:
+    """Check `node` and below against lxml's own find/findall; the number of elements seen."""
+    element = node.element
+    assert node.text == element.text
+    tags = {child.tag for child in element if isinstance(child.tag, str)}
+    assert set(node.kids) == tags
+    for tag in tags:
+        assert [kid.element for kid in node.all(tag)] == element.findall(tag)
+        first = node.first(tag)
+        assert first is not None and first.element == element.find(tag)
+    assert node.first("{urn:nowhere}absent") is None and node.all("{urn:nowhere}absent") == []
+    return 1 + sum(_walk(kid) for kids in node.kids.values() for kid in kids)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_the_validated_tree_indexes_every_element_as_lxml_finds_it(shared_dir: Path, sample: str) -> None:
+    # GIVEN an official sample, with a comment added in a leaf (its text then ends at the comment)
+    root = safexml.parse((shared_dir / "memo" / sample).read_bytes())
+    label = root.find(".//{https://DigitalPost.dk/MeMo-1}label")
+    assert label is not None
+    label.append(etree.Comment("note"))
+    label[-1].tail = " more"
+    version = "1.2" if sample.startswith("v1.2") else "1.1"
+    # WHEN it is validated
+    tree = validate(root, version)
+    # THEN every element of the document is in the tree, its children indexed as find/findall see them
+    assert _walk(tree) == sum(1 for e in root.iter() if isinstance(e.tag, str))
