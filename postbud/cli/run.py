@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import gc
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, err
+
+if TYPE_CHECKING:
+    from core.config import Config
 
 app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
@@ -19,6 +24,22 @@ def run_cmd(
     once: Annotated[bool, typer.Option("--once", help="Run every stage until no work is left, then exit.")] = False,
 ) -> None:
     """Run the daemon (or one pass of every stage with --once)."""
+    gc.disable()  # while the daemon's modules are imported: collecting then found no garbage worth the time
+    try:
+        cfg = _ready_to_serve(ctx, config)
+        from postbud.service import serve
+
+        # What is alive now (modules, classes, functions: most of what the process will ever hold)
+        # lives as long as the process: kept out of every later collection, which otherwise walks
+        # all of it each time the oldest generation is collected.
+        gc.freeze()
+    finally:
+        gc.enable()
+    asyncio.run(serve(cfg, once=once, force_exit=True))
+
+
+def _ready_to_serve(ctx: typer.Context, config: Path | None) -> Config:
+    """The checked configuration, logging set up and the parse workers starting; exits on a fatal problem."""
     from core import logs
     from postbud.preflight import check_config
 
@@ -38,6 +59,4 @@ def run_cmd(
     from postbud.parsing import start_parse_workers
 
     start_parse_workers(cfg)
-    from postbud.service import serve
-
-    asyncio.run(serve(cfg, once=once, force_exit=True))
+    return cfg
