@@ -37,7 +37,8 @@ def main() -> None:
     from collector.storing import Collect, save_group
     from connectors.base import Fetched, MessageRef
     from connectors.files import parse_message_file
-    from connectors.folder import FolderConnector, FolderSettings, _read_regular
+    from connectors.dropfiles import read_regular
+    from connectors.folder import FolderConnector, FolderSettings
     from core.configfile import load_config
     from core.logs import configure, correlation_id
     from postbud.runtime import Runtime
@@ -73,7 +74,7 @@ def main() -> None:
             return out
 
         refs: list[MessageRef] = step("scan", connector._scan)
-        raws = step("read", lambda: [_read_regular(drop / ref.handle, 1 << 26)[0] for ref in refs])
+        raws = step("read", lambda: [read_regular(drop / ref.handle, 1 << 26)[0] for ref in refs])
         messages = [parse_message_file(raw, ref.handle) for raw, ref in zip(raws, refs, strict=True)]
         sizes = [len(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) for m in messages]
         print(f"  (a parsed letter pickles to {sum(sizes) / n / 1024:.1f} KB, its file is "

@@ -10,18 +10,16 @@ leaves the file in place, and the next poll finds it already stored and only del
 from __future__ import annotations
 
 import asyncio
-import errno
-import hashlib
 import os
-import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, ClassVar
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
 from connectors import watchdog
+from connectors.dropfiles import NotRegular, fingerprint, read_regular, sha256, unchanged
 from connectors.base import (
     AcknowledgePolicy,
     Capability,
@@ -106,12 +104,14 @@ class FolderConnector:
                 continue  # still being written by the scanner or export
             candidates.append((info.st_mtime, entry.name))
         refs = []
+        now_ns = int(now * 1e9)
         for _, name in sorted(candidates)[: self.settings.max_files_per_poll]:
             try:
-                digest = _sha256(self.folder / name)
-            except (FileNotFoundError, _NotRegular):
+                digest, identity = fingerprint(self.folder / name, now_ns)
+            except (FileNotFoundError, NotRegular):
                 continue
-            refs.append(MessageRef(key=f"sha256:{digest}", handle=name))
+            # The identity lets the acknowledgement delete the file without hashing it again (connectors.dropfiles).
+            refs.append(MessageRef(key=f"sha256:{digest}", handle=name, meta={"file": identity} if identity else {}))
         return refs
 
     async def fetch(self, ref: MessageRef) -> Fetched:
@@ -123,7 +123,7 @@ class FolderConnector:
 
         def load() -> tuple[bytes, str]:
             """On the parse worker's driver thread: no thread hop of its own for reading the file."""
-            raw, size = _read_regular(path, max(limit, self.settings.evidence_bytes))
+            raw, size = read_regular(path, max(limit, self.settings.evidence_bytes))
             read.append(raw)
             if size > limit:
                 kept = raw[: self.settings.evidence_bytes]
@@ -135,7 +135,7 @@ class FolderConnector:
             message = await watchdog.run_loaded(load, parse_message_file)
         except FileNotFoundError:
             raise TransientError(f"{ref.handle} disappeared before it was read") from None
-        except _NotRegular as exc:
+        except NotRegular as exc:
             raise PermanentError(f"{ref.handle}: {exc}") from None
         except OSError as exc:
             raise TransientError(f"cannot read {ref.handle}: {exc.strerror}") from None
@@ -166,49 +166,17 @@ class FolderConnector:
 
     def _remove(self, ref: MessageRef) -> None:
         """Delete the original, but only if it still holds the bytes that were stored: a file of the same
-        name dropped since (another letter) is left for the next poll."""
+        name dropped since (another letter) is left for the next poll. Unchanged since it was listed is
+        enough (a look at its status); else its bytes are hashed again."""
         path = self.folder / ref.handle
         try:
-            if _sha256(path) != ref.key.removeprefix("sha256:"):
+            if not unchanged(path, ref.meta.get("file")) and sha256(path) != ref.key.removeprefix("sha256:"):
                 return
             path.unlink()
-        except (FileNotFoundError, _NotRegular):
+        except (FileNotFoundError, NotRegular):
             return  # already deleted (acknowledging twice is harmless), or replaced by what is never read
         except OSError as exc:
             raise TransientError(f"cannot delete {ref.handle}: {exc.strerror}") from None
 
     async def aclose(self) -> None:
         return None
-
-
-class _NotRegular(OSError):
-    """The name is a symlink, device, FIFO or folder: never read, never followed."""
-
-
-def _open_regular(path: Path) -> BinaryIO:
-    """Opens without following a symlink, and only a regular file (a FIFO would block, a device never end)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _NotRegular("is a symbolic link; only regular files are read") from None
-        raise
-    handle = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        handle.close()
-        raise _NotRegular("is not a regular file; only regular files are read")
-    return handle
-
-
-def _read_regular(path: Path, limit: int) -> tuple[bytes, int]:
-    """At most `limit` bytes of the regular file at `path`, and its full size."""
-    with _open_regular(path) as handle:
-        return handle.read(limit), os.fstat(handle.fileno()).st_size
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with _open_regular(path) as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from collector import poll
+from connectors.base import MessageRef
 from connectors.folder import FolderConnector
 from postbud.daemon import Daemon
 from core.metrics import Metrics
@@ -247,3 +248,48 @@ def test_a_file_that_cannot_be_deleted_stays_for_the_next_poll_and_the_rest_of_i
     monkeypatch.undo()
     asyncio.run(poll.poll_mailbox(runtime.store, mailbox.key, mailbox.connector, Metrics()))
     assert not list((base / "drop").iterdir()) and len(messages(runtime)) == 3
+
+
+def _list_as_if_settled(connector: FolderConnector, monkeypatch: pytest.MonkeyPatch) -> MessageRef:
+    """The folder's one file listed as a poll ten seconds from now would list it (its status long settled)."""
+    import time
+
+    real = time.time
+    with monkeypatch.context() as later:
+        later.setattr(time, "time", lambda: real() + 10)
+        (ref,) = asyncio.run(connector.list_new(None)).refs
+    return ref
+
+
+def test_a_file_unchanged_since_its_listing_is_deleted_without_reading_it_again(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a settled file, listed (and hashed) once
+    from connectors import folder
+
+    path = drop(runtime.config.base_dir, "scan.eml", EML)
+    (mailbox,) = runtime.dispatcher.mailboxes.values()
+    ref = _list_as_if_settled(mailbox.connector, monkeypatch)
+
+    def no_second_read(path: Path) -> str:
+        raise AssertionError(f"{path} was hashed again")
+
+    # WHEN it is acknowledged
+    monkeypatch.setattr(folder, "sha256", no_second_read)
+    asyncio.run(mailbox.connector.acknowledge(ref))
+    # THEN it is deleted on a look at its status alone
+    assert not path.exists()
+
+
+def test_a_settled_file_replaced_under_its_name_after_its_listing_is_not_deleted(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a settled file, listed, then replaced by another letter of the same size under its name
+    path = drop(runtime.config.base_dir, "scan.eml", EML)
+    (mailbox,) = runtime.dispatcher.mailboxes.values()
+    ref = _list_as_if_settled(mailbox.connector, monkeypatch)
+    other = path.with_name("incoming.tmp")
+    other.write_bytes(EML.replace(b"moms-1", b"moms-2"))
+    other.replace(path)
+    # WHEN the first one is acknowledged
+    asyncio.run(mailbox.connector.acknowledge(ref))
+    # THEN the new letter stays for the next poll
+    assert path.read_bytes() == EML.replace(b"moms-1", b"moms-2")
