@@ -94,7 +94,8 @@ def _message_row(**columns: Any) -> dict[str, Any]:
 def _collected(store: Store, mailbox: MailboxKey, outcome: Collect) -> _Rows:
     fetched = outcome.fetched
     message_id = new_id()
-    sealed, attachments = codec.seal_columns(store.vault, message_id, fetched.message, fetched.raw)
+    sealed, attachments = codec.seal_columns(store.vault, message_id, fetched.message, fetched.raw,
+                                               fetched.document)
     row = _message_row(id=message_id, mailbox_id=mailbox.id,
                        organisation_cvr=outcome.organisation or mailbox.organisation_cvr,
                        provider=mailbox.provider, provider_message_id=fetched.ref.key,

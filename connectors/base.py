@@ -107,6 +107,9 @@ class Fetched:
     raw: bytes
     raw_media_type: str
     message: NormalizedMessage
+    # `core.domain.content_json(message)`, when the connector made it beside the parse (in the parse
+    # worker), so the daemon's process only seals it; None: the collector makes it.
+    document: bytes | None = None
 
 
 class StateStore(Protocol):

@@ -15,7 +15,11 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+
+from connectors.base import PermanentError, TransientError
+from core.domain import NormalizedMessage, content_json
 
 # How long a file's status must have stood still before its hash for its identity to stand for its
 # bytes: far above the kernel's timestamp granularity (a few milliseconds).
@@ -106,3 +110,29 @@ def unchanged(path: Path, identity: str | None) -> bool:
 
 def _identity(info: os.stat_result) -> str:
     return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}"
+
+
+def read_and_parse(parse: Callable[[bytes, str], NormalizedMessage], path: str, limit: int,
+                   evidence: int) -> tuple[bytes, NormalizedMessage, bytes]:
+    """In a parse worker: the file's bytes, `parse(raw, name)` of them and that message's
+    `content_json`. The daemon then does no file I/O for the letter and only seals its content; what
+    goes wrong is raised typed, with what evidence there is: a file over `limit` bytes is refused
+    with its first `evidence` bytes, one that does not parse with all of them."""
+    name = Path(path).name
+    try:
+        raw, size = read_regular(Path(path), max(limit, evidence))
+    except FileNotFoundError:
+        raise TransientError(f"{name} disappeared before it was read") from None
+    except NotRegular as exc:
+        raise PermanentError(str(exc)) from None
+    except OSError as exc:
+        raise TransientError(f"cannot read {name}: {exc.strerror}") from None
+    if size > limit:
+        kept = raw[:evidence]
+        raise PermanentError(f"{size} bytes exceeds max_bytes ({limit}); the first {len(kept)} bytes are kept "
+                             "as evidence", raw=kept)
+    try:
+        message = parse(raw, name)
+    except PermanentError as exc:
+        raise PermanentError(str(exc), raw=raw) from None
+    return raw, message, content_json(message)

@@ -19,7 +19,7 @@ from typing import ClassVar
 from pydantic import Field, field_validator
 
 from connectors import watchdog
-from connectors.dropfiles import NotRegular, fingerprint, read_regular, sha256, unchanged
+from connectors.dropfiles import NotRegular, fingerprint, read_and_parse, read_regular, sha256, unchanged
 from connectors.base import (
     AcknowledgePolicy,
     Capability,
@@ -118,33 +118,23 @@ class FolderConnector:
         from connectors.files import parse_message_file
 
         path = self.folder / ref.handle
-        limit = self.settings.max_bytes
-        read: list[bytes] = []
-
-        def load() -> tuple[bytes, str]:
-            """On the parse worker's driver thread: no thread hop of its own for reading the file."""
-            raw, size = read_regular(path, max(limit, self.settings.evidence_bytes))
-            read.append(raw)
-            if size > limit:
-                kept = raw[: self.settings.evidence_bytes]
-                raise PermanentError(f"{ref.handle}: {size} bytes exceeds max_bytes ({limit}); "
-                                     f"the first {len(kept)} bytes are kept as evidence", raw=kept)
-            return raw, ref.handle
-
         try:
-            message = await watchdog.run_loaded(load, parse_message_file)
-        except FileNotFoundError:
-            raise TransientError(f"{ref.handle} disappeared before it was read") from None
-        except NotRegular as exc:
-            raise PermanentError(f"{ref.handle}: {exc}") from None
-        except OSError as exc:
-            raise TransientError(f"cannot read {ref.handle}: {exc.strerror}") from None
+            # Read in the parse worker too: the daemon's process does no file I/O for a letter.
+            raw, message, document = await watchdog.run(read_and_parse, parse_message_file, str(path),
+                                                        self.settings.max_bytes, self.settings.evidence_bytes)
         except PermanentError as exc:
-            if exc.raw is not None or not read:
-                raise  # over max_bytes (its evidence attached), or the pool's own failure before reading
-            raise PermanentError(f"{ref.handle}: {exc}", raw=read[0]) from None
+            # Over max_bytes or unparsable, the worker sent what it read; a parse that overran its
+            # budget or crashed its worker did not: the evidence is read here then (a rare path).
+            evidence = exc.raw if exc.raw is not None else await asyncio.to_thread(self._evidence, path)
+            raise PermanentError(f"{ref.handle}: {exc}", raw=evidence) from None
         media_type = _MEDIA_TYPES[Path(ref.handle).suffix.lower()]
-        return Fetched(ref=ref, raw=read[0], raw_media_type=media_type, message=message)
+        return Fetched(ref=ref, raw=raw, raw_media_type=media_type, message=message, document=document)
+
+    def _evidence(self, path: Path) -> bytes | None:
+        try:
+            return read_regular(path, max(self.settings.max_bytes, self.settings.evidence_bytes))[0]
+        except OSError:
+            return None  # gone, or no longer a regular file
 
     async def acknowledge(self, ref: MessageRef) -> None:
         await asyncio.to_thread(self._remove, ref)

@@ -18,6 +18,7 @@ from core.domain import (
     NormalizedMessage,
     Party,
     ReplyData,
+    content_json,
 )
 from core.logs import mask_cpr
 from core.storage.models import Attachment, Message, new_id
@@ -52,10 +53,11 @@ def seal(vault: Vault, row: Message, message: NormalizedMessage, raw: bytes | No
     return [Attachment(**attachment) for attachment in attachments]
 
 
-def seal_columns(vault: Vault, message_id: str, message: NormalizedMessage,
-                 raw: bytes | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def seal_columns(vault: Vault, message_id: str, message: NormalizedMessage, raw: bytes | None,
+                 document: bytes | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`seal` as column values, for bulk inserts without ORM objects: the message row's sealed and
-    clear metadata columns, and its attachment rows' columns (each with its new id)."""
+    clear metadata columns, and its attachment rows' columns (each with its new id). `document` is
+    the message's `content_json` when it was made already (where the letter was parsed)."""
     columns: dict[str, Any] = {
         "message_type": message.message_type.value,
         "format": message.format,
@@ -65,7 +67,8 @@ def seal_columns(vault: Vault, message_id: str, message: NormalizedMessage,
         "recipient_id": message.recipient.id,
         "sent_at": message.sent_at,
     }
-    document = json.dumps(message.to_json(), ensure_ascii=False).encode("utf-8")
+    if document is None:
+        document = content_json(message)
     columns["content"] = vault.encrypt(document, content_aad(message_id))
     if raw is not None:
         columns["raw"] = vault.encrypt(raw, raw_aad(message_id))

@@ -8,6 +8,7 @@ Field names are public: `postbud inspect --json` prints them, and rules match on
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -160,6 +161,12 @@ class NormalizedMessage:
         return out
 
 
+def content_json(message: NormalizedMessage) -> bytes:
+    """The message as its row's sealed content holds it (UTF-8 JSON of `to_json`). Made where the
+    letter is parsed when it can be (a drop folder's parse worker), so the daemon only seals it."""
+    return json.dumps(message.to_json(), ensure_ascii=False).encode("utf-8")
+
+
 def _jsonable(value: Any, *, include_content: bool) -> Any:
     if isinstance(value, File):
         out: dict[str, Any] = {
@@ -180,7 +187,12 @@ def _jsonable(value: Any, *, include_content: bool) -> Any:
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELD_NAMES[kind] = tuple(f.name for f in dataclasses.fields(value))
     if names is not None:
-        return {name: _jsonable(getattr(value, name), include_content=include_content) for name in names}
+        fields: dict[str, Any] = {}
+        for name in names:  # most fields are None or text: no call for those
+            item = getattr(value, name)
+            plain = item is None or type(item) in _PLAIN
+            fields[name] = item if plain else _jsonable(item, include_content=include_content)
+        return fields
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, StrEnum):

@@ -293,3 +293,17 @@ def test_a_settled_file_replaced_under_its_name_after_its_listing_is_not_deleted
     asyncio.run(mailbox.connector.acknowledge(ref))
     # THEN the new letter stays for the next poll
     assert path.read_bytes() == EML.replace(b"moms-1", b"moms-2")
+
+
+def test_a_dropped_letter_comes_from_its_parse_worker_with_its_content_ready_to_seal(runtime: Runtime) -> None:
+    # GIVEN a letter in the drop folder, listed
+    from core.domain import content_json
+
+    drop(runtime.config.base_dir, "scan.eml", EML)
+    (mailbox,) = runtime.dispatcher.mailboxes.values()
+    (ref,) = asyncio.run(mailbox.connector.list_new(None)).refs
+    # WHEN it is fetched (read and parsed in a parse worker)
+    fetched = asyncio.run(mailbox.connector.fetch(ref))
+    # THEN its bytes, the parsed letter and the content the collector seals come back together
+    assert fetched.raw == EML and fetched.message.title == "Momsangivelse for 3. kvartal"
+    assert fetched.document == content_json(fetched.message)

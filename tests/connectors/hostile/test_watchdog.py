@@ -183,18 +183,45 @@ async def test_a_pdf_bomb_is_a_letter_without_text_not_a_dead_worker() -> None:
     assert text == ""
 
 
-async def test_a_call_loaded_on_the_driver_thread_gets_what_was_loaded_and_a_failed_load_spares_the_worker(
+async def test_a_typed_error_inside_comes_back_typed_with_its_evidence_and_the_worker_stays(
         pool: watchdog.ParsePool) -> None:
+    from connectors.base import TransientError
+
     # GIVEN a worker that has served a letter
     first = await pool.run(workloads.pid)
-    # WHEN a letter's arguments are loaded on the driver thread (as a drop folder's file is read)
-    # THEN the worker is called with them
-    assert await pool.run_loaded(lambda: ("read on the driver",), workloads.echo) == "read on the driver"
-
-    # AND a load that fails reaches the caller as raised, with the same worker kept for the next letter
-    def gone() -> tuple[object, ...]:
-        raise FileNotFoundError("the file went away")
-
-    with pytest.raises(FileNotFoundError, match="went away"):
-        await pool.run_loaded(gone, workloads.echo)
+    # WHEN a call refuses its letter with the bytes it read, or fails for now
+    # THEN the caller gets the same kinds of error, the refused letter's bytes kept as its evidence
+    with pytest.raises(PermanentError, match="not a letter") as caught:
+        await pool.run(workloads.refuse, b"%PDF-1.7 not a letter")
+    assert caught.value.raw == b"%PDF-1.7 not a letter"
+    with pytest.raises(TransientError, match="try again"):
+        await pool.run(workloads.fail_for_now, "try again")
+    # AND neither cost the worker
     assert await pool.run(workloads.pid) == first
+
+
+async def test_calls_from_a_second_event_loop_are_served(pool: watchdog.ParsePool) -> None:
+    # GIVEN a pool whose workers an event loop in another thread drives
+    import threading
+
+    started, stop = threading.Event(), threading.Event()
+    loop = asyncio.new_event_loop()
+
+    def drive() -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(started.set)
+        loop.run_until_complete(asyncio.to_thread(stop.wait))
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    try:
+        started.wait(10)
+        driver_pid = asyncio.run_coroutine_threadsafe(pool.run(workloads.pid), loop).result(30)
+        # WHEN this loop calls it meanwhile
+        # THEN the call runs on the same worker, handed to the loop that drives it
+        assert await pool.run(workloads.echo, "beside") == "beside"
+        assert await pool.run(workloads.pid) == driver_pid
+    finally:
+        stop.set()
+        thread.join(10)
+        loop.close()

@@ -34,6 +34,18 @@ def pid() -> int:
     return os.getpid()
 
 
+def refuse(raw: bytes) -> None:
+    from connectors.base import PermanentError
+
+    raise PermanentError("not a letter", raw=raw)
+
+
+def fail_for_now(reason: str) -> None:
+    from connectors.base import TransientError
+
+    raise TransientError(reason)
+
+
 def stuck_or_parse(raw: bytes, name: str) -> NormalizedMessage:
     """A parser that never returns for files named *stuck*, and parses everything else as usual."""
     from connectors.files import parse_message_file
