@@ -69,6 +69,7 @@ class ParsePool:
         self._idle: list[_Slot] = []
         self._waiting: deque[_Call] = deque()
         self._view = memoryview(bytearray(_READ))
+        self._crashes: set[asyncio.Task[None]] = set()  # kept: the loop holds its tasks only weakly
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in a worker; raises `BudgetExceeded` on overrun, `PermanentError` for any failure
@@ -265,7 +266,9 @@ class ParsePool:
         if call is None:
             threading.Thread(target=slot.worker.kill, daemon=True).start()
         else:
-            asyncio.ensure_future(self._after_crash(slot.worker, call))
+            crash = asyncio.ensure_future(self._after_crash(slot.worker, call))
+            self._crashes.add(crash)
+            crash.add_done_callback(self._crashes.discard)
         self._dispatch()
 
     async def _after_crash(self, worker: Worker, call: _Call) -> None:
