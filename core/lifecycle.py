@@ -63,6 +63,9 @@ _M = Message.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no _
 CURRENT = select(_M.id, _M.status, _M.purged_at)
 _UPDATE_STATUS = (update(Message.__table__).where(_M.id.in_(bindparam("ids", expanding=True)))  # type: ignore[attr-defined]
                   .values(status=bindparam("to_status"), status_reason=bindparam("why"), updated_at=bindparam("at")))
+# The same with `routed_by`, which routing writes beside the status: the routing_decision trigger that
+# derives it then finds the row already right and does not rewrite the message a second time.
+_UPDATE_STATUS_ROUTED_BY = _UPDATE_STATUS.values(routed_by=bindparam("routed_by"))
 _INSERT_EVENTS = TraceEvent.__table__.insert()  # type: ignore[attr-defined]
 
 
@@ -163,18 +166,23 @@ def move(session: Session, messages: list[Message], target: MessageStatus, *, ki
 
 
 def update_status(session: Session, messages: Sequence[Stated], target: MessageStatus, *, kind: str, actor: str,
-                  reason: str | None = None, details: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                  reason: str | None = None, details: Sequence[dict[str, Any]] | None = None,
+                  routed_by: str | None = None) -> list[dict[str, Any]]:
     """`move` for messages read as `Current` rows (or `Message`s): their status changed by one UPDATE,
     with the same checks, and their trace events returned, which the caller writes in this same
-    transaction (`insert_events`, together with its own in one statement)."""
+    transaction (`insert_events`, together with its own in one statement). `routed_by`, when given,
+    is written in the same UPDATE: what the decision the caller inserts next will make it."""
     if not messages:
         return []
     events = [event_row(message.id, kind, actor=actor, reason=reason, detail=details[n] if details else None,
                         from_status=_allowed(message, target), to_status=target)
               for n, message in enumerate(messages)]
-    session.connection().execute(_UPDATE_STATUS, {
-        "ids": [m.id for m in messages], "to_status": target, "at": utcnow(),
-        "why": mask_cpr(reason) if reason is not None else None})
+    values = {"ids": [m.id for m in messages], "to_status": target, "at": utcnow(),
+              "why": mask_cpr(reason) if reason is not None else None}
+    if routed_by is None:
+        session.connection().execute(_UPDATE_STATUS, values)
+    else:
+        session.connection().execute(_UPDATE_STATUS_ROUTED_BY, {**values, "routed_by": routed_by})
     return events
 
 

@@ -6,14 +6,15 @@ import logging
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import insert
-from sqlalchemy.orm import QueryableAttribute, defer
+from sqlalchemy import bindparam
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from core import codec
-from core.lifecycle import move, transition
+from core.lifecycle import Stated, insert_events, transition, update_status
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.recipients import RecipientResolver
@@ -56,32 +57,30 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     """
     outcomes: list[tuple[str, Decision | None, str]] = []
     with store.transaction() as session:
-        messages = session.exec(
-            select(Message).options(defer(cast(QueryableAttribute[Any], Message.raw)))  # the original: unused
-            .where(Message.status == MessageStatus.COLLECTED)
-            .order_by(col(Message.received_at))
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not messages:
+        connection = session.connection()
+        letters = [Collected(*row) for row in connection.execute(_COLLECTED.limit(limit))]
+        if not letters:
             return 0
-        mailboxes = {m.id: m.name for m in session.exec(
-            select(Mailbox).where(col(Mailbox.id).in_({m.mailbox_id for m in messages})))}
+        mailboxes = {row.id: row.name for row in connection.execute(
+            _MAILBOX_NAMES, {"ids": list({m.mailbox_id for m in letters})})}
         # One query for the group's outbox rows (a collected letter has none unless it was routed and sent
-        # back): a query per letter would also flush the session before each.
-        existing: dict[str, list[Delivery]] = {m.id: [] for m in messages}
-        for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(existing))):
-            existing[row.message_id].append(row)
+        # back): a query per letter would also flush the session before each. Their letters' ids first,
+        # so a group without any (every group, as letters move now) builds no ORM query or rows.
+        existing: dict[str, list[Delivery]] = {m.id: [] for m in letters}
+        having = [row.message_id for row in connection.execute(_WITH_OUTBOX_ROWS, {"ids": list(existing)})]
+        if having:
+            for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(having))):
+                existing[row.message_id].append(row)
         group = _Group(actor=ACTOR, directory=directory, channels=channels)
-        for message in messages:
-            correlation_id.set(message.id)
-            decided = _decide(store, decider, message, mailboxes.get(message.mailbox_id, ""))
+        for letter in letters:
+            correlation_id.set(letter.id)
+            decided = _decide(store, decider, letter, mailboxes.get(letter.mailbox_id, ""))
             if isinstance(decided, str):
-                group.quarantine(message, decided)
-                outcomes.append((message.id, None, message.provider))
+                group.quarantine(letter, decided)
+                outcomes.append((letter.id, None, letter.provider))
             else:
-                group.add(message, decided, existing[message.id])
-                outcomes.append((message.id, decided, message.provider))
+                group.add(letter, decided, existing[letter.id])
+                outcomes.append((letter.id, decided, letter.provider))
         group.write(session)
     counts: Counter[str] = Counter()
     for message_id, decision, provider in outcomes:
@@ -98,33 +97,61 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     return len(outcomes)
 
 
-def _decide(store: Store, decider: Decider, message: Message, mailbox: str) -> Decision | str:
+class Collected(NamedTuple):
+    """What routing reads of a collected letter (`_COLLECTED`): the state machine's columns, where and
+    when it arrived, and its sealed content."""
+
+    id: str
+    status: str
+    purged_at: datetime | None
+    mailbox_id: int
+    organisation_cvr: str
+    provider: str
+    received_at: datetime
+    content: bytes | None
+
+
+_M = Message.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
+# Columns, not ORM objects (the original `raw` is never read): building and tracking a Message per
+# letter cost routing more than its status update. Add the LIMIT.
+_COLLECTED = (select_columns(_M.id, _M.status, _M.purged_at, _M.mailbox_id, _M.organisation_cvr, _M.provider,
+                             _M.received_at, _M.content)
+              .where(_M.status == MessageStatus.COLLECTED).order_by(_M.received_at)
+              .with_for_update(skip_locked=True))
+_WITH_OUTBOX_ROWS = (select_columns(Delivery.__table__.c.message_id).distinct()  # type: ignore[attr-defined]
+                     .where(Delivery.__table__.c.message_id.in_(bindparam("ids", expanding=True))))  # type: ignore[attr-defined]
+_MAILBOX_NAMES = (select_columns(Mailbox.__table__.c.id, Mailbox.__table__.c.name)  # type: ignore[attr-defined]
+                  .where(Mailbox.__table__.c.id.in_(bindparam("ids", expanding=True))))  # type: ignore[attr-defined]
+
+
+def _decide(store: Store, decider: Decider, letter: Collected, mailbox: str) -> Decision | str:
     """The decider's decision on one message, or why it is quarantined (its content cannot be read)."""
     try:
+        if letter.content is None:
+            raise ValueError(f"message {letter.id} has no content (purged or quarantined)")
         # The sealed content only (with the extracted text and each file's name and media type): rules
         # and the model never read a file's bytes, so they are neither read nor decrypted here;
         # delivery decrypts the files it sends.
-        normalized = codec.unseal(store.vault, message, [])
+        normalized = codec.unseal_columns(store.vault, letter.id, letter.content, [])
     except Exception as exc:  # undecryptable content is bad input for this message only
         return f"content cannot be read: {type(exc).__name__}"
     facts = Facts(
         message=normalized,
-        organisation=message.organisation_cvr,
+        organisation=letter.organisation_cvr,
         mailbox=mailbox,
-        provider=message.provider,
-        received_at=message.received_at,
+        provider=letter.provider,
+        received_at=letter.received_at,
     )
     return decider.decide(facts)
 
 
-def _targets(message: Message, recipients: tuple[str, ...], directory: RecipientResolver | None,
+def _targets(org: str, recipients: tuple[str, ...], directory: RecipientResolver | None,
              channels: Collection[str] | None) -> list[tuple[str, str]]:
     """(recipient, channel) per outbox row: groups expanded and each recipient's channel chosen when a
     recipients file is given; ids it does not know stay as named (delivery holds them)."""
     if directory is None:
         return [(r, DEFAULT_CHANNEL) for r in recipients]
     enabled = list(channels) if channels is not None else ["email", "webhook", "post"]
-    org = message.organisation_cvr
     out: dict[tuple[str, str], None] = {}
     for named in recipients:
         try:
@@ -137,8 +164,22 @@ def _targets(message: Message, recipients: tuple[str, ...], directory: Recipient
     return list(out)
 
 
-# A status change of the group: (target, trace kind, reason) -> the messages and each one's event detail.
-_Moves = dict[tuple[MessageStatus, str, str | None], tuple[list[Message], list[dict[str, Any]]]]
+class Routable(Stated, Protocol):
+    """A letter as a group writes it: a `Message`, or its `Collected` columns."""
+
+    @property
+    def organisation_cvr(self) -> str: ...
+
+
+# Who routed a letter, as the routing_decision trigger derives it (migration 0008's ROUTED_BY): written
+# with the status so the trigger need not rewrite the message row.
+_ROUTED_BY = frozenset({"rule", "model", "hand", "default"})
+
+# A status change of the group: (target, trace kind, reason, routed_by) -> the messages and each one's
+# event detail.
+_Moves = dict[tuple[MessageStatus, str, str | None, str | None], tuple[list[Routable], list[dict[str, Any]]]]
+_INSERT_DECISIONS = RoutingDecision.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_DELIVERIES = Delivery.__table__.insert()  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -155,7 +196,7 @@ class _Group:
     reopened: list[Delivery] = field(default_factory=list)
     moves: _Moves = field(default_factory=dict)
 
-    def add(self, message: Message, decision: Decision, existing: list[Delivery]) -> None:
+    def add(self, message: Routable, decision: Decision, existing: list[Delivery]) -> None:
         """The decision's rows, its outbox rows and its status move (routed or held)."""
         now = utcnow()
         self.decisions.append({
@@ -172,11 +213,12 @@ class _Group:
         if decision.action is Action.ROUTE and decision.recipients:
             # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
             rows = {(d.recipient, d.channel): d for d in existing}
-            for recipient, channel in _targets(message, decision.recipients, self.directory, self.channels):
+            org = message.organisation_cvr
+            for recipient, channel in _targets(org, decision.recipients, self.directory, self.channels):
                 row = rows.get((recipient, channel))
                 if row is None:
                     self.deliveries.append({
-                        "id": new_id(), "message_id": message.id, "organisation_cvr": message.organisation_cvr,
+                        "id": new_id(), "message_id": message.id, "organisation_cvr": org,
                         "recipient": recipient, "channel": channel, "status": DeliveryStatus.PENDING,
                         "idempotency_key": f"{message.id}:{recipient}:{channel}", "attempts": 0,
                         "created_at": now, "next_attempt_at": now,
@@ -185,30 +227,37 @@ class _Group:
                     row.status, row.attempts, row.next_attempt_at = DeliveryStatus.PENDING, 0, now
                     row.lease_owner = row.lease_expires_at = None
                     self.reopened.append(row)
-            self._move(message, MessageStatus.ROUTED, self.kind, decision.reason, detail)
+            routed_by = decision.decided_by if decision.decided_by in _ROUTED_BY else None
+            self._move(message, MessageStatus.ROUTED, self.kind, decision.reason, detail, routed_by)
         else:
             self._move(message, MessageStatus.HELD, "held", decision.reason or "held for manual placement", detail)
 
-    def quarantine(self, message: Message, reason: str) -> None:
+    def quarantine(self, message: Routable, reason: str) -> None:
         self._move(message, MessageStatus.QUARANTINED, "quarantined", reason, None)
 
-    def _move(self, message: Message, target: MessageStatus, kind: str, reason: str | None,
-              detail: dict[str, Any] | None) -> None:
-        messages, details = self.moves.setdefault((target, kind, reason), ([], []))
+    def _move(self, message: Routable, target: MessageStatus, kind: str, reason: str | None,
+              detail: dict[str, Any] | None, routed_by: str | None = None) -> None:
+        messages, details = self.moves.setdefault((target, kind, reason, routed_by), ([], []))
         messages.append(message)
         details.append(detail or {})
 
     def write(self, session: Session) -> None:
-        for (target, kind, reason), (messages, details) in self.moves.items():
-            move(session, messages, target, kind=kind, actor=self.actor, reason=reason, details=details)
+        """The status moves first (one UPDATE each, their trace events in one INSERT), then the rows."""
+        events: list[dict[str, Any]] = []
+        for (target, kind, reason, routed_by), (messages, details) in self.moves.items():
+            events += update_status(session, messages, target, kind=kind, actor=self.actor, reason=reason,
+                                    details=details, routed_by=routed_by)
+        insert_events(session, events)
         self.write_rows(session)
 
     def write_rows(self, session: Session) -> None:
         """The decisions and outbox rows (the moves are the caller's)."""
+        session.flush()  # what the session holds goes first, as the ORM inserts' autoflush did
+        connection = session.connection()
         if self.decisions:
-            session.execute(insert(RoutingDecision), self.decisions)
+            connection.execute(_INSERT_DECISIONS, self.decisions)
         if self.deliveries:
-            session.execute(insert(Delivery), self.deliveries)
+            connection.execute(_INSERT_DELIVERIES, self.deliveries)
         for row in self.reopened:
             session.add(row)
 
@@ -228,5 +277,5 @@ def apply_decision(session: Session, message: Message, decision: Decision, *, ac
     group = _Group(actor=actor, kind=kind, directory=directory, channels=channels)
     group.add(message, decision, existing)
     group.write_rows(session)
-    (target, event_kind, reason), (_, details) = next(iter(group.moves.items()))
+    (target, event_kind, reason, _), (_, details) = next(iter(group.moves.items()))
     transition(session, message, target, kind=event_kind, actor=actor, reason=reason, detail=details[0])

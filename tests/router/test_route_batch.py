@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from collector.ledger import MailboxKey, sync_mailboxes
@@ -119,3 +120,30 @@ def test_a_mixed_group_writes_each_letter_as_one_letter_alone_would_be(runtime: 
     assert event.detail["decided_by"] == "rule" and event.detail["recipients"] == ["finance"]
     assert metrics.registry.get_sample_value("postbud_routing_decisions_total",
                                              {"decided_by": "rule", "outcome": "route"}) == 2
+
+
+class RouteBy:
+    """Routes every letter to finance as decided by `decided_by`."""
+
+    def __init__(self, decided_by: str) -> None:
+        self.decided_by = decided_by
+
+    def decide(self, facts: Facts) -> Decision:
+        return Decision(Action.ROUTE, self.decided_by, ("finance",))
+
+
+@pytest.mark.parametrize(("decided_by", "routed_by"), [
+    ("rule", "rule"), ("model", "model"), ("default", "default"), ("suggestion", None)])
+def test_who_routed_a_letter_is_what_its_decision_makes_it(runtime: Runtime, decided_by: str,
+                                                           routed_by: str | None) -> None:
+    # GIVEN letters routed by a decider of each kind (routing writes `routed_by` with the status, the
+    # decision's trigger keeps it when it agrees)
+    _letters(runtime, ["Brev 0", "Brev 1"])
+    assert route_batch(runtime.store, RouteBy(decided_by), Metrics(), limit=10) == 2
+    # THEN the statistics' column and the day's counts say what the decisions say
+    with runtime.store.read() as session:
+        assert [m.routed_by for m in session.exec(select(Message))] == [routed_by] * 2
+        measures = {row.measure: row.total for row in session.execute(text(
+            "SELECT measure, SUM(count) AS total FROM daily_count GROUP BY measure HAVING SUM(count) != 0"))}
+    expected = {"status:routed": 2} | ({f"routed:{routed_by}": 2} if routed_by else {})
+    assert measures == expected
