@@ -13,11 +13,14 @@ A person's correction re-routes a routed, delivering or delivered message: → r
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol, TypedDict, Unpack
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import JSON, Dialect, bindparam, select, update
+from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -66,7 +69,22 @@ _UPDATE_STATUS = (update(Message.__table__).where(_M.id.in_(bindparam("ids", exp
 # The same with `routed_by`, which routing writes beside the status: the routing_decision trigger that
 # derives it then finds the row already right and does not rewrite the message a second time.
 _UPDATE_STATUS_ROUTED_BY = _UPDATE_STATUS.values(routed_by=bindparam("routed_by"))
-_INSERT_EVENTS = TraceEvent.__table__.insert()  # type: ignore[attr-defined]
+
+
+class _EncodedJSON(TypeDecorator[str]):
+    """A JSON column's value encoded already (`event_row`'s detail): bound as it is."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+_INSERT_EVENTS = TraceEvent.__table__.insert().values(  # type: ignore[attr-defined]
+    detail=bindparam("detail", type_=_EncodedJSON()))
+# The detail's JSON with each ASCII digit as 0: six zeros in a row where six digits are.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
 
 
 def gone_reason(message: Stated) -> str | None:
@@ -94,7 +112,7 @@ class EventFields(TypedDict, total=False):
 
 
 def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
-    """A trace event's columns, for writing many at once (`insert_events`).
+    """A trace event's columns, for writing many at once (`insert_events`); the detail as JSON text.
 
     CPR-like numbers in the reason and the detail's text are masked: a sender controls file names,
     titles and field values that reasons quote, and the trace is kept in clear for searching.
@@ -106,10 +124,23 @@ def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack
         "kind": kind,
         "actor": actor,
         "reason": mask_cpr(reason) if reason is not None else None,
-        "detail": _masked(fields.get("detail") or {}),
+        "detail": _encoded(fields.get("detail") or {}),
         "from_status": fields.get("from_status"),
         "to_status": fields.get("to_status"),
     }
+
+
+def _encoded(detail: dict[str, Any]) -> str:
+    """`detail` as the JSON column writes it (ASCII), its strings' CPR-like numbers masked.
+
+    Encoded once, and walked only when a number may be in it: a CPR number has six digits in a row.
+    ASCII digits stand in the text as they are, and any other script's digits are escaped as
+    characters beyond U+00FF (`\\u` not followed by `00`), so text with neither holds none.
+    """
+    text = json.dumps(detail)
+    if b"000000" not in text.encode().translate(_DIGITS_AS_ZERO) and text.count("\\u") == text.count("\\u00"):
+        return text
+    return json.dumps(_masked(detail))
 
 
 def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -122,7 +153,8 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
 def record(session: Session, message_id: str | None, kind: str, *, actor: str,
            **fields: Unpack[EventFields]) -> TraceEvent:
     """Add a trace event to the session (committed with the caller's transaction); masked as `event_row`."""
-    event = TraceEvent(**event_row(message_id, kind, actor=actor, **fields))
+    row = event_row(message_id, kind, actor=actor, **fields)
+    event = TraceEvent(**{**row, "detail": json.loads(row["detail"])})
     session.add(event)
     return event
 

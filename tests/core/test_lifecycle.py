@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import col, select
 
-from core.lifecycle import CURRENT, Current, IllegalTransition, insert_events, move, record, update_status
+from core.lifecycle import CURRENT, Current, IllegalTransition, event_row, insert_events, move, record, update_status
 from core.storage.db import Store
 from core.storage.models import Message, MessageStatus, TraceEvent, utcnow
 from tests.conftest import MakeConfig
@@ -72,3 +72,22 @@ def test_move_keeps_the_callers_rows_up_to_date(store: Store) -> None:
     with store.read() as session:
         stored = session.get(Message, letter)
         assert stored is not None and (stored.status, stored.status_reason) == ("delivering", "why")
+
+
+def test_an_events_detail_is_stored_with_cpr_like_numbers_masked_in_every_string(store: Store) -> None:
+    # GIVEN details quoting what a sender controls, one event each: a CPR number with and without its
+    # dash, one in another script's digits (escaped when stored), a title with characters beyond
+    # Latin-1 and a lone surrogate (an undecodable header byte), numbers that are not text
+    (message_id,) = letters(store, "collected")
+    details = [{"title": "Brev til 010190-1234"}, {"files": [{"name": "0101901234.pdf"}]},
+               {"note": "0\u06611\u0661\u0661\u0661-\u0661\u0661\u0661\u0661"}, {"dash": "Søren – 2013"},
+               {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0}]
+    # WHEN their events are written
+    with store.transaction() as session:
+        insert_events(session, [event_row(message_id, "checked", actor="test", detail=d) for d in details])
+    # THEN the numbers are masked in the strings, the rest is as it was
+    with store.read() as session:
+        stored = [e.detail for e in session.exec(
+            select(TraceEvent).where(TraceEvent.kind == "checked").order_by(col(TraceEvent.id)))]
+    assert stored == [{"title": "Brev til [cpr]"}, {"files": [{"name": "[cpr].pdf"}]}, {"note": "[cpr]"},
+                      {"dash": "Søren – 2013"}, {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0}]
