@@ -8,9 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-from starlette.routing import BaseRoute
+from typing import TYPE_CHECKING, Any
 
 from collector import leases
 from collector.dispatch import Dispatcher, MailboxRuntime, settings_fingerprint
@@ -45,6 +43,9 @@ from postbud.reload import (RECIPIENTS_LOADED, RECIPIENTS_REFUSED, RULES_LOADED,
                             record_reload)
 from rules import RuleErrors, RuleIssue, RuleSet
 from rules import load as load_rules
+
+if TYPE_CHECKING:  # the daemon's HTTP listener only (not run --once)
+    from starlette.routing import BaseRoute
 
 log = logging.getLogger(__name__)
 
