@@ -46,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.cpu import process_cpu, process_io  # noqa: E402
+from bench.cpu import descendants_cpu, process_cpu, process_io  # noqa: E402
 from bench.e2e_letters import letter  # noqa: E402
 
 CVR = "12345678"
@@ -67,7 +67,8 @@ def free_ports(n: int) -> list[int]:
 
 
 def write_configs(folder: Path, relay: str | None, relay_ca: Path | None, database: str | None = None,
-                  folders: int = 1, claim_batch: int | None = None) -> tuple[Path, Path]:
+                  folders: int = 1, claim_batch: int | None = None,
+                  compose_workers: int | None = None) -> tuple[Path, Path]:
     """The example config on free ports: one for the sandbox process, one (sandbox off) for the daemon."""
     text = more_folders((ROOT / "config.example.toml").read_text(), folders)
     for (name, default), port in zip(PORTS.items(), free_ports(len(PORTS)), strict=True):
@@ -84,6 +85,8 @@ def write_configs(folder: Path, relay: str | None, relay_ca: Path | None, databa
             daemon = re.sub(r'smtp_ca_file = "[^"]*"', f'smtp_ca_file = "{relay_ca}"', daemon)
     if claim_batch is not None:
         daemon = re.sub(r"claim_batch = \d+", f"claim_batch = {claim_batch}", daemon)
+    if compose_workers is not None:
+        daemon = re.sub(r"compose_workers = \d+", f"compose_workers = {compose_workers}", daemon)
     if database is not None:
         daemon = re.sub(r'url = "sqlite:///var/postbud.db"', f'url = "{database}"', daemon)
     (folder / "postbud.toml").write_text(daemon)
@@ -139,7 +142,7 @@ def approve(config_path: Path) -> None:
 
 
 def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | None = None,
-                instances: int = 1) -> dict[str, Any]:
+                instances: int = 1, *, gil: bool = False) -> dict[str, Any]:
     """`postbud run --once` in `instances` processes at once: wall until the last exits, their CPU
     (parse workers included), the highest peak RSS of one; wall_N and cpu_N of instance N."""
     prefix = [sys.executable, "-m", "cProfile", "-o", str(profile)] if profile else [sys.executable]
@@ -147,7 +150,7 @@ def run_daemons(config: Path, folder: Path, profile: Path | None, spy: Path | No
     def spying(n: int) -> list[str]:  # every thread and the parse workers, on CPU (cProfile: the loop's thread only)
         out = spy if n == 0 or spy is None else spy.with_name(f"{spy.stem}-{n + 1}{spy.suffix}")
         return [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "speedscope", "--subprocesses",
-                "-o", str(out), "--", sys.executable]
+                *(["--gil"] if gil else []), "-o", str(out), "--", sys.executable]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started, began = time.perf_counter(), time.time()
     procs = []
@@ -174,6 +177,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
     instances = len(procs)
     peak_kb = 0
     cpu_seen: list[tuple[float, float]] = []  # (time, CPU seconds) of the first daemon process itself
+    helpers: dict[int, float] = {}  # the first daemon's helper processes (parse workers, ...): CPU last seen
     walls, cpus = [0.0] * instances, [0.0] * instances
     ios: list[dict[str, int]] = [{} for _ in procs]
     while any(proc.returncode is None for proc in procs):
@@ -185,6 +189,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
                 peak_kb = max(peak_kb, int(hwm.group(1)) if hwm else 0)
                 if proc is procs[0] and not spied:  # under py-spy procs[0] is py-spy's own process
                     cpu_seen.append((time.time(), process_cpu(proc.pid)))
+                    descendants_cpu(proc.pid, helpers)
             except (OSError, ValueError, IndexError):
                 pass
             # exited but not reaped yet: its I/O counters, then wait4 (not poll()) for each instance's
@@ -206,6 +211,7 @@ def _measure(procs: list[subprocess.Popen[bytes]], folder: Path, started: float,
     cpu = usage.ru_utime + usage.ru_stime - before.ru_utime - before.ru_stime
     return {"wall": wall, "cpu": cpu, "peak_mb": peak_kb / 1024, "began": began, "ended": ended, "cpu_seen": cpu_seen,
             "io": {name: sum(io.get(name, 0) for io in ios) for name in ("wchar", "syscw", "rchar", "write_bytes")},
+            "helpers_cpu": sum(helpers.values()),
             **{f"wall_{n + 1}": w for n, w in enumerate(walls)}, **{f"cpu_{n + 1}": c for n, c in enumerate(cpus)}}
 
 
@@ -290,12 +296,14 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="cProfile the daemon into this file")
     parser.add_argument("--py-spy", type=Path, dest="spy",
                         help="sample the daemon's threads with py-spy (pip install py-spy) into this speedscope file")
+    parser.add_argument("--gil", action="store_true", help="with --py-spy: only samples of the thread holding the GIL")
     parser.add_argument("--keep", type=Path, help="work in this (new) folder and keep it")
     parser.add_argument("--relay", help='"postfix" (set up and started on loopback), or HOST:PORT of an SMTP '
                                         "relay with STARTTLS, instead of the sandbox's mail server")
     parser.add_argument("--relay-ca", type=Path, help="CA file that verifies the relay's certificate")
     parser.add_argument("--database", help="postgresql://... server to make a fresh database on (default SQLite)")
     parser.add_argument("--instances", type=int, default=1, help="daemons running at once (PostgreSQL)")
+    parser.add_argument("--compose-workers", type=int, help="[delivery] compose_workers (0: the daemon composes)")
     parser.add_argument("--folders", type=int, default=1, help="drop folders the letters are spread over")
     parser.add_argument("--claim-batch", type=int, help="[collector] claim_batch: mailboxes an instance leases "
                                                         "at a time (the sandbox has 3 besides the drop folders)")
@@ -313,7 +321,8 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="postbud-e2e-"))
     folder.mkdir(parents=True, exist_ok=True)
     with fresh_database(args.database, keep=args.keep is not None) as database:
-        sandbox_cfg, daemon_cfg = write_configs(folder, relay, relay_ca, database, args.folders, args.claim_batch)
+        sandbox_cfg, daemon_cfg = write_configs(folder, relay, relay_ca, database, args.folders, args.claim_batch,
+                                                 args.compose_workers)
         t0 = time.perf_counter()
         drop_letters(folder, args.letters, args.folders)
         print(f"{args.letters} letters written in {time.perf_counter() - t0:.1f} s; folder {folder}")
@@ -322,7 +331,7 @@ def main() -> None:
             approve(daemon_cfg)
             load = os.getloadavg()[0]
             sandbox_cpu, pg_cpu = process_cpu(sandbox.pid), server_cpu()
-            figures = run_daemons(daemon_cfg, folder, args.profile, args.spy, args.instances)
+            figures = run_daemons(daemon_cfg, folder, args.profile, args.spy, args.instances, gil=args.gil)
             sandbox_cpu, pg_cpu = process_cpu(sandbox.pid) - sandbox_cpu, server_cpu() - pg_cpu
         finally:
             sandbox.send_signal(signal.SIGINT)
@@ -373,6 +382,11 @@ def main() -> None:
               f"{cpu_at(edges[0]):.2f} s CPU; closing (last letter delivered -> exit) "
               f"{figures['ended'] - edges[1]:.2f} s wall, {closing_cpu:.2f} s CPU (the daemon process itself, "
               f"sampled every 50 ms)")
+        if seen:
+            main_cpu, helpers_cpu = seen[-1][1], figures["helpers_cpu"]
+            print(f"main process CPU {main_cpu:.2f} s ({1000 * main_cpu / max(1, delivered):.2f} ms per letter); "
+                  f"its helper processes (parse workers, ...) {helpers_cpu:.2f} s "
+                  f"({1000 * helpers_cpu / max(1, delivered):.2f} ms per letter; sampled every 50 ms)")
     spans: dict[str, float] = result["stages"]  # type: ignore[assignment]
     print("first to last event per stage (stages overlap): "
           + ", ".join(f"{kind} {seconds:.1f} s" for kind, seconds in sorted(spans.items())))

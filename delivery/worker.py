@@ -8,8 +8,9 @@ a fault of the channel (relay down, TLS, credentials) pauses the channel without
 is not approved or whose key does not check out today: their rows are held and their messages go
 back to held for re-routing. Back-off state lives in the row (`next_attempt_at`), not in memory.
 
-Throughput: the claimed rows are read and encrypted a chunk at a time in one worker thread (not one
-thread hop per letter) while lanes send the chunk before; each lane takes the prepared rows in runs
+Throughput: the claimed rows are checked, read and encrypted a chunk at a time in one worker thread
+(not one thread hop per letter; delivery/prepare.py, the e-mail letters' reading and encryption in a
+compose worker process when there is one) while lanes send the chunk before; each lane takes the prepared rows in runs
 and sends over one of the channel's connections (lanes.py: a run's attempts are charged in one commit,
 and accepted sends are recorded with the next one), so a letter costs a fraction of a transaction.
 """
@@ -21,134 +22,49 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
-from core.config import Config, DeliverySettings
+from core.config import Config
 from core.metrics import Metrics
 from core.storage.db import Store
 from core.storage.models import utcnow
 from delivery import outbox
-from delivery.approval import Invitation, admission, send_invitation
-from delivery.channels import Channel, Composing, Outbound, build_channels, delivery_token
-from delivery.contents import Content, read_contents
+from delivery.approval import Invitation, send_invitation
+from delivery.channels import Channel, build_channels
+from delivery.compose_pool import ComposePool
 from delivery.errors import DeliveryError
 from delivery.lanes import Lanes, run_size
 from delivery.lanes import Ready as _Ready
-from delivery.keys import (
-    KeyStatus,
-    check_pgp_key,
-    check_recipient_key,
-    check_smime_cert,
-)
-from delivery.onboarding import uploaded_key
-from delivery.outbox import ACTOR, Job
+from delivery.outbox import Job
 from delivery.pauses import ChannelPauses
 from delivery.preferences import RouteCache
-from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
+from delivery.prepare import Preparer
+from delivery.recipients import RecipientsFile
 from delivery.reroute import reroute_switched_off
 
 log = logging.getLogger(__name__)
 CHUNK = 10  # rows read and encrypted per worker-thread hop
 
 
-def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
-           settings: DeliverySettings, invitations: list[Invitation], key: bytes | None) -> str | None:
-    with store.transaction() as session:
-        return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now, settings=settings,
-                         invitations=invitations, key=key)
-
-
-def _with_uploaded_key(store: Store, org: str, recipient: Recipient) -> tuple[Recipient, bytes | None]:
-    with store.read() as session:
-        return uploaded_key(session, org, recipient)
-
-
 class _Run:
     """One call of deliver_pending: the claimed jobs, the channels, what was learnt about keys."""
 
     def __init__(self, store: Store, config: Config, directory: RecipientsFile | None, metrics: Metrics,
-                 channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses) -> None:
+                 channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses,
+                 composer: ComposePool | None = None) -> None:
         self.store, self.settings, self.directory = store, config.delivery, directory
         self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
         self.config = config
         self.invitations: list[Invitation] = []  # new confirmation codes, mailed after their commit
         self.pauses = pauses
         self.days_left: dict[str, int] = {}
-        self.contents: dict[str, Content | None] = {}
-        self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
-        # recipients with a key from the confirmation page (the file names none), and its bytes
-        self.uploaded: dict[tuple[str, str], tuple[Recipient, bytes | None]] = {}
         self.lanes = Lanes(store, config.delivery, metrics, channels, pauses, owner=owner, now=now,
                            after_hold=self._send_invitations)
         self.routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
+        self.preparer = Preparer(store, config.delivery, self.routes, directory, channels, now, pauses,
+                                 invitations=self.invitations, days_left=self.days_left, composer=composer)
 
     def prepare(self, jobs: list[Job]) -> list[_Ready]:
         """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
-        try:
-            wanted = {j.message_id for j in jobs} - set(self.contents)
-            if wanted:
-                self.contents.update(read_contents(self.store, wanted))
-        except Exception as exc:
-            return [_Ready(job, error=exc) for job in jobs]
-        return [self._ready(job) for job in jobs]
-
-    def _ready(self, job: Job) -> _Ready:
-        if self.pauses.until(job.channel, self.now) is not None:
-            return _Ready(job, paused=True)
-        try:
-            problem, item = self._prepare(job)
-            if problem is not None or item is None:
-                return _Ready(job, problem=problem or "nothing to send")
-            channel = self.channels[job.channel]
-            if isinstance(channel, Composing):
-                try:
-                    item = channel.compose(item)
-                except DeliveryError as exc:
-                    return _Ready(job, item=item, failure=exc)
-            return _Ready(job, item=item)
-        except Exception as exc:
-            return _Ready(job, error=exc)
-
-    def _prepare(self, job: Job) -> tuple[str | None, Outbound | None]:
-        """The checks before every send, in order; a reason to hold, or what to send."""
-        if job.channel not in self.settings.channels or job.channel not in self.channels:
-            return f"channel {job.channel} is turned off", None
-        if self.directory is None:
-            return "no recipients file is configured", None
-        try:
-            recipient = self.directory.get(job.organisation, job.recipient)
-        except UnknownRecipient as exc:
-            return str(exc.args[0]), None
-        uploaded: bytes | None = None
-        if recipient.key_path is None:
-            pair = (job.organisation, job.recipient)
-            if pair not in self.uploaded:
-                self.uploaded[pair] = _with_uploaded_key(self.store, job.organisation, recipient)
-            recipient, uploaded = self.uploaded[pair]
-        if job.channel in self.directory.channels_off(job.organisation):
-            # reroute.py moved it to the default channel unless that cannot reach the recipient: a person decides
-            return f"channel {job.channel} is switched off for organisation {job.organisation}", None
-        admitted = self.admitted.get((job.organisation, job.recipient))
-        if job.channel == "post" or (recipient.tls_only and job.channel == "email"):
-            # paper cannot be encrypted, and a TLS-only forward target is sent in clear on purpose: the
-            # administrator's entry in the file (postal address, tls_only) is the approval
-            admitted = (None if job.channel != "post" or recipient.postal_address is not None
-                        else f"recipient {recipient.id} has no postal_address", b"")
-        if admitted is None:
-            # once per recipient and run: the key file is read once, and the bytes checked are
-            # the bytes encrypted to
-            key, status = self._key(recipient, uploaded)
-            self._note_key(job, status)
-            problem = _admit(self.store, job, recipient, status, self.now, self.settings, self.invitations, key)
-            admitted = self.admitted[(job.organisation, job.recipient)] = (problem, key)
-        problem, key = admitted
-        if problem is not None or key is None:
-            return problem or "no key material", None
-        content = self.contents.get(job.message_id)
-        if content is None:
-            return "message content is gone (purged)", None
-        message, received_at = content
-        notification = self.routes.get(job.organisation, recipient, job.channel)
-        return None, Outbound(delivery_token(job.idempotency_key), message, recipient, key,
-                              job.message_id, received_at, notification=notification)
+        return self.preparer.prepare(jobs)
 
     async def _send_invitations(self) -> None:
         """Mail the confirmation codes a changed key called for, over the e-mail channel's TLS sender."""
@@ -168,43 +84,19 @@ class _Run:
             except DeliveryError as exc:
                 log.warning("confirmation code for %s not sent (%s); invite again", invitation.recipient, exc)
 
-    def _key(self, recipient: Recipient, uploaded: bytes | None) -> tuple[bytes | None, KeyStatus]:
-        kind, path = recipient.key_kind, recipient.key_path
-        if kind is None or (path is None and uploaded is None):
-            return None, check_recipient_key(recipient, now=self.now)  # says why: no key material
-        try:
-            data = path.read_bytes() if path is not None else uploaded or b""
-        except OSError as exc:
-            return None, KeyStatus(False, f"cannot read {path}: {exc.strerror}", None, None)
-        if kind is KeyKind.PGP:
-            return data, check_pgp_key(data, now=self.now)
-        trust = self.settings.trust_store
-        try:
-            anchors = trust.read_bytes() if trust is not None else None
-        except OSError as exc:
-            return None, KeyStatus(False, f"cannot read trust store {trust}: {exc.strerror}", None, None)
-        return data, check_smime_cert(data, trust_store=anchors, now=self.now)
-
-    def _note_key(self, job: Job, status: KeyStatus) -> None:
-        if status.days_left is not None and status.valid:
-            known = self.days_left.get(job.channel, status.days_left)
-            self.days_left[job.channel] = min(status.days_left, known)
-        if status.expires_within(self.settings.key_warning_days):
-            log.warning("recipient %s of %s: key expires in %s days", job.recipient, job.organisation,
-                        status.days_left)
-
 
 async def deliver_pending(store: Store, config: Config, directory: RecipientsFile | None,
                           metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
                           channels: Mapping[str, Channel] | None = None, lanes: int | None = None,
-                          pauses: ChannelPauses | None = None) -> int:
+                          pauses: ChannelPauses | None = None, composer: ComposePool | None = None) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.
 
     `lanes` rows are in flight at once (default: twice `smtp_connections`, so a connection is not left
     idle while its lane waits for a commit). Rows are prepared (read, checked, encrypted) CHUNK at a
     time in a worker thread, the next chunk while the lanes send this one. `channels` replaces the
     configured ones (tests, bench); they are then not closed here. `pauses` carries channel pauses
-    from one call to the next (the daemon keeps one).
+    from one call to the next (the daemon keeps one). With `composer`, e-mail letters are read and
+    composed in its worker processes (delivery/compose_pool.py), not in this one.
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
@@ -216,7 +108,8 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
     own = channels is None
     run = _Run(store, config, directory, metrics,
                build_channels(config.delivery) if channels is None else channels, owner, when,
-               pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
+               pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds),
+               composer)
     width = max(1, min(lanes or 2 * config.delivery.smtp_connections, len(jobs)))
     ready: asyncio.Queue[_Ready | None] = asyncio.Queue()
     handled = 0

@@ -121,7 +121,7 @@ async def test_key_expiring_soon_is_warned_about_and_measured(
     assert state(rt, mid).message == "delivered"
     assert len(smtp.handler.messages) == 2
     assert rt.metrics.recipient_key_days_left.labels("email")._value.get() == 19
-    warned = [r for r in caplog.records if r.name == "delivery.worker" and "expires in" in r.getMessage()]
+    warned = [r for r in caplog.records if r.name == "delivery.prepare" and "expires in" in r.getMessage()]
     assert warned and all("bob" in r.getMessage() for r in warned)
     with rt.store.read() as session:
         assert {r.recipient for r in session.exec(select(Delivery))} == {"reception", "bob"}
