@@ -90,7 +90,9 @@ async def _stage(name: str, letters: int, job: Callable[[], Awaitable[int]],
     wall = time.perf_counter() - wall
     own = time.process_time() - cpu
     parse = _children_cpu() - workers
-    print(f"{name}: {moved} letters in {wall:.2f} s wall, {letters / wall:.0f} letters/s; CPU {own:.2f} s here "
+    # `moved` counts each step a letter took (collected, then acknowledged: two for a drop-folder letter)
+    print(f"{name}: {letters} letters ({moved} steps) in {wall:.2f} s wall, {letters / wall:.0f} letters/s; "
+          f"CPU {own:.2f} s here "
           f"+ {parse:.2f} s in parse workers = {1000 * (own + parse) / letters:.2f} ms per letter")
 
 

@@ -19,8 +19,19 @@ from delivery_testkit import (
     make_smime_cert,
 )
 
+from core.storage.db import Store
 from sandbox.mailserver import serve_smtp, server_tls_context
 from sandbox.testca import LocalCA
+from tests.conftest import MakeConfig
+from tests.postbud.ops_testkit import store_for
+
+
+@pytest.fixture
+def store(make_config: MakeConfig) -> Iterator[Store]:
+    """A store on the test's database (SQLite, and PostgreSQL too when POSTBUD_TEST_PG is set)."""
+    store = store_for(make_config())
+    yield store
+    store.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -4,28 +4,17 @@ order they fell due, and on SQLite without reading the whole outbox to find them
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event, update
 from sqlmodel import col, select
 
-from core.config import Config
 from core.storage.db import Store
 from core.storage.models import Delivery, utcnow
 from delivery import outbox
-from tests.conftest import MakeConfig
-from tests.postbud.ops_testkit import Out, Spec, add, store_for
+from tests.postbud.ops_testkit import Out, Spec, add
 
 LEASE = dt.timedelta(minutes=5)
-
-
-@pytest.fixture
-def store(make_config: MakeConfig) -> Iterator[Store]:
-    config: Config = make_config()
-    store = store_for(config)
-    yield store
-    store.dispose()
 
 
 def letters(store: Store, n: int, status: str = "pending") -> list[str]:

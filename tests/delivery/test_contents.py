@@ -3,25 +3,15 @@ stored rows unseal to, and nothing for a letter whose content is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlmodel import col, select, update
 
 from core import codec
 from core.storage.db import Store
 from core.storage.models import Attachment, Message, utcnow
 from delivery.contents import read_contents
-from tests.conftest import MakeConfig
-from tests.postbud.ops_testkit import Spec, add, store_for
-
-
-@pytest.fixture
-def store(make_config: MakeConfig) -> Iterator[Store]:
-    store = store_for(make_config())
-    yield store
-    store.dispose()
+from tests.postbud.ops_testkit import Spec, add
 
 
 def test_contents_are_the_letters_as_stored(store: Store) -> None:

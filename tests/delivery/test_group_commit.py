@@ -8,28 +8,17 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from sqlalchemy import event
 from sqlmodel import col, select
 
-from core.config import Config
 from core.storage.db import Store
 from core.storage.models import Delivery, Message, TraceEvent, utcnow
 from delivery import group_commit, outbox
 from delivery.group_commit import Delivered, Start
 from postbud.stats import recount, stats
-from tests.conftest import MakeConfig
-from tests.postbud.ops_testkit import Out, Spec, add, store_for
+from tests.postbud.ops_testkit import Out, Spec, add
 
 LEASE = dt.timedelta(minutes=5)
-
-
-@pytest.fixture
-def store(make_config: MakeConfig) -> Iterator[Store]:
-    config: Config = make_config()
-    store = store_for(config)
-    yield store
-    store.dispose()
 
 
 def routed(store: Store, *recipients: str) -> str:
