@@ -46,7 +46,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kept", type=Path, help="a folder kept by bench.e2e --keep (SQLite)")
     parser.add_argument("--profile", type=Path, help="cProfile into this file (worker-thread work inline)")
-    parser.add_argument("--compose-workers", type=int, help="[delivery] compose_workers (default: the kept config's)")
     args = parser.parse_args()
     work = reset(args.kept)
     sandbox = subprocess.Popen([*POSTBUD, "-c", str(work / "sandbox.toml"), "sandbox"], cwd=work,
@@ -60,8 +59,6 @@ def main() -> None:
     from delivery import group_commit
     from postbud.daemon import Daemon
     from postbud.runtime import Runtime
-    from postbud.service import compose_workers
-    from bench.cpu import descendants_cpu
 
     groups: Counter[int] = Counter()
     commit = group_commit.commit
@@ -76,31 +73,17 @@ def main() -> None:
             return func(*a, **k)
 
         asyncio.to_thread = inline  # type: ignore[assignment]
-    config = load_config(work / "postbud.toml")
-    if args.compose_workers is not None:
-        config = config.model_copy(update={"delivery": config.delivery.model_copy(
-            update={"compose_workers": args.compose_workers})})
-    runtime = Runtime.create(config)
-    runtime.composer = compose_workers(config)
+    runtime = Runtime.create(load_config(work / "postbud.toml"))
 
     async def deliver() -> None:
         wall, cpu = time.perf_counter(), time.process_time()
-        helpers: dict[int, float] = {}  # this process's helpers (compose workers), not the mail server
-        descendants_cpu(os.getpid(), helpers, besides=sandbox.pid)
-        before = sum(helpers.values())
         n = await Daemon(runtime).deliver()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        descendants_cpu(os.getpid(), helpers, besides=sandbox.pid)
-        spent = sum(helpers.values()) - before
         changes = sum(size * count for size, count in groups.items())
         print(f"delivered {n} in {wall:.2f} s wall ({n / wall:.0f}/s), {cpu:.2f} s CPU "
-              f"({1000 * cpu / max(1, n):.1f} ms per letter); {changes} outbox changes in {sum(groups.values())} "
+              f"({1000 * cpu / max(1, n):.2f} ms per letter); {changes} outbox changes in {sum(groups.values())} "
               f"group transactions; load average {os.getloadavg()[0]:.1f}")
-        print(f"compose workers ({config.delivery.compose_workers}) {spent:.2f} s CPU "
-              f"({1000 * spent / max(1, n):.1f} ms per letter)")
         await runtime.aclose()
-        if runtime.composer is not None:
-            runtime.composer.close()
 
     try:
         if args.profile:

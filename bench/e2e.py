@@ -67,8 +67,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def write_configs(folder: Path, relay: str | None, relay_ca: Path | None, database: str | None = None,
-                  folders: int = 1, claim_batch: int | None = None,
-                  compose_workers: int | None = None) -> tuple[Path, Path]:
+                  folders: int = 1, claim_batch: int | None = None) -> tuple[Path, Path]:
     """The example config on free ports: one for the sandbox process, one (sandbox off) for the daemon."""
     text = more_folders((ROOT / "config.example.toml").read_text(), folders)
     for (name, default), port in zip(PORTS.items(), free_ports(len(PORTS)), strict=True):
@@ -85,8 +84,6 @@ def write_configs(folder: Path, relay: str | None, relay_ca: Path | None, databa
             daemon = re.sub(r'smtp_ca_file = "[^"]*"', f'smtp_ca_file = "{relay_ca}"', daemon)
     if claim_batch is not None:
         daemon = re.sub(r"claim_batch = \d+", f"claim_batch = {claim_batch}", daemon)
-    if compose_workers is not None:
-        daemon = re.sub(r"compose_workers = \d+", f"compose_workers = {compose_workers}", daemon)
     if database is not None:
         daemon = re.sub(r'url = "sqlite:///var/postbud.db"', f'url = "{database}"', daemon)
     (folder / "postbud.toml").write_text(daemon)
@@ -303,7 +300,6 @@ def main() -> None:
     parser.add_argument("--relay-ca", type=Path, help="CA file that verifies the relay's certificate")
     parser.add_argument("--database", help="postgresql://... server to make a fresh database on (default SQLite)")
     parser.add_argument("--instances", type=int, default=1, help="daemons running at once (PostgreSQL)")
-    parser.add_argument("--compose-workers", type=int, help="[delivery] compose_workers (0: the daemon composes)")
     parser.add_argument("--folders", type=int, default=1, help="drop folders the letters are spread over")
     parser.add_argument("--claim-batch", type=int, help="[collector] claim_batch: mailboxes an instance leases "
                                                         "at a time (the sandbox has 3 besides the drop folders)")
@@ -321,8 +317,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="postbud-e2e-"))
     folder.mkdir(parents=True, exist_ok=True)
     with fresh_database(args.database, keep=args.keep is not None) as database:
-        sandbox_cfg, daemon_cfg = write_configs(folder, relay, relay_ca, database, args.folders, args.claim_batch,
-                                                 args.compose_workers)
+        sandbox_cfg, daemon_cfg = write_configs(folder, relay, relay_ca, database, args.folders, args.claim_batch)
         t0 = time.perf_counter()
         drop_letters(folder, args.letters, args.folders)
         print(f"{args.letters} letters written in {time.perf_counter() - t0:.1f} s; folder {folder}")

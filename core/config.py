@@ -182,9 +182,6 @@ class DeliverySettings(Frozen):
     smtp_password: SecretRef | None = None
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     smtp_connections: int = Field(default=4, ge=1, le=64)  # kept open to the relay, one letter at a time each
-    # processes reading and encrypting e-mail letters (0: the daemon's own thread does): off by default,
-    # as on a busy two-core machine the worker's extra CPU cost more wall than the lock it spared
-    compose_workers: int = Field(default=0, ge=0, le=8)
     from_address: str = Field(default="postbud@localhost", pattern=r"^[^@\s<>]+@[^@\s<>]+$")
     message_id_domain: str = Field(default="postbud.invalid", pattern=r"^[A-Za-z0-9.-]+$")
     channels: tuple[Literal["email", "webhook", "post"], ...] = ("email", "webhook")

@@ -15,12 +15,14 @@ from pydantic import SecretStr
 from core.config import DeliverySettings
 from core.domain import File, NormalizedMessage
 from core.settings import SecretRef
-from delivery.compose import cover_for
-from delivery.email_compose import EmailIdentity, compose_email
+from delivery.compose import cover_for, encrypted_email, message_id_for
 from delivery.envelope import cover_text
 from delivery.errors import EncryptionError, TransientDeliveryError
+from delivery.notifying import notification_for
+from delivery.outbound import Composed
 from delivery.outbound import Outbound as Outbound
 from delivery.outbound import Sent as Sent
+from delivery.plain import tls_only_forward
 from delivery.post import PostChannel, post_client
 from delivery.recipients import Recipient
 from delivery.smtp import MailSender, SmtpSettings, TlsMode
@@ -81,14 +83,24 @@ class EmailChannel:
         """The TLS-only sender, for the few plain notices postbud mails itself (confirmation codes)."""
         return self._sender
 
-    @property
-    def identity(self) -> EmailIdentity:
-        """The settings that shape what this channel sends (a compose worker makes the same with them)."""
-        return EmailIdentity(self._from, self._domain, self._console)
-
     def compose(self, item: Outbound) -> Outbound:
         """The item with its e-mail made (encrypted): CPU work, done by the worker in a thread."""
-        return replace(item, composed=compose_email(item, self.identity))
+        recipient = item.recipient
+        message_id = message_id_for(item.token, domain=self._domain)
+        if recipient.notify != "letter":
+            return replace(item, composed=notification_for(item, from_addr=self._from, message_id=message_id,
+                                                           console_url=self._console))
+        if recipient.email is None:
+            raise EncryptionError(f"recipient {recipient.id} has no e-mail address")
+        if recipient.tls_only:
+            # the administrator marked this forward target TLS-only: the trace records it per letter
+            plain = tls_only_forward(item.message, from_addr=self._from, to_addr=recipient.email,
+                                     message_id=message_id, trace_id=item.trace_id, received_at=item.received_at)
+            return replace(item, composed=Composed(plain, recipient.email, message_id,
+                                                   {"encrypted": False, "tls_only": True}))
+        wire = encrypted_email(item.message, recipient, key=item.key, from_addr=self._from, message_id=message_id,
+                               trace_id=item.trace_id, received_at=item.received_at)
+        return replace(item, composed=Composed(wire, recipient.email, message_id))
 
     async def send(self, item: Outbound) -> Sent:
         if item.composed is None:
@@ -125,7 +137,7 @@ class WebhookChannel:
         target, kind = item.recipient.webhook, item.recipient.key_kind
         if target is None or kind is None:
             raise EncryptionError(f"recipient {item.recipient.id} has no webhook target or no key")
-        message = item.letter()
+        message = item.message
         body = await asyncio.to_thread(
             build_envelope, delivery_id=item.token, trace_id=item.trace_id,
             sender=message.sender.name or message.sender.id or "", title=message.title,
@@ -143,7 +155,7 @@ class WebhookChannel:
 def _files_with_text(item: Outbound) -> tuple[File, ...]:
     """The documents, plus the cover note as an encrypted `message.txt` when the message carries text
     no document holds (a NemSMS, a notice, a MeMo without files): that content must arrive too."""
-    message = item.letter()
+    message = item.message
     files = message.files()
     if not (message.notification or "").strip() and (files or not message.text.strip()):
         return files

@@ -31,8 +31,8 @@ def notification_for(item: Outbound, *, from_addr: str, message_id: str, console
     if route.mode == "digest":
         return Composed(b"", route.address, message_id, {"mode": "digest", "notified": "in the daily digest",
                                                          "content_sent": False}, reply=DIGEST_REPLY)
-    organisation = item.letter().recipient.name or "your organisation"
-    notice = waiting_notice(item.letter(), organisation=organisation, from_addr=from_addr, to_addr=route.address,
+    organisation = item.message.recipient.name or "your organisation"
+    notice = waiting_notice(item.message, organisation=organisation, from_addr=from_addr, to_addr=route.address,
                             message_id=message_id, trace_id=item.trace_id, console_url=console_url,
                             settings_link=route.settings_link)
     return Composed(notice, route.address, message_id, {"mode": "notice", "notified": True, "content_sent": False,

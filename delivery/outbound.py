@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.domain import NormalizedMessage
-from delivery.errors import TransientDeliveryError
 from delivery.recipients import Recipient
 
 
@@ -28,8 +27,7 @@ class Outbound:
     """One outbox row ready to go: the message, its approved recipient and the checked key bytes."""
 
     token: str  # stable per outbox row (see delivery_token): Message-ID and webhook id derive from it
-    # None when a compose worker (compose_pool.py) read and composed it: then only `composed` is here
-    message: NormalizedMessage | None
+    message: NormalizedMessage
     recipient: Recipient
     key: bytes
     trace_id: str
@@ -38,12 +36,6 @@ class Outbound:
     composed: Composed | None = None
     # for a recipient who chose a notice or the daily digest instead of the letter (None: the letter)
     notification: NotificationRoute | None = None
-
-    def letter(self) -> NormalizedMessage:
-        """The message, for a channel that reads it; one composed in a compose worker never came here."""
-        if self.message is None:
-            raise TransientDeliveryError("the letter was composed elsewhere and is not here to send")
-        return self.message
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ class PostChannel:
         address = item.recipient.postal_address
         if address is None:
             raise PostPermanent(f"recipient {item.recipient.id} has no postal_address")
-        pdfs = [f for f in item.letter().files()
+        pdfs = [f for f in item.message.files()
                 if f.media_type == "application/pdf" or f.name.lower().endswith(".pdf")]
         if not pdfs:
             raise PostPermanent("nothing to print: the letter carries no PDF")

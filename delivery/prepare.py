@@ -1,9 +1,7 @@
 """A delivery run's rows made ready to send, a chunk at a time: the checks, the content, the composed message.
 
-The checks (channel, recipient, approval, key) run in the daemon, in a worker thread. E-mail letters
-are then read and composed by a compose worker process when the daemon has them (compose_pool.py),
-so their CPU work does not hold the daemon's interpreter lock; other channels' rows, and every row
-when there are no compose workers, are read here and composed in this thread.
+The checks (channel, recipient, approval, key) run in a worker thread of the daemon; the rows that
+pass are read (their content unsealed) and composed (encrypted) in the same thread.
 """
 
 from __future__ import annotations
@@ -11,23 +9,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from core.config import DeliverySettings
 from core.storage.db import Store
 from delivery.approval import Invitation, admission
-from delivery.channels import Channel, Composing, EmailChannel, Outbound, delivery_token
-from delivery.compose_pool import GONE, ComposeFailed, ComposePool, Made, Order
+from delivery.channels import Channel, Composing, Outbound, delivery_token
 from delivery.contents import Content, read_contents
 from delivery.errors import DeliveryError
 from delivery.lanes import Ready
 from delivery.keys import KeyStatus, check_pgp_key, check_recipient_key, check_smime_cert
 from delivery.onboarding import uploaded_key
+from delivery.outbound import NotificationRoute
 from delivery.outbox import ACTOR, Job
 from delivery.pauses import ChannelPauses
 from delivery.preferences import RouteCache
 from delivery.recipients import KeyKind, Recipient, RecipientsFile, UnknownRecipient
 
 log = logging.getLogger(__name__)
+GONE = "message content is gone (purged)"
+
+
+@dataclass(frozen=True)
+class Order:
+    """One outbox row that passed its checks, to read and compose."""
+
+    message_id: str  # also the trace id
+    token: str
+    recipient: Recipient
+    key: bytes
+    notification: NotificationRoute | None = None
 
 
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
@@ -48,9 +59,9 @@ class Preparer:
 
     def __init__(self, store: Store, settings: DeliverySettings, routes: RouteCache, directory: RecipientsFile | None,
                  channels: Mapping[str, Channel], now: dt.datetime, pauses: ChannelPauses, *,
-                 invitations: list[Invitation], days_left: dict[str, int], composer: ComposePool | None) -> None:
+                 invitations: list[Invitation], days_left: dict[str, int]) -> None:
         self.store, self.settings, self.routes, self.directory = store, settings, routes, directory
-        self.channels, self.now, self.pauses, self.composer = channels, now, pauses, composer
+        self.channels, self.now, self.pauses = channels, now, pauses
         self.invitations, self.days_left = invitations, days_left
         self.contents: dict[str, Content | None] = {}
         self.admitted: dict[tuple[str, str], tuple[str | None, bytes | None]] = {}
@@ -60,8 +71,7 @@ class Preparer:
     def prepare(self, jobs: list[Job]) -> list[Ready]:
         """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
         ready: dict[int, Ready] = {}
-        here: dict[int, Order] = {}  # checked rows to read and compose in this process
-        elsewhere: dict[str, dict[int, Order]] = {}  # ... and, by channel, those a compose worker does
+        orders: dict[int, Order] = {}  # checked rows to read and compose
         for n, job in enumerate(jobs):
             if self.pauses.until(job.channel, self.now) is not None:
                 ready[n] = Ready(job, paused=True)
@@ -73,17 +83,13 @@ class Preparer:
                 continue
             if problem is not None or order is None:
                 ready[n] = Ready(job, problem=problem or "nothing to send")
-            elif self.composer is not None and isinstance(self.channels[job.channel], EmailChannel):
-                elsewhere.setdefault(job.channel, {})[n] = order
             else:
-                here[n] = order
-        if here:
-            ready.update(self._here(jobs, here))
-        for name, orders in elsewhere.items():
-            ready.update(self._elsewhere(jobs, self.channels[name], orders))
+                orders[n] = order
+        if orders:
+            ready.update(self._compose(jobs, orders))
         return [ready[n] for n in range(len(jobs))]
 
-    def _here(self, jobs: list[Job], orders: dict[int, Order]) -> dict[int, Ready]:
+    def _compose(self, jobs: list[Job], orders: dict[int, Order]) -> dict[int, Ready]:
         try:
             wanted = {jobs[n].message_id for n in orders} - set(self.contents)
             if wanted:
@@ -107,33 +113,6 @@ class Preparer:
                 done[n] = Ready(job, item=item, failure=exc)
             except Exception as exc:
                 done[n] = Ready(job, error=exc)
-        return done
-
-    def _elsewhere(self, jobs: list[Job], channel: Channel, orders: dict[int, Order]) -> dict[int, Ready]:
-        """Read and composed by a compose worker: only the composed message comes back here."""
-        assert self.composer is not None and isinstance(channel, EmailChannel)
-        try:
-            outcomes = self.composer.compose(channel.identity, list(orders.values()))
-            if len(outcomes) != len(orders):
-                raise ComposeFailed(f"{len(outcomes)} outcomes for {len(orders)} letters")
-        except Exception as exc:  # ComposeFailed, or unforeseen: these rows' problem, not the run's
-            return {n: Ready(jobs[n], error=exc) for n in orders}
-        done: dict[int, Ready] = {}
-        for (n, order), outcome in zip(orders.items(), outcomes, strict=True):
-            job = jobs[n]
-            made = outcome if isinstance(outcome, Made) else None
-            # the message stays in the worker: what goes out is `composed`, or the channel's refusal
-            item = Outbound(order.token, None, order.recipient, order.key, job.message_id,
-                            made.received_at if made else self.now, composed=made.composed if made else None,
-                            notification=order.notification)
-            if isinstance(outcome, str):
-                done[n] = Ready(job, problem=outcome)
-            elif isinstance(outcome, ComposeFailed):
-                done[n] = Ready(job, error=outcome)
-            elif isinstance(outcome, DeliveryError):
-                done[n] = Ready(job, item=item, failure=outcome)
-            else:
-                done[n] = Ready(job, item=item)
         return done
 
     def _check(self, job: Job) -> tuple[str | None, Order | None]:

@@ -9,10 +9,10 @@ is not approved or whose key does not check out today: their rows are held and t
 back to held for re-routing. Back-off state lives in the row (`next_attempt_at`), not in memory.
 
 Throughput: the claimed rows are checked, read and encrypted a chunk at a time in one worker thread
-(not one thread hop per letter; delivery/prepare.py, the e-mail letters' reading and encryption in a
-compose worker process when there is one) while lanes send the chunk before; each lane takes the prepared rows in runs
-and sends over one of the channel's connections (lanes.py: a run's attempts are charged in one commit,
-and accepted sends are recorded with the next one), so a letter costs a fraction of a transaction.
+(not one thread hop per letter; delivery/prepare.py) while lanes send the chunk before; each lane
+takes the prepared rows in runs and sends over one of the channel's connections (lanes.py: a run's
+attempts are charged in one commit, and accepted sends are recorded with the next one), so a letter
+costs a fraction of a transaction.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from core.storage.models import utcnow
 from delivery import outbox
 from delivery.approval import Invitation, send_invitation
 from delivery.channels import Channel, build_channels
-from delivery.compose_pool import ComposePool
 from delivery.errors import DeliveryError
 from delivery.lanes import Lanes, run_size
 from delivery.lanes import Ready as _Ready
@@ -48,8 +47,7 @@ class _Run:
     """One call of deliver_pending: the claimed jobs, the channels, what was learnt about keys."""
 
     def __init__(self, store: Store, config: Config, directory: RecipientsFile | None, metrics: Metrics,
-                 channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses,
-                 composer: ComposePool | None = None) -> None:
+                 channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses) -> None:
         self.store, self.settings, self.directory = store, config.delivery, directory
         self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
         self.config = config
@@ -60,7 +58,7 @@ class _Run:
                            after_hold=self._send_invitations)
         self.routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
         self.preparer = Preparer(store, config.delivery, self.routes, directory, channels, now, pauses,
-                                 invitations=self.invitations, days_left=self.days_left, composer=composer)
+                                 invitations=self.invitations, days_left=self.days_left)
 
     def prepare(self, jobs: list[Job]) -> list[_Ready]:
         """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
@@ -88,15 +86,14 @@ class _Run:
 async def deliver_pending(store: Store, config: Config, directory: RecipientsFile | None,
                           metrics: Metrics, *, owner: str, now: dt.datetime | None = None, limit: int = 50,
                           channels: Mapping[str, Channel] | None = None, lanes: int | None = None,
-                          pauses: ChannelPauses | None = None, composer: ComposePool | None = None) -> int:
+                          pauses: ChannelPauses | None = None) -> int:
     """Claim due outbox rows and attempt each once; returns how many were handled.
 
     `lanes` rows are in flight at once (default: twice `smtp_connections`, so a connection is not left
     idle while its lane waits for a commit). Rows are prepared (read, checked, encrypted) CHUNK at a
     time in a worker thread, the next chunk while the lanes send this one. `channels` replaces the
     configured ones (tests, bench); they are then not closed here. `pauses` carries channel pauses
-    from one call to the next (the daemon keeps one). With `composer`, e-mail letters are read and
-    composed in its worker processes (delivery/compose_pool.py), not in this one.
+    from one call to the next (the daemon keeps one).
     """
     when = now or utcnow()
     ttl = dt.timedelta(seconds=config.delivery.lease_seconds)
@@ -108,8 +105,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
     own = channels is None
     run = _Run(store, config, directory, metrics,
                build_channels(config.delivery) if channels is None else channels, owner, when,
-               pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds),
-               composer)
+               pauses or ChannelPauses(config.delivery.retry_base_seconds, config.delivery.retry_max_seconds))
     width = max(1, min(lanes or 2 * config.delivery.smtp_connections, len(jobs)))
     ready: asyncio.Queue[_Ready | None] = asyncio.Queue()
     handled = 0

@@ -107,7 +107,7 @@ class Daemon:
             while not self._stop.is_set():
                 handled = await deliver_pending(self.rt.store, self.config, directory, self.rt.metrics,
                                                 owner=self.rt.instance, limit=self.config.delivery.batch_size,
-                                                pauses=self.rt.pauses, channels=own, composer=self.rt.composer)
+                                                pauses=self.rt.pauses, channels=own)
                 if not handled:
                     break
                 sent += handled

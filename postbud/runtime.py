@@ -24,7 +24,6 @@ from core.storage import migrate
 from core.storage.db import Store, make_engine
 from core.storage.models import Mailbox, MailboxStatus, utcnow
 from core.storage.vault import Vault, keyring_path, load_keyring
-from delivery.compose_pool import ComposePool
 from delivery.recipients import RecipientsFile, load_recipients
 from postbud.stats import ops_reading
 from postbud.trace import metrics_reading
@@ -117,7 +116,6 @@ class Runtime:
     instance: str = ""
     instance_lock: int | None = None
     pauses: ChannelPauses | None = None
-    composer: ComposePool | None = None  # e-mail letters are read and encrypted there (postbud run)
 
     @classmethod
     def create(cls, config: Config, *, metrics: Metrics | None = None) -> Runtime:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from connectors import watchdog
 from core.config import Config
-from delivery.compose_pool import ComposePool, StoreAddress
 from postbud.daemon import Daemon
 from postbud.extensions import running
 from postbud.runtime import Runtime
@@ -20,12 +19,10 @@ log = logging.getLogger(__name__)
 
 async def serve(config: Config, *, once: bool = False, force_exit: bool = False) -> None:
     """`force_exit`: after SIGTERM the process ends within `STOP_TIMEOUT_SECONDS` whatever is stuck."""
-    composer = compose_workers(config)
     try:
         # Extensions first: the sandbox writes the secrets and recipients file the runtime then reads.
         async with running(config) as extensions:
             runtime = await asyncio.to_thread(Runtime.create, config)
-            runtime.composer = composer
             try:
                 for extension in extensions:
                     await asyncio.to_thread(extension.runtime_ready, runtime.store, config)
@@ -41,19 +38,6 @@ async def serve(config: Config, *, once: bool = False, force_exit: bool = False)
                 await runtime.aclose()
     finally:  # the parse workers may have been started ahead (`postbud.parsing.start_parse_workers`)
         watchdog.shutdown()
-        if composer is not None:
-            composer.close()
-
-
-def compose_workers(config: Config) -> ComposePool | None:
-    """The e-mail letters' compose workers (delivery/compose_pool.py), starting now beside the runtime's
-    own start; None when there are to be none (or the database lives in this process's memory)."""
-    url, workers = config.database_url, config.delivery.compose_workers
-    if not workers or "email" not in config.delivery.channels or ":memory:" in url or url == "sqlite://":
-        return None
-    pool = ComposePool(StoreAddress(url, config.encryption.keyring), workers=workers)
-    pool.warm_up()
-    return pool
 
 
 def process_age() -> float | None:
