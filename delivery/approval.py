@@ -28,6 +28,8 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
+from sqlalchemy import bindparam
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from core.config import DeliverySettings
@@ -46,6 +48,10 @@ from delivery.smtp import MailSender
 log = logging.getLogger(__name__)
 
 A = ApprovalStatus
+_R = RecipientApproval.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
+# Built once: what the check before a send reads of an approval (no ORM instance, no write transaction).
+_BOUND = select(_R.status, _R.email, _R.key_fingerprint).where(_R.organisation_cvr == bindparam("org"),
+                                                               _R.recipient == bindparam("rid"))
 
 
 class ApprovalError(Exception):
@@ -240,9 +246,17 @@ def _listed(directory: RecipientsFile | None, row: RecipientApproval) -> Recipie
 
 
 def _same_address(row: RecipientApproval, recipient: Recipient) -> bool:
-    if recipient.email is None or row.email is None:
+    return _confirmed_address(row.email, recipient)
+
+
+def _confirmed_address(confirmed: str | None, recipient: Recipient) -> bool:
+    if recipient.email is None or confirmed is None:
         return recipient.email is None  # a webhook recipient has no address to confirm
-    return recipient.email.lower() == row.email.lower()
+    return recipient.email.lower() == confirmed.lower()
+
+
+def _fingerprint(recipient: Recipient, key: bytes | None) -> str | None:
+    return hashlib.sha256(key).hexdigest() if key is not None else key_fingerprint(recipient)
 
 
 def approve(store: Store, directory: RecipientsFile, org: str, rid: str, *, actor: str,
@@ -310,7 +324,7 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
         return f"recipient {recipient.id}'s address changed since confirmation; invite again"
     if not status.valid:
         return f"recipient {recipient.id}'s key is not usable: {status.reason}"
-    current = hashlib.sha256(key).hexdigest() if key is not None else key_fingerprint(recipient)
+    current = _fingerprint(recipient, key)
     if row.status == A.APPROVED and row.key_fingerprint is not None and row.key_fingerprint != current:
         return _key_changed(session, row, recipient, current, actor=actor, now=now, settings=settings,
                             invitations=invitations)
@@ -325,6 +339,21 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
     elif row.key_fingerprint is None:
         approve_row(session, row, recipient, status, actor=actor, now=now, key=key)  # bound by an older version
     return None
+
+
+def admitted_as_is(connection: Connection, org: str, recipient: Recipient, status: KeyStatus, *,
+                   key: bytes | None = None) -> bool:
+    """Whether `admission` would admit `recipient` and change nothing: approved, at the address that
+    confirmed, bound to this very key, and the key valid today. It only reads, so the check before
+    most sends takes no write transaction; when False, `admission` decides (and writes) in one."""
+    if not status.valid:
+        return False
+    found = connection.execute(_BOUND, {"org": org, "rid": recipient.id}).first()
+    if found is None:
+        return False
+    state, confirmed, bound = found
+    return (state == A.APPROVED and bound is not None and _confirmed_address(confirmed, recipient)
+            and bound == _fingerprint(recipient, key))
 
 
 def _key_changed(session: Session, row: RecipientApproval, recipient: Recipient, current: str | None, *,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core.config import DeliverySettings
 from core.storage.db import Store
-from delivery.approval import Invitation, admission
+from delivery.approval import Invitation, admission, admitted_as_is
 from delivery.channels import Channel, Composing, Outbound, delivery_token
 from delivery.contents import Content, read_contents
 from delivery.errors import DeliveryError
@@ -43,6 +43,9 @@ class Order:
 
 def _admit(store: Store, job: Job, recipient: Recipient, status: KeyStatus, now: dt.datetime,
            settings: DeliverySettings, invitations: list[Invitation], key: bytes | None) -> str | None:
+    with store.engine.connect() as connection:  # most often all there is to it: no write lock, no commit
+        if admitted_as_is(connection, job.organisation, recipient, status, key=key):
+            return None
     with store.transaction() as session:
         return admission(session, job.organisation, recipient, status, actor=ACTOR, now=now, settings=settings,
                          invitations=invitations, key=key)

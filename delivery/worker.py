@@ -12,7 +12,8 @@ Throughput: the claimed rows are checked, read and encrypted a chunk at a time i
 (not one thread hop per letter; delivery/prepare.py) while lanes send the chunk before; each lane
 takes the prepared rows in runs and sends over one of the channel's connections (lanes.py: a run's
 attempts are charged in one commit, and accepted sends are recorded with the next one), so a letter
-costs a fraction of a transaction.
+costs a fraction of a transaction. A chunk is a whole batch by default: the lanes charge what is
+ready together, so each chunk costs at least one more outbox transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from delivery.recipients import RecipientsFile
 from delivery.reroute import reroute_switched_off
 
 log = logging.getLogger(__name__)
-CHUNK = 10  # rows read and encrypted per worker-thread hop
+# Rows read and encrypted per worker-thread hop. Each chunk's sends are charged in a transaction of
+# their own, so small chunks, though the lanes start sooner, cost CPU that the busy daemon lacks: at
+# 10 (five chunks a batch of 50) the delivery stage took 1.1 ms of CPU a letter, at 50 0.8 ms.
+CHUNK = 50
 
 
 class _Run:

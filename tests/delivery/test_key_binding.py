@@ -14,7 +14,8 @@ from sqlmodel import select
 from worker_testkit import ORG, collect_and_route, deliver, delivery_toml, recipients_toml, state, vouch
 
 from core.storage.models import RecipientApproval, TraceEvent
-from delivery.approval import ApprovalError, approve, confirm
+from delivery.approval import ApprovalError, admitted_as_is, approve, confirm
+from delivery.keys import KeyStatus
 from delivery.recipients import RecipientsFile
 from postbud.runtime import Runtime
 
@@ -92,3 +93,27 @@ async def test_an_smime_certificate_must_name_the_address_unless_vouched(
     with pytest.raises(ApprovalError, match="names alice@private.example"):
         approve(rt.store, rt.recipients, ORG, "reception", actor="admin")
     assert approve(rt.store, rt.recipients, ORG, "reception", actor="admin", vouch=True).status == "approved"
+
+
+async def test_only_a_standing_approval_is_admitted_without_a_write(
+        rt: Runtime, smtp: RunningSmtp, alice: SmimeRecipient, tmp_path: Path) -> None:
+    # GIVEN alice approved with her own key, one letter delivered to it
+    vouch(rt)
+    await collect_and_route(rt, 1)
+    assert await deliver(rt) == 1
+    assert isinstance(rt.recipients, RecipientsFile)
+    recipient, key = rt.recipients.get(ORG, "reception"), alice.cert_path.read_bytes()
+    valid, expired = KeyStatus(True, "ok", None, 300), KeyStatus(False, "expired", None, None)
+    approved_at = _approval(rt).updated_at
+    with rt.store.engine.connect() as connection:
+        # THEN the check before the next send only reads, for this key, valid, at this address
+        assert admitted_as_is(connection, ORG, recipient, valid, key=key)
+        # AND leaves every other case to `admission`: another key, one not valid today, another address,
+        # someone never invited
+        other = make_smime_cert(tmp_path / "other", name="alice", email="alice@example.com").cert_path.read_bytes()
+        assert not admitted_as_is(connection, ORG, recipient, valid, key=other)
+        assert not admitted_as_is(connection, ORG, recipient, expired, key=key)
+        moved = recipient.model_copy(update={"email": "alice@elsewhere.example"})
+        assert not admitted_as_is(connection, ORG, moved, valid, key=key)
+        assert not admitted_as_is(connection, ORG, recipient.model_copy(update={"id": "bob"}), valid, key=key)
+    assert _approval(rt).updated_at == approved_at
