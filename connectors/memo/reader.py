@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -48,6 +49,7 @@ _DOCUMENT_KINDS = (
 )
 
 
+@functools.cache  # some 60 names read per letter: each made once, not once a read
 def _m(name: str) -> str:
     return q(MEMO, name)
 
@@ -279,10 +281,13 @@ def _documents(body: Node | None) -> tuple[Document, ...]:
 
 def _file(element: Node) -> File:
     content = element.first(_m("content"))
+    data = b"" if content is None else content.data
+    if data is None:  # validation decodes the content unless comments split its text
+        data = decode_base64(content.text or "") if content is not None else b""
     return File(
         name=text_of(element, _m("filename")) or "",
         media_type=text_of(element, _m("encodingFormat")) or "application/octet-stream",
-        content=decode_base64(content.text or "") if content is not None else b"",
+        content=data,
         language=text_of(element, _m("language")),
     )
 

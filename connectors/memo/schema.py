@@ -8,6 +8,7 @@ licence is unstated; `connectors.memo.validate` walks a parsed tree against thes
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,12 +132,16 @@ def decode_base64(value: str) -> bytes:
     return binascii.a2b_base64("".join(value.split()), strict_mode=True)
 
 
-def _base64(value: str) -> str | None:
+def read_base64(value: str) -> bytes | None:
+    """`decode_base64`, or None if invalid (validation keeps the bytes: an attachment is decoded once)."""
     try:
-        decode_base64(value)
+        return decode_base64(value)
     except (binascii.Error, ValueError):
-        return "is not valid base64"
-    return None
+        return None
+
+
+def _base64(value: str) -> str | None:
+    return "is not valid base64" if read_base64(value) is None else None
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,16 @@ class Complex:
     def declared(self) -> dict[str, Attr]:
         """The attributes by name."""
         return {a.name: a for a in self.attributes}
+
+    @cached_property
+    def layout(self) -> tuple[dict[str, int], tuple[int, ...]] | None:
+        """For plain elements with distinct names (every MeMo type but Action): each particle's place by
+        name, and how many of the first k particles are required for each k; else None."""
+        plain = [p for p in self.particles if isinstance(p, El)]
+        if len(plain) != len(self.particles) or len({p.qname for p in plain}) != len(plain):
+            return None
+        required = (0, *itertools.accumulate(int(p.min > 0) for p in plain))
+        return {p.qname: place for place, p in enumerate(plain)}, required
 
 
 def _seq(*particles: El | Choice) -> Complex:

@@ -7,14 +7,17 @@ from lxml import etree
 
 class Node:
     """One element that passed validation: the lxml element, its text as lxml gives it (up to its first
-    comment), and its child elements by qualified tag in document order (empty for a leaf)."""
+    comment), its child elements by qualified tag in document order (empty for a leaf), and for a
+    base64 leaf without comments the bytes its text decodes to (else None)."""
 
-    __slots__ = ("element", "text", "kids")
+    __slots__ = ("element", "text", "kids", "data")
 
-    def __init__(self, element: etree._Element, text: str | None, kids: dict[str, list[Node]]) -> None:
+    def __init__(self, element: etree._Element, text: str | None, kids: dict[str, list[Node]],
+                 data: bytes | None = None) -> None:
         self.element = element
         self.text = text
         self.kids = kids
+        self.data = data
 
     def first(self, tag: str) -> Node | None:
         """The first child element `tag`, as `element.find(tag)` finds it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from lxml import etree
 
 from connectors.memo.errors import MemoError
-from connectors.memo.schema import MEMO, PREFIXES, XSI, Choice, Complex, El, Simple, message_element
+from connectors.memo.schema import BASE64, MEMO, PREFIXES, XSI, Choice, Complex, El, Simple, message_element, read_base64
 from connectors.memo.tree import Node
 
 
@@ -56,6 +56,10 @@ def _check(element: etree._Element, decl: El) -> Node:
         _check_attributes(element, ctype)
     text = element.text
     if not isinstance(ctype, Complex) and not len(element):  # a leaf without comments: most elements
+        if ctype is BASE64:  # an attachment: decoded once, here, and the reader takes the bytes
+            data = read_base64(text or "")
+            if data is not None:
+                return Node(element, text, _NO_KIDS, data)
         reason = ctype.check(text or "")
         if reason:
             raise _fail(element, f"{_path(element)} {reason}")
@@ -107,6 +111,47 @@ def _check_attributes(element: etree._Element, ctype: Simple | Complex) -> None:
 def _check_sequence(
     element: etree._Element, ctype: Complex, children: list[etree._Element], tags: list[str]
 ) -> dict[str, list[Node]]:
+    particles = _in_order(ctype, tags)
+    if particles is not None:  # the children fit the sequence: check each, in document order
+        kids: dict[str, list[Node]] = {}
+        for child, tag, particle in zip(children, tags, particles):
+            kids.setdefault(tag, []).append(_check(child, particle))
+        return kids
+    return _match_sequence(element, ctype, children, tags)
+
+
+def _in_order(ctype: Complex, tags: list[str]) -> list[El] | None:
+    """Each child's particle when the children's tags fit `ctype`'s sequence of distinct plain elements
+    (walking the children, not the many optional particles); None when they do not, or when the type
+    has a choice or a name twice: `_match_sequence` then walks the particles and names the misfit."""
+    layout = ctype.layout
+    if layout is None:
+        return None
+    (positions, required), particles = layout, ctype.particles
+    matched: list[El] = []
+    next_free, i, n = 0, 0, len(tags)
+    while i < n:
+        tag = tags[i]
+        position = positions.get(tag, -1)
+        if position < next_free or required[position] != required[next_free]:
+            return None  # unknown, out of order or repeated, or a required particle skipped
+        start = i
+        while i < n and tags[i] == tag:
+            i += 1
+        particle = particles[position]
+        assert isinstance(particle, El)  # positions has only plain elements
+        if i - start < particle.min or (particle.max is not None and i - start > particle.max):
+            return None
+        matched.extend([particle] * (i - start))
+        next_free = position + 1
+    return matched if required[-1] == required[next_free] else None
+
+
+def _match_sequence(
+    element: etree._Element, ctype: Complex, children: list[etree._Element], tags: list[str]
+) -> dict[str, list[Node]]:
+    """The children matched particle by particle, as an XSD sequence reads them: raises at the first
+    particle or child that does not fit."""
     kids: dict[str, list[Node]] = {}
     i, n = 0, len(children)
     for position, particle in enumerate(ctype.particles):
