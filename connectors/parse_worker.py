@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import resource
 import signal
 from dataclasses import dataclass
@@ -88,10 +89,14 @@ def serve(conn: Connection, memory_bytes: int, text_seconds: float, in_pdfium: A
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         retire = retire or peak > memory_bytes * RECYCLE_SHARE or text.stragglers() > 0
         try:
-            conn.send((*reply, retire))
+            # pickle itself, not Connection.send's ForkingPickler (a new pickler and buffer per
+            # reply, for reducers no parsed letter needs); the daemon reads it with pickle.loads.
+            data = pickle.dumps((*reply, retire), pickle.HIGHEST_PROTOCOL)
         except Exception as error:  # noqa: BLE001 - e.g. a result too deep or too big to pickle
-            conn.send(("permanent", (f"the parsed letter could not be returned: {type(error).__name__}", None),
-                       True))
+            retire = True
+            data = pickle.dumps(("permanent", (f"the parsed letter could not be returned: {type(error).__name__}",
+                                               None), retire), pickle.HIGHEST_PROTOCOL)
+        conn.send_bytes(data)
         if retire:
             return
 

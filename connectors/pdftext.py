@@ -22,7 +22,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -36,14 +35,31 @@ _HYPHEN_EOL = "\ufffe"
 _STRAGGLER_GRACE_S = 0.1
 
 
-@dataclass(eq=False)
 class _Job:
-    content: bytes
-    max_chars: int
-    pages: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    pdfium: bool = field(default_factory=lambda: _pdfium_allowed)
+    """One PDF for the reader. `stopped` is set by a caller that gave up on it; `done` is a lock held
+    until the reader is through with it (a bare lock, not an Event: the hand-off back and forth is
+    then two C calls, not a Condition's Python code around them)."""
+
+    __slots__ = ("content", "max_chars", "pages", "stopped", "done", "pdfium")
+
+    def __init__(self, content: bytes, max_chars: int) -> None:
+        self.content = content
+        self.max_chars = max_chars
+        self.pages: list[str] = []
+        self.stopped = False
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.pdfium = _pdfium_allowed
+
+    def finish(self) -> None:
+        self.done.release()
+
+    def wait(self, timeout: float) -> bool:
+        """Is the reader through with it within `timeout` seconds? (Any thread, any number of times.)"""
+        if not (self.done.acquire(timeout=timeout) if timeout > 0 else self.done.acquire(False)):
+            return False
+        self.done.release()  # still released for the next look
+        return True
 
 
 class _Reader:
@@ -58,16 +74,16 @@ class _Reader:
     def _run(self) -> None:
         while True:
             job = self.jobs.get()
-            if not job.stop.is_set():  # its caller gave up while it waited: never opened
+            if not job.stopped:  # its caller gave up while it waited: never opened
                 self.current = job
                 _read(job)
                 self.current = None
-            job.done.set()
+            job.finish()
 
     def straggler(self) -> _Job | None:
         """The PDF being read whose caller has already given up on it, if any."""
         job = self.current
-        return job if job is not None and job.stop.is_set() else None
+        return job if job is not None and job.stopped else None
 
 
 _reader: _Reader | None = None
@@ -118,14 +134,14 @@ def pdf_text(content: bytes, *, max_chars: int, timeout_s: float) -> str:
         return ""
     reader = _the_reader()
     straggler = reader.straggler()
-    if straggler is not None and not straggler.done.wait(min(timeout_s, _STRAGGLER_GRACE_S)):
+    if straggler is not None and not straggler.wait(min(timeout_s, _STRAGGLER_GRACE_S)):
         log.warning("PDF text skipped: an earlier PDF is still inside the PDF reader past its deadline")
         return ""
     job = _Job(content, max_chars)
     started = time.monotonic()
     reader.jobs.put(job)
-    if not job.done.wait(timeout_s):
-        job.stop.set()
+    if not job.wait(timeout_s):
+        job.stopped = True
         log.warning("PDF text extraction stopped after %.1f s with %d page(s) read", time.monotonic() - started,
                     len(job.pages))
     # Copy under the GIL: the reader may still append one more page after the deadline.
@@ -184,7 +200,7 @@ def _read_with_pdfium(job: _Job) -> None:
             _read_with_pypdf(job)
         size = 0
         for index in range(pages):
-            if job.stop.is_set() or size >= job.max_chars:
+            if job.stopped or size >= job.max_chars:
                 return
             text = _page_text(pdfium, document, index, job.max_chars - size)
             job.pages.append(text)
@@ -207,7 +223,7 @@ def _read_with_pypdf(job: _Job) -> None:
             return
         size = 0
         for page in reader.pages:
-            if job.stop.is_set() or size >= job.max_chars:
+            if job.stopped or size >= job.max_chars:
                 return
             text = page.extract_text() or ""
             job.pages.append(text)
