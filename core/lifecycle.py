@@ -83,8 +83,10 @@ class _EncodedJSON(TypeDecorator[str]):
 
 _INSERT_EVENTS = TraceEvent.__table__.insert().values(  # type: ignore[attr-defined]
     detail=bindparam("detail", type_=_EncodedJSON()))
-# The detail's JSON with each ASCII digit as 0: six zeros in a row where six digits are.
+# The detail's JSON with each ASCII digit as 0: a CPR-like number (`core.logs._CPR`, six digits, a
+# dash or not, four more) in any of its strings stands there as one of these.
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_CPR_SHAPES = (b"0000000000", b"000000-0000")
 
 
 def gone_reason(message: Stated) -> str | None:
@@ -133,12 +135,15 @@ def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack
 def _encoded(detail: dict[str, Any]) -> str:
     """`detail` as the JSON column writes it (ASCII), its strings' CPR-like numbers masked.
 
-    Encoded once, and walked only when a number may be in it: a CPR number has six digits in a row.
-    ASCII digits stand in the text as they are, and any other script's digits are escaped as
-    characters beyond U+00FF (`\\u` not followed by `00`), so text with neither holds none.
+    Encoded once, and walked only when a number may be in it: a CPR number is ten digits in a row, or
+    six, a dash and four. ASCII digits and dashes stand in the text as they are (so such a number in
+    a string stands in the text too), and any other script's digits are escaped as characters beyond
+    U+00FF (`\\u` not followed by `00`), so text with neither holds none. (A CVR number, eight digits,
+    is in most routing explanations: it is no reason to walk them.)
     """
     text = json.dumps(detail)
-    if b"000000" not in text.encode().translate(_DIGITS_AS_ZERO) and text.count("\\u") == text.count("\\u00"):
+    shapes = text.encode().translate(_DIGITS_AS_ZERO)
+    if all(shape not in shapes for shape in _CPR_SHAPES) and text.count("\\u") == text.count("\\u00"):
         return text
     return json.dumps(_masked(detail))
 

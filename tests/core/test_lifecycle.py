@@ -77,11 +77,13 @@ def test_move_keeps_the_callers_rows_up_to_date(store: Store) -> None:
 def test_an_events_detail_is_stored_with_cpr_like_numbers_masked_in_every_string(store: Store) -> None:
     # GIVEN details quoting what a sender controls, one event each: a CPR number with and without its
     # dash, one in another script's digits (escaped when stored), a title with characters beyond
-    # Latin-1 and a lone surrogate (an undecodable header byte), numbers that are not text
+    # Latin-1 and a lone surrogate (an undecodable header byte), numbers that are not text, a CVR number
+    # (eight digits: left as it is) and numbers right after an escaped character
     (message_id,) = letters(store, "collected")
     details = [{"title": "Brev til 010190-1234"}, {"files": [{"name": "0101901234.pdf"}]},
                {"note": "0\u06611\u0661\u0661\u0661-\u0661\u0661\u0661\u0661"}, {"dash": "Søren – 2013"},
-               {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0}]
+               {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0},
+               {"cvr": "29894027", "after_escape": "\u00f80101901234\n010190-1234"}]
     # WHEN their events are written
     with store.transaction() as session:
         insert_events(session, [event_row(message_id, "checked", actor="test", detail=d) for d in details])
@@ -90,4 +92,5 @@ def test_an_events_detail_is_stored_with_cpr_like_numbers_masked_in_every_string
         stored = [e.detail for e in session.exec(
             select(TraceEvent).where(TraceEvent.kind == "checked").order_by(col(TraceEvent.id)))]
     assert stored == [{"title": "Brev til [cpr]"}, {"files": [{"name": "[cpr].pdf"}]}, {"note": "[cpr]"},
-                      {"dash": "Søren – 2013"}, {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0}]
+                      {"dash": "Søren – 2013"}, {"odd": "a\udcff"}, {"size": 1012345678, "score": 100.0},
+                      {"cvr": "29894027", "after_escape": "\u00f8[cpr]\n[cpr]"}]
