@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select as sa_select
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -183,22 +183,31 @@ def pending_acks(store: Store, mailbox: MailboxKey) -> list[tuple[str, MessageRe
 def mark_acknowledged(store: Store, message_ids: Sequence[str], *, reconciled: bool = False) -> None:
     """The provider has forgotten these messages: each recorded once, with the intent's ref dropped, in
     one transaction."""
-    if not message_ids:
-        return
-    with store.transaction() as session:
-        done: list[str] = []
-        for start in range(0, len(message_ids), 500):
-            done += session.execute(
-                update(Message)
-                .where(col(Message.id).in_(message_ids[start:start + 500]), col(Message.acknowledged_at).is_(None))
-                .values(acknowledged_at=utcnow(), ack_ref=None)
-                .returning(col(Message.id))
-                .execution_options(synchronize_session=False)
-            ).scalars().all()
-        detail = {"reconciled_after_restart": True} if reconciled else {}
-        order = {message_id: n for n, message_id in enumerate(message_ids)}
-        insert_events(session, [event_row(message_id, "acknowledged", actor=ACTOR, detail=detail)
-                                for message_id in sorted(done, key=order.__getitem__)])
+    if message_ids:
+        with store.transaction() as session:
+            write_acknowledged(session, message_ids, reconciled=reconciled)
+
+
+_M = Message.__table__.c  # type: ignore[attr-defined]  # SQLModel declares no __table__
+# Built once: a message recorded acknowledged, unless it was already (then it is not returned).
+_RECORD_ACKNOWLEDGED = (update(Message.__table__)  # type: ignore[attr-defined]
+                        .where(_M.id.in_(bindparam("ids", expanding=True)), _M.acknowledged_at.is_(None))
+                        .values(acknowledged_at=bindparam("at"), ack_ref=None)
+                        .returning(_M.id))
+
+
+def write_acknowledged(session: Session, message_ids: Sequence[str], *, reconciled: bool = False) -> None:
+    """`mark_acknowledged` in the caller's transaction."""
+    session.flush()  # what the session holds goes first (the ORM's rows of `write_ack_intents`)
+    connection = session.connection()
+    done: list[str] = []
+    for start in range(0, len(message_ids), 500):
+        done += connection.execute(_RECORD_ACKNOWLEDGED, {"ids": list(message_ids[start:start + 500]),
+                                                          "at": utcnow()}).scalars().all()
+    detail = {"reconciled_after_restart": True} if reconciled else {}
+    order = {message_id: n for n, message_id in enumerate(message_ids)}
+    insert_events(session, [event_row(message_id, "acknowledged", actor=ACTOR, detail=detail)
+                            for message_id in sorted(done, key=order.__getitem__)])
 
 
 def save_cursor(store: Store, mailbox: MailboxKey, cursor: str | None) -> None:

@@ -146,6 +146,9 @@ class _Page:
         self.result, self.retries, self.known = result, retries, known
         self.group: list[tuple[MessageRef, _Item]] = []
         self.started = 0.0
+        # Acknowledged at the provider, not yet recorded: recorded with the next group's commit, or by
+        # `record_acknowledged` when the page ends (a crash before either is reconciled at the restart).
+        self.unrecorded: list[str] = []
 
     def add(self, ref: MessageRef, item: _Item) -> None:
         if not self.group:
@@ -163,7 +166,8 @@ class _Page:
 
     async def commit(self) -> None:
         """Store the group in one transaction (with the intents of letters stored before that may now be
-        acknowledged), then acknowledge it at the provider."""
+        acknowledged, and the record of those acknowledged since the last commit), then acknowledge it
+        at the provider."""
         group, self.group = self.group, []
         new = [(ref, item) for ref, item in group if isinstance(item, Collect | Quarantine)]
         intents = []
@@ -172,7 +176,10 @@ class _Page:
             if item is _KNOWN and known is not None and not known.acknowledged and known.may_acknowledge(self.mailbox):
                 intents.append((known.message_id, ref))  # the intent first: a crash after the provider acted is reconciled
         if new or intents:
-            stored = await asyncio.to_thread(save_group, self.store, self.mailbox, [o for _, o in new], intents)
+            acknowledged = tuple(self.unrecorded)
+            stored = await asyncio.to_thread(save_group, self.store, self.mailbox, [o for _, o in new], intents,
+                                             acknowledged)
+            del self.unrecorded[:len(acknowledged)]
             collected = held = 0
             for (ref, outcome), known in zip(new, stored, strict=True):
                 self.known[ref.key] = known
@@ -235,8 +242,14 @@ class _Page:
                     done.append(known.message_id)
                     self.known[ref.key] = replace(known, acknowledged=True)
         finally:
-            if done:
-                await asyncio.to_thread(ledger.mark_acknowledged, self.store, done)
+            self.unrecorded += done
+
+    async def record_acknowledged(self) -> None:
+        """Record what was acknowledged since the last commit, in a transaction of its own."""
+        if self.unrecorded:
+            done = tuple(self.unrecorded)
+            await asyncio.to_thread(ledger.mark_acknowledged, self.store, done)
+            del self.unrecorded[:len(done)]
 
     async def _acknowledge_at_once(self, due: list[tuple[MessageRef, Known]]) -> set[str]:
         """The keys a connector with `acknowledge_many` let go of in one call, as many as the budget
@@ -351,6 +364,7 @@ async def _collect_page(store: Store, mailbox: MailboxKey, connector: Connector,
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(task for _, task in window if task is not None), return_exceptions=True)
+        await page.record_acknowledged()
 
 
 async def _fetch_outcome(mailbox: MailboxKey, connector: Connector, ref: MessageRef, result: PollResult,

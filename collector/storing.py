@@ -18,7 +18,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from collector.addressing import FOREIGN
-from collector.ledger import ACTOR, Known, MailboxKey, find, mark_ack_intent, sealed_ack_ref, write_ack_intents
+from collector.ledger import (
+    ACTOR,
+    Known,
+    MailboxKey,
+    find,
+    mark_ack_intent,
+    mark_acknowledged,
+    sealed_ack_ref,
+    write_ack_intents,
+    write_acknowledged,
+)
 from connectors.base import Fetched, MessageRef
 from core import codec
 from core.lifecycle import event_row, insert_events
@@ -142,12 +152,14 @@ _ATTACHMENT_TABLE: Table = Attachment.__table__  # type: ignore[attr-defined]
 
 
 def save_group(store: Store, mailbox: MailboxKey, outcomes: Sequence[Outcome],
-               intents: Sequence[tuple[str, MessageRef]] = ()) -> list[Known]:
+               intents: Sequence[tuple[str, MessageRef]] = (), acknowledged: Sequence[str] = ()) -> list[Known]:
     """Store `outcomes` in their order (each received later than the one before) with their trace
     events, in one transaction, and return what each became. The rows the provider may forget at once
     (`Known.may_acknowledge`) carry their acknowledgement intent; `intents` adds it to rows stored
-    earlier. Idempotent on (mailbox, provider message id): when another instance stored one of them
-    meanwhile, the group is stored one letter at a time and that one is what the other stored."""
+    earlier; `acknowledged` records messages the provider has forgotten since (as `mark_acknowledged`),
+    so the group before's record needs no transaction of its own. Idempotent on (mailbox, provider
+    message id): when another instance stored one of them meanwhile, the group is stored one letter at
+    a time and that one is what the other stored."""
     prepared = [_rows(store, mailbox, outcome) for outcome in outcomes]
     previous = None
     for rows, outcome in zip(prepared, outcomes, strict=True):
@@ -170,7 +182,10 @@ def save_group(store: Store, mailbox: MailboxKey, outcomes: Sequence[Outcome],
             insert_events(session, [event for rows in prepared for event in rows.events])
             if intents:
                 write_ack_intents(session, store, intents)
+            if acknowledged:
+                write_acknowledged(session, acknowledged)
     except IntegrityError:
+        mark_acknowledged(store, acknowledged)  # rolled back with the group, which goes on without it
         if len(outcomes) == 1 and not intents:
             existing = find(store, mailbox, outcomes[0].ref.key)
             if existing is None:

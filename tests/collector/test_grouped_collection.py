@@ -110,6 +110,41 @@ def test_a_crash_among_a_groups_acknowledgements_is_finished_after_the_restart_o
     assert len(_events(store, "acknowledged")) == 10
 
 
+def test_a_group_acknowledged_is_recorded_with_the_next_groups_commit_and_after_a_crash_before_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a page of two groups, the second group's commit recording the first group's acknowledgements
+    mailbox = _mailbox(store)
+    provider = ScriptedConnector([KEYS[:poll.GROUP_SIZE + 10]])
+    saves: list[tuple[int, int]] = []
+    original = poll.save_group
+
+    def power_cut_at_the_second_commit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        saves.append((len(args[2]), len(args[4])))
+        if len(saves) == 2:
+            raise KeyboardInterrupt("power cut before the second group's commit")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(poll, "save_group", power_cut_at_the_second_commit)
+    monkeypatch.setattr(ledger, "mark_acknowledged", lambda *a, **k: None)  # a power cut runs no finally
+    # WHEN the process dies after the provider forgot the first group, before the commit that records it
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(poll.poll_mailbox(store, mailbox, provider, Metrics()))
+    monkeypatch.undo()
+    assert saves == [(poll.GROUP_SIZE, 0), (10, poll.GROUP_SIZE)]
+    assert sorted(provider.acked) == KEYS[:poll.GROUP_SIZE]
+    assert len(_stored(store)) == poll.GROUP_SIZE and not _events(store, "acknowledged")
+    # THEN the restart records the first group (reconciled) and collects the rest: each letter stored
+    # once and recorded acknowledged once
+    asyncio.run(poll.poll_mailbox(store, mailbox, provider, Metrics()))
+    rows = _stored(store)
+    assert [r.provider_message_id for r in rows] == KEYS[:poll.GROUP_SIZE + 10]
+    assert all(r.acknowledged_at is not None and r.ack_ref is None for r in rows)
+    acknowledged = _events(store, "acknowledged")
+    assert sorted(e.message_id for e in acknowledged) == sorted(r.id for r in rows)
+    assert sum(bool(e.detail.get("reconciled_after_restart")) for e in acknowledged) == poll.GROUP_SIZE
+
+
 def test_an_error_that_ends_the_poll_keeps_what_came_before_it_in_the_listing(store: Store) -> None:
     # GIVEN the provider refusing the credentials at the sixth letter's fetch
     from connectors.base import AuthError
