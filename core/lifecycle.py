@@ -71,8 +71,9 @@ _UPDATE_STATUS = (update(Message.__table__).where(_M.id.in_(bindparam("ids", exp
 _UPDATE_STATUS_ROUTED_BY = _UPDATE_STATUS.values(routed_by=bindparam("routed_by"))
 
 
-class _EncodedJSON(TypeDecorator[str]):
-    """A JSON column's value encoded already (`event_row`'s detail): bound as it is."""
+class EncodedJSON(TypeDecorator[str]):
+    """A JSON column's value encoded already (`event_row`'s detail, a routing decision's explanation):
+    bound as it is."""
 
     impl = JSON
     cache_ok = True
@@ -82,7 +83,7 @@ class _EncodedJSON(TypeDecorator[str]):
 
 
 _INSERT_EVENTS = TraceEvent.__table__.insert().values(  # type: ignore[attr-defined]
-    detail=bindparam("detail", type_=_EncodedJSON()))
+    detail=bindparam("detail", type_=EncodedJSON()))
 # The detail's JSON with each ASCII digit as 0: a CPR-like number (`core.logs._CPR`, six digits, a
 # dash or not, four more) in any of its strings stands there as one of these.
 _DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
@@ -102,6 +103,17 @@ def gone_reason(message: Stated) -> str | None:
 class IllegalTransition(Exception):
     def __init__(self, message_id: str, current: str, target: str, why: str | None = None) -> None:
         super().__init__(why or f"message {message_id}: {current} → {target} is not an allowed transition")
+
+
+class EncodedDetail(dict[str, Any]):
+    """An event's detail that comes with its JSON text (`json.dumps(detail)`, made from parts the caller
+    encoded for another column as well), so `event_row` need not encode it again. Not to be changed."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, detail: dict[str, Any], text: str) -> None:
+        super().__init__(detail)
+        self.text = text
 
 
 class EventFields(TypedDict, total=False):
@@ -141,7 +153,7 @@ def _encoded(detail: dict[str, Any]) -> str:
     U+00FF (`\\u` not followed by `00`), so text with neither holds none. (A CVR number, eight digits,
     is in most routing explanations: it is no reason to walk them.)
     """
-    text = json.dumps(detail)
+    text = detail.text if isinstance(detail, EncodedDetail) else json.dumps(detail)
     shapes = text.encode().translate(_DIGITS_AS_ZERO)
     if all(shape not in shapes for shape in _CPR_SHAPES) and text.count("\\u") == text.count("\\u00"):
         return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Collection
@@ -9,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import bindparam
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from core import codec
-from core.lifecycle import Stated, insert_events, transition, update_status
+from core.lifecycle import EncodedDetail, EncodedJSON, Stated, insert_events, transition, update_status
 from core.logs import correlation_id
 from core.metrics import Metrics
 from core.recipients import RecipientResolver
@@ -52,36 +53,36 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     Each message gets its decision, outbox rows and status change (with its trace event) as
     `apply_decision` writes them for one message, but the group's rows go in a few statements; the
     group commits together, so delivery sees every one of them or none, and a crash before the
-    commit leaves them all collected. SKIP LOCKED gives instances sharing a PostgreSQL database
-    different groups.
+    commit leaves them all collected.
+
+    On SQLite, whose one writer at a time holds everyone else up, the group is read and decided
+    first, outside the write transaction; that transaction then takes those of them still collected
+    (a person's placement or an erasure may have moved one meanwhile) and writes their rows, so the
+    write lock is held for the writes only. On PostgreSQL the group's rows are locked as they are read
+    (FOR UPDATE SKIP LOCKED) and decided in the transaction: instances sharing the database take
+    different groups, none decides a letter another one routes, and none waits for another.
     """
-    outcomes: list[tuple[str, Decision | None, str]] = []
-    with store.transaction() as session:
-        connection = session.connection()
-        letters = [Collected(*row) for row in connection.execute(_COLLECTED.limit(limit))]
-        if not letters:
-            return 0
-        mailboxes = {row.id: row.name for row in connection.execute(
-            _MAILBOX_NAMES, {"ids": list({m.mailbox_id for m in letters})})}
-        # One query for the group's outbox rows (a collected letter has none unless it was routed and sent
-        # back): a query per letter would also flush the session before each. Their letters' ids first,
-        # so a group without any (every group, as letters move now) builds no ORM query or rows.
-        existing: dict[str, list[Delivery]] = {m.id: [] for m in letters}
-        having = [row.message_id for row in connection.execute(_WITH_OUTBOX_ROWS, {"ids": list(existing)})]
-        if having:
-            for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(having))):
-                existing[row.message_id].append(row)
-        group = _Group(actor=ACTOR, directory=directory, channels=channels)
-        for letter in letters:
-            correlation_id.set(letter.id)
-            decided = _decide(store, decider, letter, mailboxes.get(letter.mailbox_id, ""))
-            if isinstance(decided, str):
-                group.quarantine(letter, decided)
-                outcomes.append((letter.id, None, letter.provider))
+    while True:
+        decided: dict[str, Decision | str] = {}
+        if store.is_sqlite:
+            with store.read() as session:
+                read = _read_group(session.connection(), limit)
+            if not read[0]:
+                return 0
+            decided = _decide_all(store, decider, *read)
+        with store.transaction(immediate=True) as session:
+            connection = session.connection()
+            if store.is_sqlite:
+                letters, mailboxes = _still_collected(connection, read[0]), read[1]
             else:
-                group.add(letter, decided, existing[letter.id])
-                outcomes.append((letter.id, decided, letter.provider))
-        group.write(session)
+                letters, mailboxes = _read_group(connection, limit)
+                decided = _decide_all(store, decider, letters, mailboxes)
+            if not letters:
+                if decided:
+                    continue  # every one of them moved on meanwhile: the next ones
+                return 0
+            outcomes = _write_group(session, letters, decided, directory, channels)
+        break
     counts: Counter[str] = Counter()
     for message_id, decision, provider in outcomes:
         if decision is None:
@@ -95,6 +96,59 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
         log.debug("message %s id=%s by=%s", decision.action.value, message_id, decision.decided_by)
     log.info("routed a group of %d: %s", len(outcomes), ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
     return len(outcomes)
+
+
+def _read_group(connection: Connection, limit: int) -> tuple[list[Collected], dict[int, str]]:
+    """The oldest collected letters (locked where the database locks rows) and their mailboxes' names."""
+    letters = [Collected(*row) for row in connection.execute(_COLLECTED.limit(limit))]
+    if not letters:
+        return [], {}
+    return letters, {row.id: row.name for row in connection.execute(
+        _MAILBOX_NAMES, {"ids": list({m.mailbox_id for m in letters})})}
+
+
+def _still_collected(connection: Connection, letters: list[Collected]) -> list[Collected]:
+    """Those of `letters` still collected, as they stand now (read in the write transaction)."""
+    now = {row.id: row for row in connection.execute(_STILL_COLLECTED, {"ids": [m.id for m in letters]})}
+    return [letter._replace(status=now[letter.id].status, purged_at=now[letter.id].purged_at)
+            for letter in letters if letter.id in now]
+
+
+def _decide_all(store: Store, decider: Decider, letters: list[Collected],
+                mailboxes: dict[int, str]) -> dict[str, Decision | str]:
+    decided: dict[str, Decision | str] = {}
+    for letter in letters:
+        correlation_id.set(letter.id)
+        decided[letter.id] = _decide(store, decider, letter, mailboxes.get(letter.mailbox_id, ""))
+    return decided
+
+
+def _write_group(session: Session, letters: list[Collected], decided: dict[str, Decision | str],
+                 directory: RecipientResolver | None,
+                 channels: Collection[str] | None) -> list[tuple[str, Decision | None, str]]:
+    """The group's decisions, outbox rows and moves, in the caller's transaction; (id, decision or
+    None when quarantined, provider) per letter."""
+    connection = session.connection()
+    # One query for the group's outbox rows (a collected letter has none unless it was routed and sent
+    # back): a query per letter would also flush the session before each. Their letters' ids first,
+    # so a group without any (every group, as letters move now) builds no ORM query or rows.
+    existing: dict[str, list[Delivery]] = {m.id: [] for m in letters}
+    having = [row.message_id for row in connection.execute(_WITH_OUTBOX_ROWS, {"ids": list(existing)})]
+    if having:
+        for row in session.exec(select(Delivery).where(col(Delivery.message_id).in_(having))):
+            existing[row.message_id].append(row)
+    group = _Group(actor=ACTOR, directory=directory, channels=channels)
+    outcomes: list[tuple[str, Decision | None, str]] = []
+    for letter in letters:
+        decision = decided[letter.id]
+        if isinstance(decision, str):
+            group.quarantine(letter, decision)
+            outcomes.append((letter.id, None, letter.provider))
+        else:
+            group.add(letter, decision, existing[letter.id])
+            outcomes.append((letter.id, decision, letter.provider))
+    group.write(session)
+    return outcomes
 
 
 class Collected(NamedTuple):
@@ -118,6 +172,8 @@ _COLLECTED = (select_columns(_M.id, _M.status, _M.purged_at, _M.mailbox_id, _M.o
                              _M.received_at, _M.content)
               .where(_M.status == MessageStatus.COLLECTED).order_by(_M.received_at)
               .with_for_update(skip_locked=True))
+_STILL_COLLECTED = (select_columns(_M.id, _M.status, _M.purged_at)
+                    .where(_M.id.in_(bindparam("ids", expanding=True)), _M.status == MessageStatus.COLLECTED))
 _WITH_OUTBOX_ROWS = (select_columns(Delivery.__table__.c.message_id).distinct()  # type: ignore[attr-defined]
                      .where(Delivery.__table__.c.message_id.in_(bindparam("ids", expanding=True))))  # type: ignore[attr-defined]
 _MAILBOX_NAMES = (select_columns(Mailbox.__table__.c.id, Mailbox.__table__.c.name)  # type: ignore[attr-defined]
@@ -178,7 +234,8 @@ _ROUTED_BY = frozenset({"rule", "model", "hand", "default"})
 # A status change of the group: (target, trace kind, reason, routed_by) -> the messages and each one's
 # event detail.
 _Moves = dict[tuple[MessageStatus, str, str | None, str | None], tuple[list[Routable], list[dict[str, Any]]]]
-_INSERT_DECISIONS = RoutingDecision.__table__.insert()  # type: ignore[attr-defined]
+_INSERT_DECISIONS = RoutingDecision.__table__.insert().values(  # type: ignore[attr-defined]
+    explanation=bindparam("explanation", type_=EncodedJSON()))
 _INSERT_DELIVERIES = Delivery.__table__.insert()  # type: ignore[attr-defined]
 
 
@@ -199,17 +256,21 @@ class _Group:
     def add(self, message: Routable, decision: Decision, existing: list[Delivery]) -> None:
         """The decision's rows, its outbox rows and its status move (routed or held)."""
         now = utcnow()
+        # The explanation (a rule set's ~2 KB) encoded once, for the decision's column and inside the
+        # event's detail, whose text is `json.dumps` of that detail put together from its parts.
+        explanation, recipients = json.dumps(decision.explanation), list(decision.recipients)
         self.decisions.append({
             "message_id": message.id, "created_at": now, "action": decision.action.value,
-            "decided_by": decision.decided_by, "rule": decision.rule, "recipients": list(decision.recipients),
-            "explanation": decision.explanation, "actor": self.actor,
+            "decided_by": decision.decided_by, "rule": decision.rule, "recipients": recipients,
+            "explanation": explanation, "actor": self.actor,
         })
-        detail = {
+        detail = EncodedDetail({
             "decided_by": decision.decided_by,
             "rule": decision.rule,
-            "recipients": list(decision.recipients),
+            "recipients": recipients,
             "explanation": decision.explanation,
-        }
+        }, f'{{"decided_by": {json.dumps(decision.decided_by)}, "rule": {json.dumps(decision.rule)}, '
+           f'"recipients": {json.dumps(recipients)}, "explanation": {explanation}}}')
         if decision.action is Action.ROUTE and decision.recipients:
             # A held message re-routed to a recipient it already had (e.g. approved again) reuses the row.
             rows = {(d.recipient, d.channel): d for d in existing}

@@ -123,21 +123,28 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
-    def transaction(self, *, durable: bool = False) -> Iterator[Session]:
+    def transaction(self, *, durable: bool = False, immediate: bool = False) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on any exception.
 
         SQLite runs with synchronous=NORMAL: a commit outlives the process at once, but a power cut
         or an OS crash may undo it until the log is next synced. `durable` syncs the log at this
         commit (everything committed before it too), for what a provider may forget once it is stored;
         on PostgreSQL it waits for the WAL flush even where the server is set to synchronous_commit=off.
+
+        `immediate`: on SQLite the transaction takes the file's write lock as it begins (BEGIN
+        IMMEDIATE), so what it reads is still so when it writes, whatever another process writes to the
+        same file (otherwise its reads run before its first write takes the lock).
         """
         with self._write_lock, Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
-                if durable and self.is_sqlite:
-                    # first, before SQLite's transaction begins: the level cannot change inside one
+                if self.is_sqlite and (durable or immediate):
                     connection = session.connection()
-                    connection.exec_driver_sql("PRAGMA synchronous=FULL")
-                    connection.info[_SYNCED_COMMITS] = True
+                    if durable:
+                        # first, before SQLite's transaction begins: the level cannot change inside one
+                        connection.exec_driver_sql("PRAGMA synchronous=FULL")
+                        connection.info[_SYNCED_COMMITS] = True
+                    if immediate:
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
                 elif durable:
                     session.connection().exec_driver_sql("SET LOCAL synchronous_commit TO on")
                 yield session

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
 from sqlmodel import col, select
 
 from collector.ledger import MailboxKey, sync_mailboxes
+from core.lifecycle import move
 from core.metrics import Metrics
-from core.storage.models import Delivery, Message, RoutingDecision, TraceEvent
+from core.storage.models import Delivery, Message, MessageStatus, RoutingDecision, TraceEvent
 from postbud.runtime import Runtime
 from router.decision import Action, Decision, Facts
 from router.stage import route_batch
@@ -147,3 +150,78 @@ def test_who_routed_a_letter_is_what_its_decision_makes_it(runtime: Runtime, dec
             "SELECT measure, SUM(count) AS total FROM daily_count GROUP BY measure HAVING SUM(count) != 0"))}
     expected = {"status:routed": 2} | ({f"routed:{routed_by}": 2} if routed_by else {})
     assert measures == expected
+
+
+class MoveAnotherOnWhileDeciding(RouteOrBreak):
+    """Routes to finance; deciding "Brev 0", another writer quarantines "Brev 1" meanwhile (on SQLite,
+    where the group is decided before its write transaction)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def decide(self, facts: Facts) -> Decision:
+        if facts.message.title == "Brev 0":
+            with self.runtime.store.transaction() as session:
+                other = session.exec(select(Message).where(Message.title == "Brev 1")).one()
+                move(session, [other], MessageStatus.QUARANTINED, kind="quarantined", actor="test", reason="moved")
+        return super().decide(facts)
+
+
+def test_a_letter_another_writer_moves_on_while_its_group_is_decided_is_left_as_that_writer_left_it(
+    runtime: Runtime
+) -> None:
+    if not runtime.store.is_sqlite:
+        pytest.skip("PostgreSQL decides a group under its rows' locks: the other writer would wait for the group")
+    # GIVEN three letters, the second moved on by another writer while the group is decided
+    _letters(runtime, ["Brev 0", "Brev 1", "Brev 2"])
+    # WHEN the group is routed
+    assert route_batch(runtime.store, MoveAnotherOnWhileDeciding(runtime), Metrics(), limit=10) == 2
+    # THEN the others are routed; that one keeps the other writer's move alone: no decision, outbox
+    # row or routing event of its own
+    with runtime.store.read() as session:
+        letters = {m.title: m for m in session.exec(select(Message))}
+        decided = {d.message_id for d in session.exec(select(RoutingDecision))}
+        rows = {r.message_id for r in session.exec(select(Delivery))}
+        events = [(e.message_id, e.kind) for e in session.exec(select(TraceEvent).where(
+            col(TraceEvent.kind).in_(["routed", "quarantined"])))]
+    assert [letters[t].status for t in ("Brev 0", "Brev 1", "Brev 2")] == ["routed", "quarantined", "routed"]
+    routed = {letters["Brev 0"].id, letters["Brev 2"].id}
+    assert decided == rows == routed
+    assert sorted(events) == sorted([(i, "routed") for i in routed] + [(letters["Brev 1"].id, "quarantined")])
+
+
+class Slow(RouteBy):
+    """Routes every letter to finance, slowly: instances beside each other overlap."""
+
+    def decide(self, facts: Facts) -> Decision:
+        time.sleep(0.002)
+        return super().decide(facts)
+
+
+def test_instances_routing_side_by_side_route_each_letter_once(make_config: MakeConfig) -> None:
+    # GIVEN letters in a database two instances share
+    first = Runtime.create(make_config(extra_org=""))
+    second = Runtime.create(first.config)
+    try:
+        _letters(first, [f"Brev {i}" for i in range(60)])
+        # WHEN both route at once, in groups
+        def route_all(rt: Runtime) -> int:
+            taken = 0
+            while done := route_batch(rt.store, Slow("rule"), Metrics(), limit=7):
+                taken += done
+            return taken
+
+        with ThreadPoolExecutor(2) as pool:
+            taken = list(pool.map(route_all, [first, second]))
+        # THEN every letter is routed once: one decision, one outbox row, one routing event each
+        assert sum(taken) == 60
+        with first.store.read() as session:
+            assert {m.status for m in session.exec(select(Message))} == {"routed"}
+            decisions = [d.message_id for d in session.exec(select(RoutingDecision))]
+            rows = [r.message_id for r in session.exec(select(Delivery))]
+            events = [e.message_id for e in session.exec(select(TraceEvent).where(TraceEvent.kind == "routed"))]
+        assert len(decisions) == len(set(decisions)) == 60
+        assert sorted(rows) == sorted(events) == sorted(decisions)
+    finally:
+        first.store.dispose()
+        second.store.dispose()
