@@ -5,14 +5,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config.example.toml
 
-.PHONY: run test test-fast venv bench clean
+.PHONY: run test test-fast venv compile bench clean
+
+# The project's own modules compiled ahead: with PYTHONDONTWRITEBYTECODE set (as on CI) every start
+# would otherwise compile them from source again (0.12 s of `postbud run`'s start-up). A module edited
+# later is compiled in memory until the next `make venv` or `make compile` (Python checks the source's
+# time against the .pyc's, so a stale one is never used).
+PACKAGES := core connectors rules delivery collector router postbud sandbox
+COMPILE := $(BIN)/python -m compileall -q $(PACKAGES)
 
 venv: $(STAMP)
+
+compile: $(STAMP)
+	$(COMPILE)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(COMPILE)
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -29,7 +40,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(TEST_RUN) -m 'not slow'
 
-bench: $(STAMP)
+bench: compile
 	$(BIN)/python -m bench
 
 clean:

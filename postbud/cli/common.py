@@ -15,26 +15,45 @@ import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
 from typer.core import TyperGroup
 from typer.exceptions import Exit, TyperException
-from rich.table import Table
 
 from core.config import Config
 from core.configfile import ConfigError, default_config_path
-from core.storage.db import Store
 from core.untrusted import visible
-from delivery.recipients import RecipientsFile
 from postbud.configuration import load_config
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from core.storage.db import Store
+    from delivery.recipients import RecipientsFile
+
+    out: Console
+    err: Console
+
+
+@cache
+def _console(*, stderr: bool) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=True)
+
+
+def __getattr__(name: str) -> Console:
+    """`out` and `err`, the consoles, made at their first use: a command that prints nothing (`run`,
+    unless its configuration has a problem) does not import rich (20 ms of its start-up)."""
+    if name in ("out", "err"):
+        return _console(stderr=name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ConfigOpt = Annotated[
     Optional[Path],
@@ -78,8 +97,8 @@ class CliContext:
         path, sandbox = config.recipients.file, config.sandbox
         if not path.exists() and sandbox.enabled and path.resolve().is_relative_to(sandbox.folder.resolve()):
             # A fresh checkout: the sandbox writes its demo recipients at its first start.
-            err.print(f"note: {path} does not exist yet (the sandbox writes it when postbud runs); "
-                      "going on without recipients", highlight=False, markup=False)
+            _console(stderr=True).print(f"note: {path} does not exist yet (the sandbox writes it when postbud "
+                                        "runs); going on without recipients", highlight=False, markup=False)
             return None
         return recipients_of(config)
 
@@ -119,11 +138,15 @@ def print_json(data: Any) -> None:
 def shown(value: object) -> str:
     """A value a sender may control, for a console line: control characters written out (a terminal
     shows ``\\x1b`` instead of obeying it) and Rich markup escaped (no ``[link=…]`` from a subject)."""
+    from rich.markup import escape
+
     return escape(visible("" if value is None else str(value)))
 
 
 def cell(value: object) -> Text:
     """As `shown`, for a table cell (a `Text` is never read as markup)."""
+    from rich.text import Text
+
     return Text(visible("" if value is None else str(value)))
 
 
@@ -223,7 +246,7 @@ class OperatorError(Exception):
 
 def say(message: str) -> None:
     """One error line: what is wrong and what to do."""
-    err.print(f"error: {visible(message)}", highlight=False, markup=False, soft_wrap=True)
+    _console(stderr=True).print(f"error: {visible(message)}", highlight=False, markup=False, soft_wrap=True)
 
 
 _AGE = re.compile(r"(\d+)\s*([smhdw])")
@@ -274,6 +297,8 @@ def table(*headers: str, whole: tuple[str, ...] = ("id", "received", "status", "
                                                   "age", "approval", "channel")) -> Table:
     """A table for 80 columns: no borders, the `whole` columns (ids, times, states) never wrapped, the
     others folded rather than cut (titles get the room left), so nothing is lost to an ellipsis."""
+    from rich.table import Table
+
     grid = Table(box=None, padding=(0, 2, 0, 0), pad_edge=False, header_style="bold underline")
     for header in headers:
         if header in whole:
@@ -295,4 +320,4 @@ def show_message(config: Config, message_id: str, *, as_json: bool, full: bool =
         return
     for line in message_lines(found, full=full):
         # The lines quote titles, senders and reasons as the sender wrote them: shown, never obeyed.
-        out.print(visible(line), highlight=False, markup=False)
+        _console(stderr=False).print(visible(line), highlight=False, markup=False)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from postbud.cli.common import ConfigOpt, OperatorGroup, config_of, err
+from postbud.cli import common
+from postbud.cli.common import ConfigOpt, OperatorGroup, config_of
 
 if TYPE_CHECKING:
     from core.config import Config
+    from postbud.preflight import Problem
 
 app = typer.Typer(add_completion=False, cls=OperatorGroup)
 
@@ -45,6 +48,20 @@ def _ready_to_serve(ctx: typer.Context, config: Path | None) -> Config:
 
     cfg = config_of(ctx, config)
     problems = check_config(cfg)
+    if problems:  # the console (rich) is loaded only when there is something to say
+        _report(problems)
+    logs.configure(cfg.logging.level, cfg.logging.format)
+    # Before the daemon's modules are imported: the parse workers' own start (a fork server importing
+    # the parsers, then the forks) takes that long too, and runs beside it on the other core.
+    from postbud.parsing import start_parse_workers
+
+    start_parse_workers(cfg)
+    return cfg
+
+
+def _report(problems: Sequence[Problem]) -> None:
+    """Each problem on stderr; exits when one of them keeps the daemon from starting."""
+    err = common.err
     for problem in problems:
         level = "error" if problem.fatal else "warning"
         err.print(f"{level}: {problem}" + ("" if problem.fatal else f" ({problem.mailbox} does not start)"),
@@ -53,10 +70,3 @@ def _ready_to_serve(ctx: typer.Context, config: Path | None) -> Config:
         err.print("  postbud does not start with these problems; fix them (`postbud config check` lists them)",
                   highlight=False, markup=False)
         raise typer.Exit(1)
-    logs.configure(cfg.logging.level, cfg.logging.format)
-    # Before the daemon's modules are imported: the parse workers' own start (a fork server importing
-    # the parsers, then the forks) takes that long too, and runs beside it on the other core.
-    from postbud.parsing import start_parse_workers
-
-    start_parse_workers(cfg)
-    return cfg
