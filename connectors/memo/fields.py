@@ -91,18 +91,21 @@ RESERVATION_KEYS = (
 )
 
 
-def text_of(parent: Node | None, *path: str) -> str | None:
-    """The stripped text at `path` (qualified names) below `parent`, or None when absent or empty."""
-    node = parent
-    for tag in path:
-        if node is None:
-            return None
-        found = node.kids.get(tag)
-        node = found[0] if found else None
-    if node is None:
+def text_of(parent: Node | None, tag: str, *below: str) -> str | None:
+    """The stripped text at `tag/below...` (qualified names) below `parent`, or None when absent or empty."""
+    if parent is None:
         return None
-    value = (node.text or "").strip()
-    return value or None
+    found = parent.kids.get(tag)  # most reads are one step, and many find nothing
+    if not found:
+        return None
+    node = found[0]
+    for tag in below:
+        found = node.kids.get(tag)
+        if not found:
+            return None
+        node = found[0]
+    text = node.text
+    return (text.strip() or None) if text else None
 
 
 def read_leaves(parent: Node | None, leaves: tuple[Leaf, ...]) -> dict[str, str]:
