@@ -1,6 +1,6 @@
 """The connector contract: how postbud talks to any mailbox provider.
 
-Error tree (what the caller must do, not what went wrong)::
+Error tree (what the caller must do, not what went wrong; `connectors.errors`)::
 
     ConnectorError
     ├── TransientError      retry later (network, timeouts, 5xx, 429); `retry_after` when the provider said
@@ -24,38 +24,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+# The error tree lives in a module of its own (see there); named here too, as part of the contract.
+from connectors.errors import AuthError as AuthError
+from connectors.errors import ConfigurationError as ConfigurationError
+from connectors.errors import ConnectorError as ConnectorError
+from connectors.errors import PermanentError as PermanentError
+from connectors.errors import TransientError as TransientError
 from core.domain import NormalizedMessage
-
-
-class ConnectorError(Exception):
-    """Base of every error a connector raises."""
-
-
-class TransientError(ConnectorError):
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class AuthError(ConnectorError):
-    """Credentials are missing, wrong, expired or revoked; a person must act."""
-
-
-class ConfigurationError(ConnectorError):
-    """The provider accepted the credentials, but the settings do not pick what it offers (no match,
-    or more than one); the message names what it saw, so the operator can fix the configuration."""
-
-
-class PermanentError(ConnectorError):
-    """One message is unusable (malformed, refused by the provider for good).
-
-    `raw` carries the original bytes when the connector has them, so the message is quarantined
-    with its evidence instead of lost.
-    """
-
-    def __init__(self, message: str, *, raw: bytes | None = None) -> None:
-        super().__init__(message)
-        self.raw = raw
 
 
 class Capability(StrEnum):

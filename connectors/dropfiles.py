@@ -18,7 +18,7 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from connectors.base import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
 from core.domain import NormalizedMessage, content_json
 
 # How long a file's status must have stood still before its hash for its identity to stand for its

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
 
-from connectors.base import PermanentError
+from connectors.errors import PermanentError
 from connectors.text import extract_text
 from core.domain import Document, DocumentKind, File, MessageType, NormalizedMessage, Party
 

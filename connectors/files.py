@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from connectors.base import PermanentError
+from connectors.errors import PermanentError
 from connectors.email import parse_eml
 from connectors.memo import parse_memo
 from core.domain import NormalizedMessage

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from connectors.base import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
 from connectors.parse_worker import Budget, BudgetExceeded, Closed, Worker
 from core.metrics import IN_FLIGHT
 

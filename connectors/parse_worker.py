@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from connectors.base import PermanentError, TransientError
+from connectors.errors import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import PermanentError
+from connectors.errors import PermanentError
 
 
 class MemoError(PermanentError):
