@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
@@ -130,8 +131,18 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
+    def __init__(self, client: httpx.AsyncClient | Callable[[], httpx.AsyncClient]) -> None:
+        # A factory is called at the first send: loading the trust store would cost every start of the
+        # daemon ~20 ms, and most runs send nothing by webhook.
+        self._client = client if isinstance(client, httpx.AsyncClient) else None
+        self._make = client if not isinstance(client, httpx.AsyncClient) else None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            assert self._make is not None
+            self._client = self._make()
+        return self._client
 
     async def send(self, item: Outbound) -> Sent:
         target, kind = item.recipient.webhook, item.recipient.key_kind
@@ -145,11 +156,12 @@ class WebhookChannel:
             sealed=target.envelope == "sealed",
         )
         secret = resolve_secret(target.secret)
-        status = await post_webhook(self._client, target.url, body, secret)
+        status = await post_webhook(self.client, target.url, body, secret)
         return Sent(f"HTTP {status}", None)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
 
 
 def _files_with_text(item: Outbound) -> tuple[File, ...]:
@@ -184,6 +196,6 @@ def build_channels(settings: DeliverySettings) -> Mapping[str, Channel]:
     if "post" in settings.channels and settings.post is not None:
         channels["post"] = PostChannel(post_client(settings.post), settings.post)
     if "webhook" in settings.channels:
-        client = webhook_client(ca_file=settings.webhook_ca_file, timeout=settings.webhook_timeout_seconds)
-        channels["webhook"] = WebhookChannel(client)
+        channels["webhook"] = WebhookChannel(functools.partial(
+            webhook_client, ca_file=settings.webhook_ca_file, timeout=settings.webhook_timeout_seconds))
     return channels
