@@ -1,15 +1,6 @@
 """The connector contract: how postbud talks to any mailbox provider.
 
-Error tree (what the caller must do, not what went wrong; `connectors.errors`)::
-
-    ConnectorError
-    ├── TransientError      retry later (network, timeouts, 5xx, 429); `retry_after` when the provider said
-    ├── AuthError           stop polling this mailbox until its credentials change
-    ├── ConfigurationError  the settings name something the provider does not offer (a mailbox, a
-    │                       folder): stop polling until the configuration changes; the message lists
-    │                       what the provider does offer
-    └── PermanentError      this one message can never be processed: quarantine it, go on with the rest
-
+Errors are the tree in `connectors.errors` (what the caller must do, not what went wrong).
 Third-party exceptions (httpx, ssl, lxml, ...) are translated into this tree inside the connector;
 nothing else leaves `connectors/`.
 """
