@@ -34,7 +34,6 @@ GONE = "message content is gone (purged)"
 class Order:
     """One outbox row that passed its checks, to read and compose."""
 
-    message_id: str  # also the trace id
     token: str
     recipient: Recipient
     key: bytes
@@ -154,7 +153,7 @@ class Preparer:
         if problem is not None or key is None:
             return problem or "no key material", None
         notification = self.routes.get(job.organisation, recipient, job.channel)
-        return None, Order(job.message_id, delivery_token(job.idempotency_key), recipient, key, notification)
+        return None, Order(delivery_token(job.idempotency_key), recipient, key, notification)
 
     def _key(self, recipient: Recipient, uploaded: bytes | None) -> tuple[bytes | None, KeyStatus]:
         kind, path = recipient.key_kind, recipient.key_path
