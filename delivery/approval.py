@@ -229,7 +229,7 @@ def confirm(store: Store, token: str, *, directory: RecipientsFile | None = None
         record(session, None, "recipient_confirmed", actor=actor,
                detail={"organisation": row.organisation_cvr, "recipient": row.recipient})
         recipient = _listed(directory, row)
-        if recipient is not None and _same_address(row, recipient) and address_problem(recipient) is None:
+        if recipient is not None and _same_address(row.email, recipient) and address_problem(recipient) is None:
             status = _check(recipient, trust_store, when)
             if status.valid:
                 approve_row(session, row, recipient, status, actor=actor, now=when)
@@ -245,11 +245,7 @@ def _listed(directory: RecipientsFile | None, row: RecipientApproval) -> Recipie
         return None
 
 
-def _same_address(row: RecipientApproval, recipient: Recipient) -> bool:
-    return _confirmed_address(row.email, recipient)
-
-
-def _confirmed_address(confirmed: str | None, recipient: Recipient) -> bool:
+def _same_address(confirmed: str | None, recipient: Recipient) -> bool:
     if recipient.email is None or confirmed is None:
         return recipient.email is None  # a webhook recipient has no address to confirm
     return recipient.email.lower() == confirmed.lower()
@@ -285,7 +281,7 @@ def approve(store: Store, directory: RecipientsFile, org: str, rid: str, *, acto
             row = row or RecipientApproval(organisation_cvr=org, recipient=rid)
             row.confirmed_at, row.revoked_at = when, None
             row.status = A.CONFIRMED
-        if not _same_address(row, recipient) and not vouch:
+        if not _same_address(row.email, recipient) and not vouch:
             raise ApprovalError(f"{rid} confirmed {row.email}, but the recipients file now says "
                                 f"{recipient.email}; invite the new address")
         row.email, row.actor = recipient.email, actor
@@ -320,7 +316,7 @@ def admission(session: Session, org: str, recipient: Recipient, status: KeyStatu
         return f"recipient {recipient.id} is revoked"
     if row.status == A.INVITED:
         return f"recipient {recipient.id} has not confirmed the invitation"
-    if not _same_address(row, recipient):
+    if not _same_address(row.email, recipient):
         return f"recipient {recipient.id}'s address changed since confirmation; invite again"
     if not status.valid:
         return f"recipient {recipient.id}'s key is not usable: {status.reason}"
@@ -352,7 +348,7 @@ def admitted_as_is(connection: Connection, org: str, recipient: Recipient, statu
     if found is None:
         return False
     state, confirmed, bound = found
-    return (state == A.APPROVED and bound is not None and _confirmed_address(confirmed, recipient)
+    return (state == A.APPROVED and bound is not None and _same_address(confirmed, recipient)
             and bound == _fingerprint(recipient, key))
 
 
