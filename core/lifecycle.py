@@ -131,6 +131,11 @@ def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack
     CPR-like numbers in the reason and the detail's text are masked: a sender controls file names,
     titles and field values that reasons quote, and the trace is kept in clear for searching.
     """
+    return _columns(message_id, kind, actor, fields, _encoded(fields.get("detail") or {}))
+
+
+def _columns(message_id: str | None, kind: str, actor: str, fields: EventFields, detail: Any) -> dict[str, Any]:
+    """A trace event's columns with `detail` as given (masked already), its reason masked."""
     reason = fields.get("reason")
     return {
         "message_id": message_id,
@@ -138,7 +143,7 @@ def event_row(message_id: str | None, kind: str, *, actor: str, **fields: Unpack
         "kind": kind,
         "actor": actor,
         "reason": mask_cpr(reason) if reason is not None else None,
-        "detail": _encoded(fields.get("detail") or {}),
+        "detail": detail,
         "from_status": fields.get("from_status"),
         "to_status": fields.get("to_status"),
     }
@@ -170,8 +175,8 @@ def insert_events(session: Session, rows: list[dict[str, Any]]) -> None:
 def record(session: Session, message_id: str | None, kind: str, *, actor: str,
            **fields: Unpack[EventFields]) -> TraceEvent:
     """Add a trace event to the session (committed with the caller's transaction); masked as `event_row`."""
-    row = event_row(message_id, kind, actor=actor, **fields)
-    event = TraceEvent(**{**row, "detail": json.loads(row["detail"])})
+    # the detail as a dict, masked: the ORM encodes it (not encoded by `event_row` and decoded again)
+    event = TraceEvent(**_columns(message_id, kind, actor, fields, _masked(fields.get("detail") or {})))
     session.add(event)
     return event
 
