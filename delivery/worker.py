@@ -52,21 +52,14 @@ class _Run:
 
     def __init__(self, store: Store, config: Config, directory: RecipientsFile | None, metrics: Metrics,
                  channels: Mapping[str, Channel], owner: str, now: dt.datetime, pauses: ChannelPauses) -> None:
-        self.store, self.settings, self.directory = store, config.delivery, directory
-        self.metrics, self.channels, self.owner, self.now = metrics, channels, owner, now
-        self.config = config
+        self.settings, self.channels, self.config = config.delivery, channels, config
         self.invitations: list[Invitation] = []  # new confirmation codes, mailed after their commit
-        self.pauses = pauses
         self.days_left: dict[str, int] = {}
         self.lanes = Lanes(store, config.delivery, metrics, channels, pauses, owner=owner, now=now,
                            after_hold=self._send_invitations)
-        self.routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
-        self.preparer = Preparer(store, config.delivery, self.routes, directory, channels, now, pauses,
+        routes = RouteCache(store, config, now)  # notice and digest recipients' own settings
+        self.preparer = Preparer(store, config.delivery, routes, directory, channels, now, pauses,
                                  invitations=self.invitations, days_left=self.days_left)
-
-    def prepare(self, jobs: list[Job]) -> list[_Ready]:
-        """The checks, the content and the encrypted message for a chunk of rows (run in a worker thread)."""
-        return self.preparer.prepare(jobs)
 
     async def _send_invitations(self) -> None:
         """Mail the confirmation codes a changed key called for, over the e-mail channel's TLS sender."""
@@ -116,7 +109,7 @@ async def deliver_pending(store: Store, config: Config, directory: RecipientsFil
 
     async def preparing() -> None:
         for first in range(0, len(jobs), CHUNK):
-            for item in await asyncio.to_thread(run.prepare, jobs[first:first + CHUNK]):
+            for item in await asyncio.to_thread(run.preparer.prepare, jobs[first:first + CHUNK]):
                 ready.put_nowait(item)
         for _ in range(width):
             ready.put_nowait(None)
