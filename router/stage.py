@@ -62,27 +62,11 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
     (FOR UPDATE SKIP LOCKED) and decided in the transaction: instances sharing the database take
     different groups, none decides a letter another one routes, and none waits for another.
     """
-    while True:
-        decided: dict[str, Decision | str] = {}
-        if store.is_sqlite:
-            with store.read() as session:
-                read = _read_group(session.connection(), limit)
-            if not read[0]:
-                return 0
-            decided = _decide_all(store, decider, *read)
-        with store.transaction(immediate=True) as session:
-            connection = session.connection()
-            if store.is_sqlite:
-                letters, mailboxes = _still_collected(connection, read[0]), read[1]
-            else:
-                letters, mailboxes = _read_group(connection, limit)
-                decided = _decide_all(store, decider, letters, mailboxes)
-            if not letters:
-                if decided:
-                    continue  # every one of them moved on meanwhile: the next ones
-                return 0
-            outcomes = _write_group(session, letters, decided, directory, channels)
-        break
+    outcomes = None
+    while outcomes is None:  # every letter read moved on before the write took them: the next ones
+        outcomes = _route_group(store, decider, limit, directory, channels)
+    if not outcomes:
+        return 0
     counts: Counter[str] = Counter()
     for message_id, decision, provider in outcomes:
         if decision is None:
@@ -96,6 +80,27 @@ def route_batch(store: Store, decider: Decider, metrics: Metrics, *, directory: 
         log.debug("message %s id=%s by=%s", decision.action.value, message_id, decision.decided_by)
     log.info("routed a group of %d: %s", len(outcomes), ", ".join(f"{n} {what}" for what, n in sorted(counts.items())))
     return len(outcomes)
+
+
+def _route_group(store: Store, decider: Decider, limit: int, directory: RecipientResolver | None,
+                 channels: Collection[str] | None) -> list[tuple[str, Decision | None, str]] | None:
+    """One group read, decided and written (`route_batch`): each letter's outcome, none when no letter
+    is collected, or None when every one read moved on before the write transaction (SQLite only)."""
+    if not store.is_sqlite:
+        with store.transaction() as session:
+            letters, mailboxes = _read_group(session.connection(), limit)
+            if not letters:
+                return []
+            return _write_group(session, letters, _decide_all(store, decider, letters, mailboxes),
+                                directory, channels)
+    with store.read() as session:
+        letters, mailboxes = _read_group(session.connection(), limit)
+    if not letters:
+        return []
+    decided = _decide_all(store, decider, letters, mailboxes)
+    with store.transaction(immediate=True) as session:
+        still = _still_collected(session.connection(), letters)
+        return _write_group(session, still, decided, directory, channels) if still else None
 
 
 def _read_group(connection: Connection, limit: int) -> tuple[list[Collected], dict[int, str]]:

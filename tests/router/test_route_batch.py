@@ -225,3 +225,33 @@ def test_instances_routing_side_by_side_route_each_letter_once(make_config: Make
     finally:
         first.store.dispose()
         second.store.dispose()
+
+
+class MoveTheGroupOnWhileDeciding(RouteOrBreak):
+    """Routes to finance; deciding "Brev 0", another writer quarantines it and "Brev 1" meanwhile."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def decide(self, facts: Facts) -> Decision:
+        if facts.message.title == "Brev 0":
+            with self.runtime.store.transaction() as session:
+                group = session.exec(select(Message).where(col(Message.title).in_(["Brev 0", "Brev 1"]))).all()
+                move(session, list(group), MessageStatus.QUARANTINED, kind="quarantined", actor="test", reason="moved")
+        return super().decide(facts)
+
+
+# SQLite only, as the test above
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_group_another_writer_moves_on_entirely_while_it_is_decided_gives_way_to_the_next(
+    runtime: Runtime
+) -> None:
+    # GIVEN three letters, the first two (a group of two) moved on by another writer while they are decided
+    _letters(runtime, ["Brev 0", "Brev 1", "Brev 2"])
+    # WHEN a group is routed
+    taken = route_batch(runtime.store, MoveTheGroupOnWhileDeciding(runtime), Metrics(), limit=2)
+    # THEN the call goes on to the next group: the third letter is routed, the two keep the other writer's move
+    with runtime.store.read() as session:
+        statuses = {m.title: m.status for m in session.exec(select(Message))}
+    assert taken == 1
+    assert statuses == {"Brev 0": "quarantined", "Brev 1": "quarantined", "Brev 2": "routed"}
