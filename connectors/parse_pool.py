@@ -262,10 +262,8 @@ class ParsePool:
     def _lost(self, slot: _Slot) -> None:
         """The worker's socket ended: it died (idle, or on its letter)."""
         call = self._finish(slot)
-        self._retire(slot, reap=False)
-        if call is None:
-            threading.Thread(target=slot.worker.kill, daemon=True).start()
-        else:
+        self._retire(slot, reap=call is None)  # a crash on a letter is reaped by `_after_crash`, which asks how
+        if call is not None:
             crash = asyncio.ensure_future(self._after_crash(slot.worker, call))
             self._crashes.add(crash)
             crash.add_done_callback(self._crashes.discard)
