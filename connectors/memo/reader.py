@@ -281,9 +281,10 @@ def _documents(body: Node | None) -> tuple[Document, ...]:
 
 def _file(element: Node) -> File:
     content = element.first(_m("content"))
-    data = b"" if content is None else content.data
-    if data is None:  # validation decodes the content unless comments split its text
-        data = decode_base64(content.text or "") if content is not None else b""
+    if content is None:
+        data = b""
+    else:  # validation decoded the content, unless comments split its text
+        data = content.data if content.data is not None else decode_base64(content.text or "")
     return File(
         name=text_of(element, _m("filename")) or "",
         media_type=text_of(element, _m("encodingFormat")) or "application/octet-stream",

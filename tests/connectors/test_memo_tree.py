@@ -42,3 +42,20 @@ def test_the_validated_tree_indexes_every_element_as_lxml_finds_it(shared_dir: P
     tree = validate(root, version)
     # THEN every element of the document is in the tree, its children indexed as find/findall see them
     assert _walk(tree) == sum(1 for e in root.iter() if isinstance(e.tag, str))
+
+
+def test_an_attachment_split_by_a_comment_is_decoded_by_the_reader_to_the_same_bytes(shared_dir: Path) -> None:
+    # GIVEN a letter with an attachment, and the same letter with a comment after its base64 content
+    from connectors.memo import parse_memo
+
+    raw = (shared_dir / "memo" / "v1.2" / "MeMo_with_attachment.xml").read_bytes()
+    root = safexml.parse(raw)
+    content = root.find(".//{https://DigitalPost.dk/MeMo-1}content")
+    assert content is not None
+    content.append(etree.Comment("note"))
+    commented = etree.tostring(root, xml_declaration=True, encoding="UTF-8")
+    # WHEN both are read (validation leaves the commented content to the reader to decode)
+    plain, split = parse_memo(raw), parse_memo(commented)
+    # THEN the attachment's bytes are the same
+    files = [f.content for f in plain.files()]
+    assert files and all(files) and [f.content for f in split.files()] == files
