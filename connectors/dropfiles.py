@@ -56,7 +56,7 @@ def _read(fd: int, limit: int, size: int) -> bytes:
     left = limit
     want = min(left, size + 1)
     while left > 0:
-        chunk = os.read(fd, max(1, min(left, want)))
+        chunk = os.read(fd, min(left, want))  # never 0: left > 0 and want >= 1
         if not chunk:
             break
         chunks.append(chunk)
