@@ -56,7 +56,7 @@ class _Job:
 
     def wait(self, timeout: float) -> bool:
         """Is the reader through with it within `timeout` seconds? (Any thread, any number of times.)"""
-        if not (self.done.acquire(timeout=timeout) if timeout > 0 else self.done.acquire(False)):
+        if not self.done.acquire(timeout=max(timeout, 0.0)):  # 0: a look without waiting
             return False
         self.done.release()  # still released for the next look
         return True
