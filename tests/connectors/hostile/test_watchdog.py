@@ -225,3 +225,19 @@ async def test_calls_from_a_second_event_loop_are_served(pool: watchdog.ParsePoo
         stop.set()
         thread.join(10)
         loop.close()
+
+
+def test_the_workers_fork_server_imports_the_parsers_without_pydantic() -> None:
+    # GIVEN the modules the fork server preloads for every worker
+    import subprocess
+    import sys
+
+    from connectors.parse_pool import _PRELOAD
+
+    # WHEN they are imported in a fresh interpreter
+    probe = (f"import importlib, sys\nfor name in {_PRELOAD!r}:\n    importlib.import_module(name)\n"
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'sqlalchemy', 'sqlmodel')))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    # THEN neither pydantic nor the database layers come with them (connectors.errors, not connectors.base,
+    # gives the parsers their errors): each worker's start stays short
+    assert done.stdout.strip() == "[]"
