@@ -59,3 +59,23 @@ def test_an_attachment_split_by_a_comment_is_decoded_by_the_reader_to_the_same_b
     # THEN the attachment's bytes are the same
     files = [f.content for f in plain.files()]
     assert files and all(files) and [f.content for f in split.files()] == files
+
+
+def _shape(node: Node) -> tuple[object, ...]:
+    return (node.element.tag, node.text, node.data,
+            tuple((tag, tuple(_shape(kid) for kid in kids)) for tag, kids in node.kids.items()))
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_the_in_order_walk_builds_the_tree_the_particle_walk_builds(
+        shared_dir: Path, sample: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN an official sample, validated the quick way (children walked against the sequence)
+    from connectors.memo import validate as validation
+
+    root = safexml.parse((shared_dir / "memo" / sample).read_bytes())
+    version = "1.2" if sample.startswith("v1.2") else "1.1"
+    quick = _shape(validate(root, version))
+    # WHEN it is validated again with every sequence matched particle by particle
+    monkeypatch.setattr(validation, "_in_order", lambda ctype, tags: None)
+    # THEN the trees are the same
+    assert _shape(validate(root, version)) == quick
