@@ -1,10 +1,11 @@
 """The collector's daemon-side work for N drop-folder letters, step by step in one thread: CPU per letter.
 
-The letters are parsed once beforehand (the parse workers' part is not measured here); then each
-step the daemon does per letter is timed on its own with `time.process_time`: the drop folder's scan
-(SHA-256 of each file), reading a file, the parse call's pickles (arguments out, parsed letter back),
-storing groups of 50 (`save_group`, SQLite), recording the acknowledgements, deleting the originals,
-and the log lines a collected letter writes. The parts add up to what one collect costs the daemon
+The letters are read and parsed once beforehand, as the parse workers do (`read_and_parse`: the file,
+the letter and its content JSON; not measured here); then each step the daemon does per letter is
+timed on its own with `time.process_time`: the drop folder's scan (SHA-256 of each file), the parse
+call's pickles (the file's path out; its bytes, the parsed letter and its content JSON back), storing
+groups of 50 (`save_group`, SQLite), recording the acknowledgements, deleting the originals, and the
+log lines a collected letter writes. The parts add up to what one collect costs the daemon
 besides its event loop's hops:
 
     .venv/bin/python -m bench.collect_parts [--letters 2000] [--profile STEP out.prof]
@@ -37,7 +38,7 @@ def main() -> None:
     from collector.storing import Collect, save_group
     from connectors.base import Fetched, MessageRef
     from connectors.files import parse_message_file
-    from connectors.dropfiles import read_regular
+    from connectors.dropfiles import read_and_parse
     from connectors.folder import FolderConnector, FolderSettings
     from core.configfile import load_config
     from core.logs import configure, correlation_id
@@ -74,16 +75,19 @@ def main() -> None:
             return out
 
         refs: list[MessageRef] = step("scan", connector._scan)
-        raws = step("read", lambda: [read_regular(drop / ref.handle, 1 << 26)[0] for ref in refs])
-        messages = [parse_message_file(raw, ref.handle) for raw, ref in zip(raws, refs, strict=True)]
-        sizes = [len(pickle.dumps(m, protocol=pickle.HIGHEST_PROTOCOL)) for m in messages]
-        print(f"  (a parsed letter pickles to {sum(sizes) / n / 1024:.1f} KB, its file is "
-              f"{sum(map(len, raws)) / n / 1024:.1f} KB)")
-        step("pickle-args", lambda: [pickle.loads(pickle.dumps((parse_message_file, (raw, ref.handle)), protocol=5))
-                                     for raw, ref in zip(raws, refs, strict=True)])
-        step("pickle-back", lambda: [pickle.loads(pickle.dumps(("ok", m, False), protocol=5)) for m in messages])
-        fetched = [Fetched(ref=ref, raw=raw, raw_media_type="application/xml", message=m)
-                   for ref, raw, m in zip(refs, raws, messages, strict=True)]
+        limit = 1 << 26
+        # what the parse worker sends back for each letter: its bytes, the letter, its content JSON
+        done = [read_and_parse(parse_message_file, str(drop / ref.handle), limit, limit) for ref in refs]
+        sizes = [len(pickle.dumps(d, protocol=pickle.HIGHEST_PROTOCOL)) for d in done]
+        print(f"  (a parse worker's reply pickles to {sum(sizes) / n / 1024:.1f} KB, the file is "
+              f"{sum(len(raw) for raw, _, _ in done) / n / 1024:.1f} KB)")
+        step("pickle-args", lambda: [pickle.loads(pickle.dumps(
+            (read_and_parse, (parse_message_file, str(drop / ref.handle), limit, limit), True),
+            pickle.HIGHEST_PROTOCOL)) for ref in refs])
+        step("pickle-back", lambda: [pickle.loads(pickle.dumps(("ok", d, False), pickle.HIGHEST_PROTOCOL))
+                                     for d in done])
+        fetched = [Fetched(ref=ref, raw=raw, raw_media_type="application/xml", message=m, document=document)
+                   for ref, (raw, m, document) in zip(refs, done, strict=True)]
 
         def store_all() -> None:
             state["known"] = []
