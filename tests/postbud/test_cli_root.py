@@ -47,3 +47,22 @@ def test_the_command_is_the_first_word_that_is_no_root_option_or_its_value(args:
 def test_help_and_mistakes_get_every_command() -> None:
     assert commands(app_for(["--help"])) == commands(app)
     assert commands(app_for(["no-such-command"])) == commands(app)
+
+
+def test_run_loads_neither_the_console_nor_the_http_stack_nor_what_main_keeps_out() -> None:
+    """Start-up: `run` prints nothing when its configuration is sound, so rich stays unloaded (the
+    consoles are made at their first use, postbud/cli/common.py); `run --once` serves no HTTP, so
+    starlette stays unloaded (postbud/runtime.py); httpx's own CLI and trio are kept out by `main`."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from postbud.cli import _UNUSED_MODULES\n"
+             "for name in _UNUSED_MODULES: sys.modules.setdefault(name, None)\n"
+             "from postbud.cli.root import app_for\n"
+             "app_for(['run', '--once'])\n"
+             "import core.logs, postbud.parsing, postbud.preflight, postbud.service\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules if sys.modules[m] is not None}))\n")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    for absent in ("rich", "starlette", "pygments", "trio"):
+        assert f"'{absent}'" not in loaded
