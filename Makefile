@@ -7,7 +7,7 @@ CONFIG ?= config.example.toml
 
 .PHONY: run test test-fast venv compile bench clean
 
-# The project's own modules compiled ahead: with PYTHONDONTWRITEBYTECODE set (as on CI) every start
+# The project's own modules compiled ahead: with PYTHONDONTWRITEBYTECODE set (as on this team's machines) every start
 # would otherwise compile them from source again (0.12 s of `postbud run`'s start-up). A module edited
 # later is compiled in memory until the next `make venv` or `make compile` (Python checks the source's
 # time against the .pyc's, so a stale one is never used).

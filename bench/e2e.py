@@ -308,6 +308,8 @@ def main() -> None:
         parser.error("--instances, --folders and --claim-batch must be at least 1, --letters not negative")
     if args.instances > 1 and not (args.database or "").startswith(("postgresql:", "postgres:")):
         parser.error("--instances above 1 needs --database postgresql://... (SQLite serves one instance)")
+    if args.gil and args.spy is None:
+        parser.error("--gil samples with py-spy: give --py-spy FILE too")
     relay, relay_ca, sink_log = args.relay, args.relay_ca, None
     if relay == "postfix":
         from bench import postfix_relay
